@@ -1,0 +1,19 @@
+//! Lambda wiring for `ingest`: clients built once per execution environment, then the runtime
+//! loop. All logic lives in the library.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use vigil_ingest::{IngestConfig, handle_event};
+use vigil_shared::{CloudWatchSink, init_tracing, sdk_config};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_tracing();
+    let config = IngestConfig::from_env()?;
+    let sink = CloudWatchSink::from_conf(&sdk_config().await);
+    let (sink, config) = (&sink, &config);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle_event(sink, config, event.payload, chrono::Utc::now()).await
+    }))
+    .await
+}

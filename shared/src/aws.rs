@@ -1,0 +1,41 @@
+//! AWS SDK set-up, done once per execution environment (outside the handler).
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// Environment variable that points every AWS client at another endpoint (a local emulator).
+/// Unset in production, where the SDK resolves the regional endpoints itself.
+pub const ENDPOINT_ENV: &str = "VIGIL_AWS_ENDPOINT_URL";
+
+/// Loads the SDK configuration: region and credentials from the standard chain (the Lambda
+/// environment in production), and the endpoint override from [`ENDPOINT_ENV`] when set.
+pub async fn sdk_config() -> SdkConfig {
+    let endpoint = std::env::var(ENDPOINT_ENV).ok().filter(|v| !v.is_empty());
+    sdk_config_with_endpoint(endpoint.as_deref()).await
+}
+
+/// [`sdk_config`] with an explicit endpoint override.
+pub async fn sdk_config_with_endpoint(endpoint: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+/// An S3 client; with an endpoint override it addresses buckets by path (`host/bucket/key`),
+/// which local emulators need since they cannot serve a DNS name per bucket.
+pub fn s3_client(conf: &SdkConfig) -> aws_sdk_s3::Client {
+    let builder =
+        aws_sdk_s3::config::Builder::from(conf).force_path_style(conf.endpoint_url().is_some());
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// Reads a required environment variable, with an error that names it.
+pub fn required_env(name: &str) -> crate::Result<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(crate::Error::Config(format!(
+            "environment variable {name} is not set"
+        ))),
+    }
+}
