@@ -1,25 +1,29 @@
 //! Vigil's common crate: the metric model, AWS client set-up, the CloudWatch sink, the SNS
 //! notifier, the S3 object store, configuration loading, tracing and the error type.
 //!
-//! AWS capabilities sit behind small traits ([`MetricSink`], [`Notifier`], [`ObjectStore`])
-//! with one implementation each on the AWS SDK, so that the functions' logic is plain code
+//! AWS capabilities sit behind small traits ([`MetricSink`], [`Notifier`], [`ObjectStore`]
+//! and [`MetricReader`]) with one implementation each on the AWS SDK, so that the functions' logic is plain code
 //! generic over them.
 
 pub mod aws;
 pub mod config;
+pub mod duration;
 pub mod error;
 pub mod limits;
 pub mod metric;
 pub mod notify;
+pub mod reader;
 pub mod sink;
 pub mod store;
 pub mod tracing_init;
 
 pub use aws::sdk_config;
 pub use config::ConfigSource;
+pub use duration::Span;
 pub use error::{Error, Result};
 pub use metric::{Datum, Dimension, Rejection, Unit};
 pub use notify::{Notification, Notifier, SnsNotifier};
+pub use reader::{CloudWatchReader, MetricReader, StatQuery};
 pub use sink::{CloudWatchSink, MetricSink, PutOutcome};
 pub use store::{ObjectInfo, ObjectStore, S3Store};
 pub use tracing_init::init_tracing;

@@ -1,1 +1,30 @@
-fn main() {}
+//! Lambda wiring for `alert`: configuration and clients built once per execution environment,
+//! then the runtime loop. All logic lives in the library.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use vigil_alert::{AlertConfig, handle_scheduled};
+use vigil_shared::{CloudWatchReader, S3Store, SnsNotifier, init_tracing, sdk_config};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_tracing();
+    let config = AlertConfig::from_env()?;
+    let conf = sdk_config().await;
+    let reader = CloudWatchReader::from_conf(&conf);
+    let notifier = SnsNotifier::from_conf(&conf);
+    let store = S3Store::from_conf(&conf);
+    let (reader, notifier, store, config) = (&reader, &notifier, &store, &config);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle_scheduled(
+            reader,
+            notifier,
+            store,
+            config,
+            &event.payload,
+            chrono::Utc::now(),
+        )
+        .await
+    }))
+    .await
+}

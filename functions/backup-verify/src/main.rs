@@ -1,1 +1,19 @@
-fn main() {}
+//! Lambda wiring for `backup-verify`: configuration and clients built once per execution
+//! environment, then the runtime loop. All logic lives in the library.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use vigil_backup_verify::{VerifyConfig, handle_scheduled};
+use vigil_shared::{S3Store, init_tracing, sdk_config};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_tracing();
+    let config = VerifyConfig::from_env()?;
+    let store = S3Store::from_conf(&sdk_config().await);
+    let (store, config) = (&store, &config);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle_scheduled(store, config, &event.payload, chrono::Utc::now()).await
+    }))
+    .await
+}
