@@ -9,7 +9,8 @@ use vigil_shared::{CloudWatchReader, S3Store, SnsNotifier, init_tracing, sdk_con
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    let config = AlertConfig::from_env()?;
+    let config =
+        AlertConfig::from_env().inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let conf = sdk_config().await;
     let reader = CloudWatchReader::from_conf(&conf);
     let notifier = SnsNotifier::from_conf(&conf);

@@ -9,7 +9,8 @@ use vigil_shared::{S3Store, init_tracing, sdk_config};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    let config = VerifyConfig::from_env()?;
+    let config =
+        VerifyConfig::from_env().inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let store = S3Store::from_conf(&sdk_config().await);
     let (store, config) = (&store, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

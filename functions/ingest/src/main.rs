@@ -9,7 +9,8 @@ use vigil_shared::{CloudWatchSink, init_tracing, sdk_config};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    let config = IngestConfig::from_env()?;
+    let config =
+        IngestConfig::from_env().inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let sink = CloudWatchSink::from_conf(&sdk_config().await);
     let (sink, config) = (&sink, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

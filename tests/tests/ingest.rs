@@ -1,0 +1,212 @@
+//! `ingest` end to end: the real bootstrap behind a local Runtime API, CloudWatch in the local
+//! emulator. Every test reads back from the emulator what the function wrote.
+
+use chrono::{Duration, DurationRound, Utc};
+use serde_json::json;
+use vigil_e2e::{
+    Function, LocalAws, binary, http_response, json_push_event, sample_push, stamp_push, unique,
+};
+
+async fn ingest(aws: &LocalAws) -> Function {
+    Function::start(
+        "ingest",
+        &binary("ingest"),
+        &[("VIGIL_AWS_ENDPOINT_URL", aws.endpoint.as_str())],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn sample_push_lands_in_cloudwatch() {
+    let aws = LocalAws::connect().await;
+    let mut function = ingest(&aws).await;
+    let namespace = unique("Vigil/E2E");
+    let at = (Utc::now() - Duration::minutes(2))
+        .duration_trunc(Duration::minutes(1))
+        .expect("trunc");
+    let mut push = sample_push();
+    push["namespace"] = json!(namespace);
+    stamp_push(&mut push, at);
+
+    let response = function
+        .invoke(&json_push_event(&push))
+        .await
+        .expect_response();
+    let (status, body) = http_response(&response);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stored"], 2);
+    assert_eq!(response["headers"]["content-type"], "application/json");
+
+    let points = aws
+        .metric_points(
+            &namespace,
+            "latency",
+            &[("service", "checkout")],
+            "Sum",
+            60,
+            at - Duration::minutes(5),
+            at + Duration::minutes(5),
+        )
+        .await;
+    assert_eq!(points, vec![(at, 312.5)]);
+    let orders = aws
+        .metric_points(
+            &namespace,
+            "orders",
+            &[("service", "checkout")],
+            "Sum",
+            60,
+            at - Duration::minutes(5),
+            at + Duration::minutes(5),
+        )
+        .await;
+    assert_eq!(orders, vec![(at, 42.0)]);
+}
+
+#[tokio::test]
+async fn bad_entries_are_refused_and_the_valid_ones_stored() {
+    let aws = LocalAws::connect().await;
+    let mut function = ingest(&aws).await;
+    let namespace = unique("Vigil/E2E");
+    let at = (Utc::now() - Duration::minutes(2))
+        .duration_trunc(Duration::minutes(1))
+        .expect("trunc");
+    let stamp = at.to_rfc3339();
+    let push = json!({"namespace": namespace, "metrics": [
+        {"name": "good", "value": 7, "timestamp": stamp},
+        {"name": "nan", "value": "NaN", "timestamp": stamp},
+        {"name": "huge", "value": 1e300, "timestamp": stamp},
+        {"name": "ancient", "value": 1, "timestamp": "2020-01-01T00:00:00Z"},
+    ]});
+    let (status, body) = http_response(
+        &function
+            .invoke(&json_push_event(&push))
+            .await
+            .expect_response(),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["stored"], 1);
+    let reasons: Vec<&str> = body["rejected"]
+        .as_array()
+        .expect("rejected")
+        .iter()
+        .map(|r| r["reason"].as_str().expect("reason"))
+        .collect();
+    assert_eq!(reasons, ["malformed_metric", "out_of_range", "too_old"]);
+    assert!(
+        function
+            .logs()
+            .iter()
+            .any(|l| l.contains("metric entries rejected"))
+    );
+
+    let window = (at - Duration::minutes(5), at + Duration::minutes(5));
+    let good = aws
+        .metric_points(&namespace, "good", &[], "Sum", 60, window.0, window.1)
+        .await;
+    assert_eq!(good, vec![(at, 7.0)]);
+    let huge = aws
+        .metric_points(&namespace, "huge", &[], "Sum", 60, window.0, window.1)
+        .await;
+    assert!(huge.is_empty(), "{huge:?}");
+}
+
+#[tokio::test]
+async fn unreadable_requests_get_4xx_and_store_nothing() {
+    let aws = LocalAws::connect().await;
+    let mut function = ingest(&aws).await;
+    let mut event = json_push_event(&sample_push());
+    event["body"] = json!("{\"metrics\": [");
+    let (status, body) = http_response(&function.invoke(&event).await.expect_response());
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("malformed JSON push")
+    );
+
+    let mut event = json_push_event(&sample_push());
+    event["headers"]["content-type"] = json!("application/x-protobuf");
+    let (status, _) = http_response(&function.invoke(&event).await.expect_response());
+    assert_eq!(status, 415);
+
+    let mut event = json_push_event(&sample_push());
+    event["requestContext"]["http"]["method"] = json!("GET");
+    let (status, _) = http_response(&function.invoke(&event).await.expect_response());
+    assert_eq!(status, 405);
+
+    // The same process still serves a valid push afterwards.
+    let namespace = unique("Vigil/E2E");
+    let mut push = sample_push();
+    push["namespace"] = json!(namespace);
+    let at = (Utc::now() - Duration::minutes(2))
+        .duration_trunc(Duration::minutes(1))
+        .expect("trunc");
+    stamp_push(&mut push, at);
+    let (status, _) = http_response(
+        &function
+            .invoke(&json_push_event(&push))
+            .await
+            .expect_response(),
+    );
+    assert_eq!(status, 200);
+    let points = aws
+        .metric_points(
+            &namespace,
+            "orders",
+            &[("service", "checkout")],
+            "Sum",
+            60,
+            at - Duration::minutes(5),
+            at + Duration::minutes(5),
+        )
+        .await;
+    assert_eq!(points, vec![(at, 42.0)]);
+}
+
+#[tokio::test]
+async fn cloudwatch_unavailable_is_a_5xx_and_nothing_is_reported_stored() {
+    // A loopback port with nothing listening: every PutMetricData attempt is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let mut function = Function::start(
+        "ingest",
+        &binary("ingest"),
+        &[("VIGIL_AWS_ENDPOINT_URL", dead.as_str())],
+    )
+    .await;
+    let (status, body) = http_response(
+        &function
+            .invoke(&json_push_event(&sample_push()))
+            .await
+            .expect_response(),
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["stored"], 0);
+    assert!(
+        body["error"]
+            .as_str()
+            .expect("error")
+            .contains("PutMetricData"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn events_of_other_shapes_fail_the_invocation() {
+    let aws = LocalAws::connect().await;
+    let mut function = ingest(&aws).await;
+    let error = function
+        .invoke(&json!({"hello": "world"}))
+        .await
+        .expect_error();
+    assert_eq!(error["errorType"], "Vigil.InvalidInput");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .expect("message")
+            .contains("not a Function URL request")
+    );
+}
