@@ -132,6 +132,33 @@ pub fn notification(rule: &Rule, value: f64, at: DateTime<Utc>) -> Notification 
     }
 }
 
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Where one batched read starts: far enough back for the widest lookback, and on a boundary
+/// of every rule's period, so that CloudWatch's period buckets start on whole periods (12:05,
+/// not 12:05:21) whatever the second the run started at.
+pub fn read_start(rules: &[Rule], now: DateTime<Utc>) -> DateTime<Utc> {
+    let widest = rules
+        .iter()
+        .map(|r| r.lookback().seconds())
+        .max()
+        .unwrap_or(0);
+    let mut align: u64 = 1;
+    for r in rules {
+        let p = r.metric.period.seconds().max(1);
+        align = align / gcd(align, p) * p;
+        if align > 86_400 {
+            align = 86_400;
+            break;
+        }
+    }
+    let earliest = now.timestamp() - i64::try_from(widest).unwrap_or(i64::MAX / 2);
+    let align = i64::try_from(align).unwrap_or(86_400);
+    DateTime::from_timestamp(earliest.div_euclid(align) * align, 0).unwrap_or(now)
+}
+
 /// One rule's result in a run's summary.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RuleResult {
@@ -165,12 +192,7 @@ pub async fn run(
         .enumerate()
         .map(|(i, r)| query_for(r, i))
         .collect();
-    let widest = rules
-        .iter()
-        .map(|r| r.lookback().seconds())
-        .max()
-        .unwrap_or(0);
-    let start = now - Duration::seconds(i64::try_from(widest).unwrap_or(i64::MAX));
+    let start = read_start(rules, now);
     let fetched = reader.fetch(&queries, start, now).await?;
     let empty: Series = Vec::new();
     let mut results = Vec::with_capacity(rules.len());
@@ -346,6 +368,19 @@ groups:
             Some("HighLatency")
         );
         assert!(!attrs.contains_key("other"));
+    }
+
+    #[test]
+    fn reads_start_on_period_boundaries() {
+        let mut a = rule();
+        let mut b = rule();
+        a.metric.period = vigil_shared::Span(60);
+        b.metric.period = vigil_shared::Span(300);
+        b.lookback = Some(vigil_shared::Span(900));
+        let now = t("2026-11-25T08:07:21Z");
+        assert_eq!(read_start(&[a.clone()], now), t("2026-11-25T08:02:00Z"));
+        assert_eq!(read_start(&[a, b], now), t("2026-11-25T07:50:00Z"));
+        assert_eq!(read_start(&[], now), now);
     }
 
     #[test]
