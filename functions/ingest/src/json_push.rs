@@ -128,10 +128,7 @@ pub fn decode(
     let mut datums = Vec::with_capacity(raw.metrics.len());
     let mut rejected = Vec::new();
     for (index, entry) in raw.metrics.into_iter().enumerate() {
-        let name = entry
-            .get("name")
-            .and_then(|n| n.as_str())
-            .map(|n| truncate(n));
+        let name = entry.get("name").and_then(|n| n.as_str()).map(truncate);
         match decode_metric(entry, now) {
             Ok(datum) => datums.push(datum),
             Err((reason, detail)) => rejected.push(Rejected {
