@@ -8,6 +8,7 @@
 pub mod aws;
 pub mod config;
 pub mod duration;
+pub mod emf;
 pub mod error;
 pub mod limits;
 pub mod metric;
@@ -21,7 +22,7 @@ pub use aws::sdk_config;
 pub use config::ConfigSource;
 pub use duration::Span;
 pub use error::{Error, Result};
-pub use metric::{Datum, Dimension, Rejection, Unit};
+pub use metric::{Datum, Dimension, Rejection, Rejections, Unit};
 pub use notify::{Notification, Notifier, SnsNotifier};
 pub use reader::{CloudWatchReader, MetricReader, StatQuery};
 pub use sink::{CloudWatchSink, MetricSink, PutOutcome};

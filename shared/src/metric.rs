@@ -426,3 +426,72 @@ mod tests {
         }
     }
 }
+
+/// Rejections counted by reason, with one example detail each: what a decoder logs once per
+/// request and returns to the caller, so nothing is dropped silently and logs stay one line.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Rejections {
+    #[serde(flatten)]
+    by_reason: std::collections::BTreeMap<&'static str, Tally>,
+}
+
+/// How many were rejected for one reason, and the first one's detail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub count: usize,
+    pub example: String,
+}
+
+impl Rejections {
+    /// Counts one rejection; `detail` is built only for the first of its reason.
+    pub fn add(&mut self, reason: &'static str, detail: impl FnOnce() -> String) {
+        self.add_many(reason, 1, detail);
+    }
+
+    /// Counts `count` rejections of one reason.
+    pub fn add_many(
+        &mut self,
+        reason: &'static str,
+        count: usize,
+        detail: impl FnOnce() -> String,
+    ) {
+        if count == 0 {
+            return;
+        }
+        self.by_reason
+            .entry(reason)
+            .and_modify(|t| t.count += count)
+            .or_insert_with(|| Tally {
+                count,
+                example: detail(),
+            });
+    }
+
+    /// Counts a datum's [`Rejection`].
+    pub fn reject(&mut self, rejection: &Rejection, what: impl FnOnce() -> String) {
+        self.add(rejection.reason(), || format!("{}: {rejection}", what()));
+    }
+
+    pub fn total(&self) -> usize {
+        self.by_reason.values().map(|t| t.count).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_reason.is_empty()
+    }
+
+    pub fn count(&self, reason: &str) -> usize {
+        self.by_reason.get(reason).map_or(0, |t| t.count)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Tally)> {
+        self.by_reason.iter().map(|(r, t)| (*r, t))
+    }
+
+    /// Adds another tally into this one.
+    pub fn merge(&mut self, other: Rejections) {
+        for (reason, tally) in other.by_reason {
+            self.add_many(reason, tally.count, || tally.example);
+        }
+    }
+}

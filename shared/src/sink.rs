@@ -1,20 +1,23 @@
 //! Where metrics go: the [`MetricSink`] trait and its CloudWatch `PutMetricData` implementation,
 //! which fills each request up to the API limits.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Range;
 
 use aws_sdk_cloudwatch::primitives::DateTime as SdkDateTime;
 use aws_sdk_cloudwatch::types::{Dimension as SdkDimension, MetricDatum, StandardUnit};
 
-use crate::limits::{CW_MAX_DATUMS_PER_PUT, CW_MAX_PUT_BYTES};
-use crate::metric::Datum;
+use crate::limits::{CW_MAX_DATUMS_PER_PUT, CW_MAX_PUT_BYTES, CW_MAX_VALUES_PER_DATUM};
+use crate::metric::{Datum, Dimension, Unit};
 use crate::{Error, Result};
 
 /// What a sink stored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PutOutcome {
+    /// Samples stored (each input datum counts once, merged or not).
     pub datums: usize,
+    /// API requests made.
     pub requests: usize,
 }
 
@@ -28,16 +31,64 @@ pub trait MetricSink: Send + Sync {
     ) -> impl Future<Output = Result<PutOutcome>> + Send;
 }
 
+/// Samples of one series within one second, as one `MetricDatum`: its distinct values with
+/// how often each occurred (`Values`/`Counts`). CloudWatch keeps at most one-second resolution,
+/// so samples of a series in the same second lose nothing by sharing a datum.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Aggregate<'a> {
+    /// The first sample: name, dimensions and unit of the series.
+    pub series: &'a Datum,
+    pub timestamp_secs: i64,
+    /// Distinct values and their counts, at most [`CW_MAX_VALUES_PER_DATUM`].
+    pub values: Vec<(f64, f64)>,
+}
+
+/// Merges samples of the same series (name, dimensions, unit) and second into [`Aggregate`]s,
+/// in order of first appearance, each holding at most [`CW_MAX_VALUES_PER_DATUM`] distinct
+/// values. Identical values are counted, not repeated.
+pub fn aggregate(datums: &[Datum]) -> Vec<Aggregate<'_>> {
+    type Key<'a> = (&'a str, &'a [Dimension], Unit, i64);
+    let mut open: HashMap<Key<'_>, usize> = HashMap::with_capacity(datums.len());
+    let mut out: Vec<Aggregate<'_>> = Vec::with_capacity(datums.len());
+    for d in datums {
+        let secs = d.timestamp.timestamp();
+        let key = (d.name.as_str(), d.dimensions.as_slice(), d.unit, secs);
+        if let Some(&i) = open.get(&key) {
+            let values = &mut out[i].values;
+            if let Some(slot) = values
+                .iter_mut()
+                .find(|(v, _)| v.to_bits() == d.value.to_bits())
+            {
+                slot.1 += 1.0;
+                continue;
+            }
+            if values.len() < CW_MAX_VALUES_PER_DATUM {
+                values.push((d.value, 1.0));
+                continue;
+            }
+        }
+        open.insert(key, out.len());
+        out.push(Aggregate {
+            series: d,
+            timestamp_secs: secs,
+            values: vec![(d.value, 1.0)],
+        });
+    }
+    out
+}
+
 /// Upper bound of the bytes one datum adds to a `PutMetricData` request body. The SDK encodes
 /// the request as CBOR (or, for older endpoints, as a form); both spend less than this: field
-/// names and framing are counted at 96 bytes, each dimension at 32 bytes plus its strings.
-pub fn estimated_wire_bytes(datum: &Datum) -> usize {
-    96 + datum.name.len()
-        + datum
+/// names and framing are counted at 96 bytes, each dimension at 32 bytes plus its strings, each
+/// value with its count at 18 bytes.
+pub fn estimated_wire_bytes(a: &Aggregate<'_>) -> usize {
+    96 + a.series.name.len()
+        + a.series
             .dimensions
             .iter()
             .map(|d| 32 + d.name.len() + d.value.len())
             .sum::<usize>()
+        + 18 * a.values.len()
 }
 
 /// Bytes reserved in every request for the namespace and the envelope.
@@ -45,7 +96,7 @@ const REQUEST_OVERHEAD_BYTES: usize = 1024;
 
 /// Splits `datums` into consecutive ranges, each filling one `PutMetricData` request as far as
 /// the datum count and body size limits allow. Empty input gives no batch.
-pub fn plan_batches(datums: &[Datum], namespace: &str) -> Vec<Range<usize>> {
+pub fn plan_batches(datums: &[Aggregate<'_>], namespace: &str) -> Vec<Range<usize>> {
     let budget = CW_MAX_PUT_BYTES - REQUEST_OVERHEAD_BYTES - namespace.len();
     let mut batches = Vec::new();
     let mut start = 0;
@@ -65,6 +116,12 @@ pub fn plan_batches(datums: &[Datum], namespace: &str) -> Vec<Range<usize>> {
     batches
 }
 
+/// The fewest `PutMetricData` requests that can carry `datums`: what [`plan_batches`] achieves
+/// when the byte limit does not bind first.
+pub fn minimum_requests(datums: &[Datum]) -> usize {
+    aggregate(datums).len().div_ceil(CW_MAX_DATUMS_PER_PUT)
+}
+
 /// [`MetricSink`] on CloudWatch `PutMetricData`.
 #[derive(Clone, Debug)]
 pub struct CloudWatchSink {
@@ -82,8 +139,9 @@ impl CloudWatchSink {
     }
 }
 
-fn to_sdk(datum: &Datum) -> MetricDatum {
-    MetricDatum::builder()
+fn to_sdk(a: &Aggregate<'_>) -> MetricDatum {
+    let datum = a.series;
+    let builder = MetricDatum::builder()
         .metric_name(&datum.name)
         .set_dimensions(Some(
             datum
@@ -97,17 +155,23 @@ fn to_sdk(datum: &Datum) -> MetricDatum {
                 })
                 .collect(),
         ))
-        .value(datum.value)
         .unit(StandardUnit::from(datum.unit.as_str()))
-        .timestamp(SdkDateTime::from_millis(datum.timestamp.timestamp_millis()))
-        .build()
+        .timestamp(SdkDateTime::from_secs(a.timestamp_secs));
+    match a.values.as_slice() {
+        [(value, count)] if *count == 1.0 => builder.value(*value).build(),
+        values => builder
+            .set_values(Some(values.iter().map(|(v, _)| *v).collect()))
+            .set_counts(Some(values.iter().map(|(_, c)| *c).collect()))
+            .build(),
+    }
 }
 
 impl MetricSink for CloudWatchSink {
     async fn put(&self, namespace: &str, datums: &[Datum]) -> Result<PutOutcome> {
         let mut outcome = PutOutcome::default();
-        for range in plan_batches(datums, namespace) {
-            let batch: Vec<MetricDatum> = datums[range.clone()].iter().map(to_sdk).collect();
+        let aggregates = aggregate(datums);
+        for range in plan_batches(&aggregates, namespace) {
+            let batch: Vec<MetricDatum> = aggregates[range.clone()].iter().map(to_sdk).collect();
             self.client
                 .put_metric_data()
                 .namespace(namespace)
@@ -116,8 +180,8 @@ impl MetricSink for CloudWatchSink {
                 .await
                 .map_err(|e| Error::aws("CloudWatch", "PutMetricData", e))?;
             outcome.requests += 1;
-            outcome.datums += range.len();
         }
+        outcome.datums = datums.len();
         Ok(outcome)
     }
 }
@@ -125,8 +189,7 @@ impl MetricSink for CloudWatchSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metric::{Dimension, Unit};
-    use chrono::Utc;
+    use chrono::{Duration, Utc};
     use proptest::prelude::*;
 
     fn datum(dims: usize, value_len: usize) -> Datum {
@@ -139,24 +202,81 @@ mod tests {
         Datum::new("m", dimensions, 1.0, Unit::Count, Utc::now())
     }
 
+    /// `n` distinct series (by a dimension value), one sample each.
+    fn distinct(n: usize, dims: usize, value_len: usize) -> Vec<Datum> {
+        (0..n)
+            .map(|i| {
+                let mut d = datum(dims, value_len);
+                d.dimensions.push(Dimension {
+                    name: "zz".into(),
+                    value: i.to_string(),
+                });
+                d
+            })
+            .collect()
+    }
+
     #[test]
     fn fills_requests_to_the_datum_limit() {
-        let datums = vec![datum(1, 3); 2500];
-        let batches = plan_batches(&datums, "ns");
+        let datums = distinct(2500, 1, 3);
+        let aggregates = aggregate(&datums);
+        assert_eq!(aggregates.len(), 2500);
+        let batches = plan_batches(&aggregates, "ns");
         assert_eq!(batches, vec![0..1000, 1000..2000, 2000..2500]);
+        assert_eq!(minimum_requests(&datums), 3);
     }
 
     #[test]
     fn respects_the_byte_limit_with_wide_datums() {
         // 30 dimensions of 1,000-character values: about 31 KB each, so about 31 per request.
-        let datums = vec![datum(30, 1000); 100];
-        let batches = plan_batches(&datums, "ns");
+        let datums = distinct(100, 29, 1000);
+        let aggregates = aggregate(&datums);
+        let batches = plan_batches(&aggregates, "ns");
         for b in &batches {
-            let bytes: usize = datums[b.clone()].iter().map(estimated_wire_bytes).sum();
+            let bytes: usize = aggregates[b.clone()].iter().map(estimated_wire_bytes).sum();
             assert!(bytes <= CW_MAX_PUT_BYTES, "{bytes}");
         }
-        let per = CW_MAX_PUT_BYTES / estimated_wire_bytes(&datums[0]);
+        let per =
+            (CW_MAX_PUT_BYTES - REQUEST_OVERHEAD_BYTES - 2) / estimated_wire_bytes(&aggregates[0]);
         assert_eq!(batches.len(), 100usize.div_ceil(per));
+    }
+
+    #[test]
+    fn merges_samples_of_a_series_within_a_second() {
+        let now = Utc::now();
+        let mut datums = Vec::new();
+        for (value, offset_ms) in [
+            (1.0, 0),
+            (2.0, 10),
+            (1.0, 20),
+            (5.0, 1000 - now.timestamp_subsec_millis() as i64),
+        ] {
+            let mut d = datum(1, 3);
+            d.value = value;
+            d.timestamp = now + Duration::milliseconds(offset_ms);
+            datums.push(d);
+        }
+        let aggregates = aggregate(&datums);
+        // The fourth sample falls in the next second.
+        assert_eq!(aggregates.len(), 2);
+        assert_eq!(aggregates[0].values, vec![(1.0, 2.0), (2.0, 1.0)]);
+        assert_eq!(aggregates[1].values, vec![(5.0, 1.0)]);
+    }
+
+    #[test]
+    fn a_datum_holds_at_most_150_distinct_values() {
+        let now = Utc::now();
+        let datums: Vec<Datum> = (0..400)
+            .map(|i| {
+                let mut d = datum(1, 3);
+                d.value = f64::from(i);
+                d.timestamp = now;
+                d
+            })
+            .collect();
+        let aggregates = aggregate(&datums);
+        let sizes: Vec<usize> = aggregates.iter().map(|a| a.values.len()).collect();
+        assert_eq!(sizes, [150, 150, 100]);
     }
 
     #[test]
@@ -166,21 +286,34 @@ mod tests {
 
     proptest! {
         #[test]
-        fn batches_cover_every_datum_once_within_limits(
-            shapes in proptest::collection::vec((0usize..31, 0usize..1025), 0..3000)
+        fn batches_cover_every_sample_once_within_limits(
+            shapes in proptest::collection::vec((0usize..31, 0usize..1025, 0u8..4, 0u8..3), 0..3000)
         ) {
-            let datums: Vec<Datum> = shapes.iter().map(|&(d, l)| datum(d, l)).collect();
-            let batches = plan_batches(&datums, "ns");
+            let now = Utc::now();
+            let datums: Vec<Datum> = shapes.iter().map(|&(d, l, series, value)| {
+                let mut x = datum(d, l);
+                x.name = format!("m{series}");
+                x.value = f64::from(value);
+                x.timestamp = now;
+                x
+            }).collect();
+            let aggregates = aggregate(&datums);
+            let counted: f64 = aggregates.iter().flat_map(|a| a.values.iter().map(|(_, c)| c)).sum();
+            prop_assert_eq!(counted as usize, datums.len());
+            for a in &aggregates {
+                prop_assert!(a.values.len() <= CW_MAX_VALUES_PER_DATUM);
+            }
+            let batches = plan_batches(&aggregates, "ns");
             let mut next = 0;
             for b in &batches {
                 prop_assert_eq!(b.start, next);
                 prop_assert!(!b.is_empty());
                 prop_assert!(b.len() <= CW_MAX_DATUMS_PER_PUT);
-                let bytes: usize = datums[b.clone()].iter().map(estimated_wire_bytes).sum();
+                let bytes: usize = aggregates[b.clone()].iter().map(estimated_wire_bytes).sum();
                 prop_assert!(bytes + REQUEST_OVERHEAD_BYTES <= CW_MAX_PUT_BYTES);
                 next = b.end;
             }
-            prop_assert_eq!(next, datums.len());
+            prop_assert_eq!(next, aggregates.len());
         }
     }
 }

@@ -207,6 +207,6 @@ async fn events_of_other_shapes_fail_the_invocation() {
         error["errorMessage"]
             .as_str()
             .expect("message")
-            .contains("not a Function URL request")
+            .contains("neither a Function URL request")
     );
 }

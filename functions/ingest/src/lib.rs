@@ -1,13 +1,17 @@
 //! Vigil `ingest`: takes a service's metrics into CloudWatch.
 //!
-//! This crate is the pure part (decoding, validation, status codes) plus a handler generic
-//! over [`MetricSink`]; `main.rs` only wires it to the Lambda runtime.
+//! This crate is the pure part (decoding, mapping, validation, status codes) plus handlers
+//! generic over [`MetricSink`]; `main.rs` only wires them to the Lambda runtime.
 //!
-//! Inputs: a JSON push on the Function URL ([`json_push`]).
+//! Inputs: on the Function URL, Prometheus remote-write 1.0 ([`remote_write`], mapped by
+//! [`mapping`]) and the JSON push ([`json_push`]); as events, CloudWatch Logs subscription
+//! batches ([`logs`]).
 
+pub mod config;
 pub mod json_push;
-
-use std::collections::BTreeMap;
+pub mod logs;
+pub mod mapping;
+pub mod remote_write;
 
 use aws_lambda_events::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
@@ -15,49 +19,15 @@ use aws_lambda_events::lambda_function_urls::{
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
-use serde_json::{Value, json};
-use vigil_shared::{Error, MetricSink};
+use serde_json::{Map, Value, json};
+use vigil_shared::metric::Rejections;
+use vigil_shared::{Datum, Error, MetricSink, Unit, emf};
+
+pub use config::IngestConfig;
 
 /// Largest request body accepted, after base64 decoding: Lambda's limit for a synchronous
 /// invocation payload (6 MB) bounds what a Function URL can deliver anyway.
 pub const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
-
-/// Settings read from the function's environment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IngestConfig {
-    /// Namespace for pushes that name none (`VIGIL_NAMESPACE`, default `Vigil`).
-    pub default_namespace: String,
-    /// Metric entries accepted in one request (`VIGIL_MAX_METRICS_PER_REQUEST`, default 10,000).
-    pub max_metrics_per_request: usize,
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        Self {
-            default_namespace: "Vigil".to_owned(),
-            max_metrics_per_request: 10_000,
-        }
-    }
-}
-
-impl IngestConfig {
-    pub fn from_env() -> vigil_shared::Result<Self> {
-        let mut config = Self::default();
-        if let Ok(ns) = std::env::var("VIGIL_NAMESPACE") {
-            vigil_shared::metric::validate_namespace(&ns)
-                .map_err(|r| Error::Config(format!("VIGIL_NAMESPACE: {r}")))?;
-            config.default_namespace = ns;
-        }
-        if let Ok(limit) = std::env::var("VIGIL_MAX_METRICS_PER_REQUEST") {
-            config.max_metrics_per_request = limit.parse().map_err(|_| {
-                Error::Config(format!(
-                    "VIGIL_MAX_METRICS_PER_REQUEST: {limit:?} is not a whole number"
-                ))
-            })?;
-        }
-        Ok(config)
-    }
-}
 
 /// A Function URL request reduced to what ingest reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,25 +94,32 @@ pub fn parse_function_url_event(event: Value) -> Result<HttpRequest, HttpRespons
     })
 }
 
-fn media_type(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_ascii_lowercase()
-        })
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Handles one request: decode, validate, store, answer.
+/// The media type without parameters, lower-cased, and the value of its `proto` parameter.
+fn media_type(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    let Some(raw) = header(headers, "content-type") else {
+        return (None, None);
+    };
+    let mut parts = raw.split(';');
+    let media = parts.next().map(|m| m.trim().to_ascii_lowercase());
+    let proto = parts
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("proto"))
+        .map(|(_, v)| v.trim().trim_matches('"').to_owned());
+    (media, proto)
+}
+
+/// Handles one Function URL request: decode, validate, store, answer.
 ///
-/// Status codes: 200 when every metric was stored; 400 when any entry was rejected (the valid
-/// ones beside it are stored, and the body lists both) or the push is unreadable; 405, 413,
-/// 415 for the wrong method, size or media type; 503 when storing failed in a way a retry
-/// may fix, 500 when it failed otherwise. Nothing is reported stored unless it was.
+/// Status codes: 200 when every sample was stored; 400 when the body can never be read, or when
+/// some samples were rejected (the valid ones beside them are stored, and the body says how
+/// many of each, with a reason per kind: a sender must not resend what was stored); 405, 413,
+/// 415 for the wrong method, size, media type or encoding; 503 when storing failed in a way a
+/// retry may fix (Prometheus retries 5xx), 500 when it failed otherwise. Nothing is reported
+/// stored unless it was.
 pub async fn handle_http(
     sink: &impl MetricSink,
     config: &IngestConfig,
@@ -164,62 +141,188 @@ pub async fn handle_http(
             ),
         );
     }
-    match media_type(&request.headers).as_deref() {
-        Some("application/json") => {}
-        other => {
-            return HttpResponse::error(
-                415,
-                format!(
-                    "unsupported content type {:?}; send application/json",
-                    other.unwrap_or("(none)")
-                ),
-            );
+    match media_type(&request.headers) {
+        (Some(m), _) if m == "application/json" => json_push(sink, config, &request, now).await,
+        (Some(m), proto) if m == "application/x-protobuf" => {
+            remote_write(sink, config, &request, proto.as_deref(), now).await
         }
+        (other, _) => HttpResponse::error(
+            415,
+            format!(
+                "unsupported content type {:?}; send application/x-protobuf (Prometheus remote-write) or application/json (JSON push)",
+                other.as_deref().unwrap_or("(none)")
+            ),
+        ),
     }
+}
+
+async fn json_push(
+    sink: &impl MetricSink,
+    config: &IngestConfig,
+    request: &HttpRequest,
+    now: DateTime<Utc>,
+) -> HttpResponse {
     let push = match json_push::decode(
         &request.body,
-        &config.default_namespace,
-        config.max_metrics_per_request,
+        &config.json_push.namespace,
+        config.json_push.max_metrics_per_request,
         now,
     ) {
         Ok(push) => push,
         Err(e) => {
-            tracing::warn!(path = %request.path, error = %e, "push refused");
+            tracing::warn!(source = "json", error = %e, "request refused");
             return HttpResponse::error(400, e.to_string());
         }
     };
-    if !push.rejected.is_empty() {
-        let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
-        for r in &push.rejected {
-            *by_reason.entry(r.reason).or_default() += 1;
-        }
-        tracing::warn!(
-            namespace = %push.namespace,
-            rejected = push.rejected.len(),
-            reasons = ?by_reason,
-            "metric entries rejected"
+    let mut rejections = Rejections::default();
+    for r in &push.rejected {
+        rejections.add(r.reason, || r.detail.clone());
+    }
+    let detail = json!(push.rejected);
+    store(
+        sink,
+        config,
+        "json",
+        &push.namespace,
+        &push.datums,
+        &rejections,
+        detail,
+        Map::new(),
+        now,
+    )
+    .await
+}
+
+async fn remote_write(
+    sink: &impl MetricSink,
+    config: &IngestConfig,
+    request: &HttpRequest,
+    proto: Option<&str>,
+    now: DateTime<Utc>,
+) -> HttpResponse {
+    if let Some(p) = proto.filter(|p| *p != "prometheus.WriteRequest") {
+        return HttpResponse::error(
+            415,
+            format!(
+                "remote-write message {p:?} is not supported; send prometheus.WriteRequest (remote-write 1.0)"
+            ),
         );
     }
-    match sink.put(&push.namespace, &push.datums).await {
-        Ok(outcome) => {
-            tracing::info!(
-                namespace = %push.namespace,
-                stored = outcome.datums,
-                requests = outcome.requests,
-                rejected = push.rejected.len(),
-                "push stored"
+    match header(&request.headers, "content-encoding").map(str::to_ascii_lowercase) {
+        Some(e) if e == "snappy" => {}
+        other => {
+            return HttpResponse::error(
+                415,
+                format!(
+                    "remote-write bodies must be snappy-compressed (Content-Encoding: snappy), not {:?}",
+                    other.as_deref().unwrap_or("(none)")
+                ),
             );
+        }
+    }
+    let decoded = match remote_write::decode(&request.body) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(source = "remote_write", error = %e, "request refused");
+            let status = if matches!(e, remote_write::DecodeError::TooLarge(_)) {
+                413
+            } else {
+                400
+            };
+            return HttpResponse::error(status, e.to_string());
+        }
+    };
+    let mapped = mapping::map_request(decoded, &config.remote_write, now);
+    let mut extra = Map::new();
+    extra.insert("series".into(), json!(mapped.series));
+    extra.insert("stale_markers".into(), json!(mapped.stale_markers));
+    let detail = json!(mapped.rejected);
+    store(
+        sink,
+        config,
+        "remote_write",
+        &config.remote_write.namespace,
+        &mapped.datums,
+        &mapped.rejected,
+        detail,
+        extra,
+        now,
+    )
+    .await
+}
+
+/// Reports one request's figures as an EMF log line: the same line carries the reasons for
+/// rejections and counts them in CloudWatch (`Vigil` / `SamplesStored`, `SamplesRejected`).
+fn report(
+    config: &IngestConfig,
+    source: &str,
+    stored: usize,
+    rejections: &Rejections,
+    mut fields: Map<String, Value>,
+    message: &str,
+    now: DateTime<Utc>,
+) {
+    fields.insert(
+        "level".into(),
+        json!(if rejections.is_empty() {
+            "INFO"
+        } else {
+            "WARN"
+        }),
+    );
+    fields.insert("message".into(), json!(message));
+    if !rejections.is_empty() {
+        fields.insert("rejected".into(), json!(rejections));
+    }
+    emf::emit(&emf::line(
+        &config.self_namespace,
+        &[("Function", "ingest"), ("Source", source)],
+        &[
+            ("SamplesStored", stored as f64, Unit::Count),
+            ("SamplesRejected", rejections.total() as f64, Unit::Count),
+        ],
+        fields,
+        now,
+    ));
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn store(
+    sink: &impl MetricSink,
+    config: &IngestConfig,
+    source: &str,
+    namespace: &str,
+    datums: &[Datum],
+    rejections: &Rejections,
+    rejected_detail: Value,
+    extra: Map<String, Value>,
+    now: DateTime<Utc>,
+) -> HttpResponse {
+    match sink.put(namespace, datums).await {
+        Ok(outcome) => {
+            let mut fields = extra.clone();
+            fields.insert("namespace".into(), json!(namespace));
+            fields.insert("requests".into(), json!(outcome.requests));
+            report(
+                config,
+                source,
+                outcome.datums,
+                rejections,
+                fields,
+                "samples stored",
+                now,
+            );
+            let mut body = extra;
+            body.insert("namespace".into(), json!(namespace));
+            body.insert("stored".into(), json!(outcome.datums));
+            body.insert("rejected".into(), rejected_detail);
             HttpResponse {
-                status: if push.rejected.is_empty() { 200 } else { 400 },
-                body: json!({
-                    "namespace": push.namespace,
-                    "stored": outcome.datums,
-                    "rejected": push.rejected,
-                }),
+                status: if rejections.is_empty() { 200 } else { 400 },
+                body: Value::Object(body),
             }
         }
         Err(e) => {
-            tracing::error!(namespace = %push.namespace, error = %e, "storing the push failed");
+            tracing::error!(source, namespace, error = %e, "storing failed; nothing reported stored");
             let status = if e.is_retryable() { 503 } else { 500 };
             HttpResponse {
                 status,
@@ -229,10 +332,51 @@ pub async fn handle_http(
     }
 }
 
+/// Handles a CloudWatch Logs subscription batch (`awslogs.data`). An unreadable batch fails the
+/// invocation (Lambda retries, then dead-letters it, so it is kept); lines that cannot become
+/// metrics are counted by reason.
+pub async fn handle_logs(
+    sink: &impl MetricSink,
+    config: &IngestConfig,
+    data: &str,
+    now: DateTime<Utc>,
+) -> Result<Value, Error> {
+    let batch = logs::decode(data)?;
+    if batch.message_type == "CONTROL_MESSAGE" {
+        tracing::info!(log_group = %batch.log_group, "control message acknowledged");
+        return Ok(json!({ "control_message": true }));
+    }
+    let extracted = logs::extract(&batch, &config.logs.rules, &config.logs.namespace, now);
+    let mut stored = 0;
+    for (namespace, datums) in &extracted.by_namespace {
+        stored += sink.put(namespace, datums).await?.datums;
+    }
+    let mut fields = Map::new();
+    fields.insert("log_group".into(), json!(batch.log_group));
+    fields.insert("lines".into(), json!(extracted.lines));
+    fields.insert("unmatched".into(), json!(extracted.unmatched));
+    report(
+        config,
+        "logs",
+        stored,
+        &extracted.rejected,
+        fields,
+        "log batch processed",
+        now,
+    );
+    Ok(json!({
+        "lines": extracted.lines,
+        "stored": stored,
+        "unmatched": extracted.unmatched,
+        "rejected": extracted.rejected,
+    }))
+}
+
 /// Which trigger an event came from.
 #[derive(Debug, PartialEq, Eq)]
 pub enum EventKind {
     FunctionUrl,
+    Logs,
     Unknown,
 }
 
@@ -240,6 +384,8 @@ pub enum EventKind {
 pub fn classify(event: &Value) -> EventKind {
     if event.pointer("/requestContext/http/method").is_some() {
         EventKind::FunctionUrl
+    } else if event.pointer("/awslogs/data").is_some() {
+        EventKind::Logs
     } else {
         EventKind::Unknown
     }
@@ -261,8 +407,16 @@ pub async fn handle_event(
             serde_json::to_value(response.into_function_url_response())
                 .map_err(|e| Error::InvalidInput(format!("response not serializable: {e}")))
         }
+        EventKind::Logs => {
+            let data = event
+                .pointer("/awslogs/data")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            handle_logs(sink, config, data, now).await
+        }
         EventKind::Unknown => Err(Error::InvalidInput(
-            "event is not a Function URL request".to_owned(),
+            "event is neither a Function URL request nor a CloudWatch Logs subscription batch"
+                .to_owned(),
         )),
     }
 }
@@ -318,7 +472,7 @@ mod tests {
     }
 
     async fn status_of(sink: &MemorySink, ev: Value) -> (i64, Value) {
-        let out = handle_event(sink, &IngestConfig::default(), ev, Utc::now())
+        let out = handle_event(sink, &IngestConfig::new(), ev, Utc::now())
             .await
             .expect("function URL events always answer");
         let body: Value =
@@ -437,17 +591,241 @@ mod tests {
         );
     }
 
+    fn remote_write_event(body: &[u8], headers: Value) -> Value {
+        let mut ev = event("POST", "application/x-protobuf", "", false);
+        ev["headers"] = json!({
+            "content-type": "application/x-protobuf",
+            "content-encoding": "snappy",
+            "x-prometheus-remote-write-version": "0.1.0"
+        });
+        for (k, v) in headers.as_object().into_iter().flatten() {
+            if v.is_null() {
+                ev["headers"].as_object_mut().expect("headers").remove(k);
+            } else {
+                ev["headers"][k] = v.clone();
+            }
+        }
+        ev["body"] = json!(base64::engine::general_purpose::STANDARD.encode(body));
+        ev["isBase64Encoded"] = json!(true);
+        ev
+    }
+
+    fn write_request(series: Vec<remote_write::TimeSeries>) -> Vec<u8> {
+        remote_write::encode(&remote_write::WriteRequest { timeseries: series })
+    }
+
+    fn series(name: &[u8], value: f64) -> remote_write::TimeSeries {
+        remote_write::TimeSeries {
+            labels: vec![
+                remote_write::Label {
+                    name: b"__name__".to_vec(),
+                    value: name.to_vec(),
+                },
+                remote_write::Label::new("job", "api"),
+            ],
+            samples: vec![remote_write::Sample {
+                value,
+                timestamp: Utc::now().timestamp_millis(),
+            }],
+            histograms: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn remote_write_is_stored() {
+        let sink = MemorySink::default();
+        let body = write_request(vec![series(b"up", 1.0), series(b"requests_total", 7.0)]);
+        let (status, resp) = status_of(&sink, remote_write_event(&body, json!({}))).await;
+        assert_eq!(status, 200, "{resp}");
+        assert_eq!(resp["stored"], 2);
+        let stored = sink.stored.lock().expect("lock");
+        assert_eq!(stored[0].0, "Prometheus");
+        assert_eq!(stored[1].1.name, "requests_total");
+    }
+
+    /// Every bad input with the status it gets; the sink must see only valid samples.
+    #[tokio::test]
+    async fn bad_remote_write_inputs_get_their_status() {
+        let valid = write_request(vec![series(b"up", 1.0)]);
+        let not_proto = snap::raw::Encoder::new()
+            .compress_vec(b"\x0a\xff\xff\xff")
+            .expect("snappy");
+        let bomb = [0x80u8, 0x80, 0x80, 0x80, 0x04, 0x00];
+        let cases: Vec<(&str, Value, u16)> = vec![
+            (
+                "bad snappy",
+                remote_write_event(b"\xff\xfe\xfd\xfc\xfb", json!({})),
+                400,
+            ),
+            (
+                "bad protobuf",
+                remote_write_event(&not_proto, json!({})),
+                400,
+            ),
+            (
+                "decompression bomb",
+                remote_write_event(&bomb, json!({})),
+                413,
+            ),
+            (
+                "no content encoding",
+                remote_write_event(&valid, json!({"content-encoding": null})),
+                415,
+            ),
+            (
+                "gzip encoding",
+                remote_write_event(&valid, json!({"content-encoding": "gzip"})),
+                415,
+            ),
+            (
+                "wrong content type",
+                remote_write_event(&valid, json!({"content-type": "text/plain"})),
+                415,
+            ),
+            (
+                "remote-write 2.0",
+                remote_write_event(
+                    &valid,
+                    json!({"content-type": "application/x-protobuf;proto=io.prometheus.write.v2.Request"}),
+                ),
+                415,
+            ),
+            (
+                "oversized body",
+                remote_write_event(&vec![0u8; MAX_BODY_BYTES + 1], json!({})),
+                413,
+            ),
+        ];
+        for (name, ev, want) in cases {
+            let sink = MemorySink::default();
+            let (status, body) = status_of(&sink, ev).await;
+            assert_eq!(status, i64::from(want), "{name}: {body}");
+            assert!(body["error"].is_string(), "{name}: {body}");
+            assert!(sink.stored.lock().expect("lock").is_empty(), "{name}");
+        }
+
+        let mut bad64 = remote_write_event(&valid, json!({}));
+        bad64["body"] = json!("%%%");
+        let sink = MemorySink::default();
+        assert_eq!(status_of(&sink, bad64).await.0, 400);
+
+        // Non-UTF-8 labels and NaN samples are rejected per series; the rest is stored.
+        let sink = MemorySink::default();
+        let body = write_request(vec![
+            series(b"ok", 1.0),
+            series(b"\xff\xfe", 1.0),
+            series(b"nan", f64::NAN),
+        ]);
+        let (status, resp) = status_of(&sink, remote_write_event(&body, json!({}))).await;
+        assert_eq!(status, 400, "{resp}");
+        assert_eq!(resp["stored"], 1);
+        assert_eq!(resp["rejected"]["invalid_utf8"]["count"], 1);
+        assert_eq!(resp["rejected"]["non_finite"]["count"], 1);
+        assert_eq!(sink.stored.lock().expect("lock").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn stale_markers_are_skipped_without_error() {
+        let sink = MemorySink::default();
+        let stale = f64::from_bits(remote_write::STALE_NAN_BITS);
+        let body = write_request(vec![series(b"up", 1.0), series(b"gone", stale)]);
+        let (status, resp) = status_of(&sink, remote_write_event(&body, json!({}))).await;
+        assert_eq!(status, 200, "{resp}");
+        assert_eq!(resp["stale_markers"], 1);
+        assert_eq!(resp["stored"], 1);
+    }
+
+    #[tokio::test]
+    async fn remote_write_sink_failure_is_503() {
+        let sink = MemorySink {
+            fail: Some(true),
+            ..Default::default()
+        };
+        let body = write_request(vec![series(b"up", 1.0)]);
+        let (status, resp) = status_of(&sink, remote_write_event(&body, json!({}))).await;
+        assert_eq!((status, resp["stored"].as_i64()), (503, Some(0)));
+    }
+
+    #[tokio::test]
+    async fn log_batches_are_stored_and_control_messages_ignored() {
+        use std::io::Write;
+        let encode = |v: Value| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(v.to_string().as_bytes()).expect("gzip");
+            base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip"))
+        };
+        let now = Utc::now();
+        let emf_line = emf::line(
+            "Shop",
+            &[("service", "api")],
+            &[("latency", 12.0, Unit::Milliseconds)],
+            Map::new(),
+            now,
+        );
+        let data = encode(
+            json!({"messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "/aws/lambda/api",
+            "logStream": "s", "subscriptionFilters": ["f"],
+            "logEvents": [{"id": "1", "timestamp": now.timestamp_millis(), "message": emf_line},
+                          {"id": "2", "timestamp": now.timestamp_millis(), "message": "plain"}]}),
+        );
+        let sink = MemorySink::default();
+        let out = handle_event(
+            &sink,
+            &IngestConfig::new(),
+            json!({"awslogs": {"data": data}}),
+            now,
+        )
+        .await
+        .expect("batch");
+        assert_eq!(out["stored"], 1);
+        assert_eq!(out["unmatched"], 1);
+        let stored = sink.stored.lock().expect("lock");
+        assert_eq!(
+            (
+                stored[0].0.as_str(),
+                stored[0].1.name.as_str(),
+                stored[0].1.value
+            ),
+            ("Shop", "latency", 12.0)
+        );
+        drop(stored);
+
+        let control = encode(
+            json!({"messageType": "CONTROL_MESSAGE", "owner": "CloudwatchLogs", "logGroup": "",
+            "logStream": "", "subscriptionFilters": [], "logEvents": [{"id": "", "timestamp": 1, "message": "CWL CONTROL MESSAGE"}]}),
+        );
+        let out = handle_event(
+            &sink,
+            &IngestConfig::new(),
+            json!({"awslogs": {"data": control}}),
+            now,
+        )
+        .await
+        .expect("control");
+        assert_eq!(out["control_message"], true);
+
+        let err = handle_event(
+            &sink,
+            &IngestConfig::new(),
+            json!({"awslogs": {"data": "%%%"}}),
+            now,
+        )
+        .await
+        .expect_err("undecodable");
+        assert!(err.to_string().contains("base64"));
+    }
+
     #[tokio::test]
     async fn other_events_fail_the_invocation() {
         let sink = MemorySink::default();
         let err = handle_event(
             &sink,
-            &IngestConfig::default(),
+            &IngestConfig::new(),
             json!({"source": "aws.events"}),
             Utc::now(),
         )
         .await
         .expect_err("unknown event");
-        assert!(err.to_string().contains("not a Function URL request"));
+        assert!(err.to_string().contains("neither a Function URL request"));
     }
 }

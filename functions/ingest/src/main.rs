@@ -4,14 +4,16 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use vigil_ingest::{IngestConfig, handle_event};
-use vigil_shared::{CloudWatchSink, init_tracing, sdk_config};
+use vigil_shared::{CloudWatchSink, S3Store, init_tracing, sdk_config};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    let config =
-        IngestConfig::from_env().inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
-    let sink = CloudWatchSink::from_conf(&sdk_config().await);
+    let conf = sdk_config().await;
+    let config = IngestConfig::from_env(&S3Store::from_conf(&conf))
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
+    let sink = CloudWatchSink::from_conf(&conf);
     let (sink, config) = (&sink, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         handle_event(sink, config, event.payload, chrono::Utc::now()).await

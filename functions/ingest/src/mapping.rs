@@ -1,0 +1,392 @@
+//! From Prometheus series to CloudWatch datums: `__name__` becomes the metric name, the other
+//! labels become dimensions under the configured rules (drop, keep, rename), and every sample is
+//! checked against what CloudWatch accepts.
+//!
+//! Counters are stored as their raw cumulative values; alert on their rate with CloudWatch
+//! metric math (`RATE(m1)` or `DIFF(m1)`, see the README). Histograms arrive as one series per
+//! `le` bucket (plus `_sum` and `_count`) and are stored that way, `le` as a dimension.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use vigil_shared::limits::CW_MAX_DIMENSIONS;
+use vigil_shared::metric::{Datum, Dimension, Rejections, Unit, validate_namespace};
+use vigil_shared::{Error, Result};
+
+use crate::remote_write::{STALE_NAN_BITS, TimeSeries, WriteRequest};
+
+/// Labels dropped by default: they are unique per pod, container or scrape target, so keeping
+/// them would make one CloudWatch metric per instance (cardinality, and cost, explode).
+pub const DEFAULT_DROP_LABELS: [&str; 12] = [
+    "instance",
+    "pod",
+    "pod_name",
+    "pod_ip",
+    "pod_uid",
+    "uid",
+    "id",
+    "container_id",
+    "image_id",
+    "pod_template_hash",
+    "controller_revision_hash",
+    "pod_template_generation",
+];
+
+/// How series map to CloudWatch metrics (the `remote_write` section of the ingest config).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MappingConfig {
+    /// Namespace the series are stored in.
+    pub namespace: String,
+    /// Labels never kept as dimensions. Replaces the default list when given.
+    pub drop_labels: BTreeSet<String>,
+    /// When set, only these labels are kept (after `drop_labels`).
+    pub keep_labels: Option<BTreeSet<String>>,
+    /// Label renames, applied after dropping and keeping: `{job: service}`.
+    pub rename: BTreeMap<String, String>,
+    /// Series accepted in one request; the rest are rejected as `series_limit`.
+    pub max_series_per_request: usize,
+}
+
+impl Default for MappingConfig {
+    fn default() -> Self {
+        Self {
+            namespace: "Prometheus".to_owned(),
+            drop_labels: DEFAULT_DROP_LABELS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            keep_labels: None,
+            rename: BTreeMap::new(),
+            max_series_per_request: 20_000,
+        }
+    }
+}
+
+impl MappingConfig {
+    /// Checks the settings; errors name the field.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        validate_namespace(&self.namespace)
+            .map_err(|r| Error::Config(format!("{origin}: remote_write.namespace: {r}")))?;
+        if self.max_series_per_request == 0 {
+            return Err(Error::Config(format!(
+                "{origin}: remote_write.max_series_per_request: must be at least 1"
+            )));
+        }
+        for (from, to) in &self.rename {
+            if to.is_empty() || to.starts_with("__") {
+                return Err(Error::Config(format!(
+                    "{origin}: remote_write.rename.{from}: {to:?} is not a usable dimension name"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn keeps(&self, label: &str) -> bool {
+        !label.starts_with("__")
+            && !self.drop_labels.contains(label)
+            && self.keep_labels.as_ref().is_none_or(|k| k.contains(label))
+    }
+}
+
+/// What a request mapped to.
+#[derive(Debug, Default, PartialEq)]
+pub struct Mapped {
+    pub datums: Vec<Datum>,
+    pub rejected: Rejections,
+    /// Staleness markers: Prometheus's signal that a series ended. Not data; skipped.
+    pub stale_markers: usize,
+    pub series: usize,
+}
+
+/// Maps a decoded request at `now`. Consumes it so that label strings move, not copy.
+pub fn map_request(request: WriteRequest, config: &MappingConfig, now: DateTime<Utc>) -> Mapped {
+    let mut mapped = Mapped {
+        datums: Vec::with_capacity(request.timeseries.len()),
+        series: request.timeseries.len(),
+        ..Mapped::default()
+    };
+    for (index, series) in request.timeseries.into_iter().enumerate() {
+        if index >= config.max_series_per_request {
+            let samples = series.samples.len() + series.histograms.len();
+            mapped.rejected.add_many("series_limit", samples, || {
+                format!(
+                    "more than {} series in one request",
+                    config.max_series_per_request
+                )
+            });
+            continue;
+        }
+        map_series(series, config, now, &mut mapped);
+    }
+    mapped
+}
+
+fn map_series(series: TimeSeries, config: &MappingConfig, now: DateTime<Utc>, out: &mut Mapped) {
+    let samples = series.samples.len();
+    out.rejected
+        .add_many("native_histogram", series.histograms.len(), || {
+            "native histograms have no CloudWatch equivalent; use classic histograms".to_owned()
+        });
+    let mut name: Option<String> = None;
+    let mut dimensions: Vec<Dimension> = Vec::with_capacity(series.labels.len());
+    for label in series.labels {
+        let (Ok(label_name), Ok(value)) = (
+            String::from_utf8(label.name),
+            String::from_utf8(label.value),
+        ) else {
+            out.rejected.add_many("invalid_utf8", samples, || {
+                "a label name or value is not UTF-8".to_owned()
+            });
+            return;
+        };
+        if label_name == "__name__" {
+            name = Some(value);
+        } else if config.keeps(&label_name) && !value.is_empty() {
+            let label_name = config
+                .rename
+                .get(&label_name)
+                .cloned()
+                .unwrap_or(label_name);
+            dimensions.push(Dimension {
+                name: label_name,
+                value,
+            });
+        }
+    }
+    let Some(name) = name else {
+        out.rejected.add_many("missing_name", samples, || {
+            "series without a __name__ label".to_owned()
+        });
+        return;
+    };
+    if dimensions.len() > CW_MAX_DIMENSIONS {
+        let n = dimensions.len();
+        out.rejected.add_many("too_many_dimensions", samples, || {
+            format!("{name}: {n} dimensions after mapping; CloudWatch takes {CW_MAX_DIMENSIONS} (drop labels in the config)")
+        });
+        return;
+    }
+    let mut template = Datum::new(name, dimensions, 0.0, Unit::None, now);
+    let last = samples.saturating_sub(1);
+    for (i, sample) in series.samples.into_iter().enumerate() {
+        if sample.value.to_bits() == STALE_NAN_BITS {
+            out.stale_markers += 1;
+            continue;
+        }
+        let Some(timestamp) = DateTime::from_timestamp_millis(sample.timestamp) else {
+            out.rejected.add("bad_timestamp", || {
+                format!(
+                    "{}: timestamp {} ms is out of range",
+                    template.name, sample.timestamp
+                )
+            });
+            continue;
+        };
+        template.value = sample.value;
+        template.timestamp = timestamp;
+        if let Err(r) = template.validate(now) {
+            out.rejected.reject(&r, || template.name.clone());
+            continue;
+        }
+        // The last sample takes the series' strings; earlier ones copy them.
+        if i == last {
+            out.datums.push(template);
+            return;
+        }
+        out.datums.push(template.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote_write::{Label, Sample};
+    use proptest::prelude::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_795_593_600_000).expect("time")
+    }
+
+    fn series(labels: &[(&str, &str)], samples: &[(f64, i64)]) -> TimeSeries {
+        TimeSeries {
+            labels: labels.iter().map(|(n, v)| Label::new(n, v)).collect(),
+            samples: samples
+                .iter()
+                .map(|&(value, timestamp)| Sample { value, timestamp })
+                .collect(),
+            histograms: vec![],
+        }
+    }
+
+    const T: i64 = 1_795_593_590_000;
+
+    #[test]
+    fn maps_names_and_dimensions_under_the_config() {
+        let config = MappingConfig {
+            rename: [("job".to_owned(), "service".to_owned())].into(),
+            ..MappingConfig::default()
+        };
+        let request = WriteRequest {
+            timeseries: vec![series(
+                &[
+                    ("__name__", "http_request_duration_seconds_bucket"),
+                    ("job", "api"),
+                    ("instance", "10.0.0.1:9090"),
+                    ("pod", "api-7d9c"),
+                    ("le", "0.25"),
+                    ("empty", ""),
+                ],
+                &[(42.0, T), (43.0, T + 15_000)],
+            )],
+        };
+        let mapped = map_request(request, &config, now());
+        assert!(mapped.rejected.is_empty(), "{:?}", mapped.rejected);
+        assert_eq!(mapped.datums.len(), 2);
+        let d = &mapped.datums[0];
+        assert_eq!(d.name, "http_request_duration_seconds_bucket");
+        let dims: Vec<(&str, &str)> = d
+            .dimensions
+            .iter()
+            .map(|d| (d.name.as_str(), d.value.as_str()))
+            .collect();
+        assert_eq!(dims, [("le", "0.25"), ("service", "api")]);
+        assert_eq!(d.timestamp.timestamp_millis(), T);
+        assert_eq!(mapped.datums[1].value, 43.0);
+    }
+
+    #[test]
+    fn keep_labels_restricts_dimensions() {
+        let config = MappingConfig {
+            keep_labels: Some(["job".to_owned()].into()),
+            ..MappingConfig::default()
+        };
+        let request = WriteRequest {
+            timeseries: vec![series(
+                &[("__name__", "up"), ("job", "api"), ("zone", "a")],
+                &[(1.0, T)],
+            )],
+        };
+        let mapped = map_request(request, &config, now());
+        assert_eq!(mapped.datums[0].dimensions.len(), 1);
+    }
+
+    #[test]
+    fn rejects_per_sample_and_per_series_with_reasons() {
+        let mut bad_utf8 = series(&[("__name__", "x")], &[(1.0, T)]);
+        bad_utf8.labels.push(Label {
+            name: b"job".to_vec(),
+            value: vec![0xff, 0xfe],
+        });
+        let many: Vec<(String, String)> = (0..31)
+            .map(|i| (format!("l{i:02}"), "v".to_owned()))
+            .collect();
+        let mut wide_labels: Vec<(&str, &str)> =
+            many.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        wide_labels.push(("__name__", "wide"));
+        let mut histo = series(&[("__name__", "h")], &[]);
+        histo.histograms.push(vec![1, 2, 3]);
+        let request = WriteRequest {
+            timeseries: vec![
+                series(
+                    &[("__name__", "ok")],
+                    &[
+                        (1.0, T),
+                        (f64::NAN, T),
+                        (f64::from_bits(STALE_NAN_BITS), T),
+                        (f64::INFINITY, T),
+                        (1.0, T - 20 * 86_400_000),
+                        (2.0, T + 3 * 3_600_000 + 10_000),
+                    ],
+                ),
+                series(&[("job", "no-name")], &[(1.0, T)]),
+                bad_utf8,
+                series(&wide_labels, &[(1.0, T), (2.0, T)]),
+                histo,
+            ],
+        };
+        let mapped = map_request(request, &MappingConfig::default(), now());
+        assert_eq!(mapped.datums.len(), 1);
+        assert_eq!(mapped.stale_markers, 1);
+        let r = &mapped.rejected;
+        assert_eq!(r.count("non_finite"), 2);
+        assert_eq!(r.count("too_old"), 1);
+        assert_eq!(r.count("in_future"), 1);
+        assert_eq!(r.count("missing_name"), 1);
+        assert_eq!(r.count("invalid_utf8"), 1);
+        assert_eq!(r.count("too_many_dimensions"), 2);
+        assert_eq!(r.count("native_histogram"), 1);
+        assert_eq!(r.total(), 9);
+    }
+
+    #[test]
+    fn series_over_the_limit_are_rejected_not_lost_silently() {
+        let config = MappingConfig {
+            max_series_per_request: 2,
+            ..MappingConfig::default()
+        };
+        let request = WriteRequest {
+            timeseries: (0..5)
+                .map(|i| series(&[("__name__", "m"), ("k", &i.to_string())], &[(1.0, T)]))
+                .collect(),
+        };
+        let mapped = map_request(request, &config, now());
+        assert_eq!(mapped.datums.len(), 2);
+        assert_eq!(mapped.rejected.count("series_limit"), 3);
+    }
+
+    #[test]
+    fn config_validation_names_the_field() {
+        let bad = MappingConfig {
+            namespace: "AWS/Foo".into(),
+            ..MappingConfig::default()
+        };
+        assert!(
+            bad.validate("ingest.yaml")
+                .expect_err("reserved")
+                .to_string()
+                .contains("remote_write.namespace")
+        );
+        let bad = MappingConfig {
+            rename: [("job".into(), "__x".into())].into(),
+            ..MappingConfig::default()
+        };
+        assert!(
+            bad.validate("ingest.yaml")
+                .expect_err("rename")
+                .to_string()
+                .contains("rename.job")
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn every_sample_is_stored_rejected_or_a_stale_marker(
+            input in proptest::collection::vec(
+                (proptest::collection::vec(("[a-z_]{1,6}", "[a-z0-9]{0,6}"), 0..40),
+                 proptest::option::of("[a-z_]{1,10}"),
+                 proptest::collection::vec((any::<f64>(), -40i64..40), 0..5)),
+                0..30)
+        ) {
+            let request = WriteRequest {
+                timeseries: input.iter().map(|(labels, name, samples)| {
+                    let mut s = TimeSeries {
+                        labels: labels.iter().map(|(n, v)| Label::new(n, v)).collect(),
+                        samples: samples.iter().map(|&(value, hours)| Sample { value, timestamp: T + hours * 3_600_000 }).collect(),
+                        histograms: vec![],
+                    };
+                    if let Some(n) = name { s.labels.push(Label::new("__name__", n)); }
+                    s
+                }).collect(),
+            };
+            let total: usize = input.iter().map(|(_, _, s)| s.len()).sum();
+            let mapped = map_request(request, &MappingConfig::default(), now());
+            prop_assert_eq!(mapped.datums.len() + mapped.rejected.total() + mapped.stale_markers, total);
+            for d in &mapped.datums {
+                prop_assert!(d.validate(now()).is_ok());
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! CloudWatch Embedded Metric Format: one JSON log line that CloudWatch Logs turns into
+//! metrics. Vigil reports its own counters this way (samples stored, rejected), which costs no
+//! API call and keeps the figure and the log line that explains it together.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::metric::Unit;
+
+/// Builds one EMF line: `metrics` (name, value, unit) in `namespace` under one dimension set
+/// `dimensions`, with `fields` added at the root (log context, not metrics).
+pub fn line(
+    namespace: &str,
+    dimensions: &[(&str, &str)],
+    metrics: &[(&str, f64, Unit)],
+    fields: Map<String, Value>,
+    at: DateTime<Utc>,
+) -> String {
+    let mut root = fields;
+    for (k, v) in dimensions {
+        root.insert((*k).to_owned(), Value::from(*v));
+    }
+    for (name, value, _) in metrics {
+        root.insert((*name).to_owned(), json!(value));
+    }
+    root.insert(
+        "_aws".to_owned(),
+        json!({
+            "Timestamp": at.timestamp_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": namespace,
+                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Metrics": metrics.iter().map(|(n, _, u)| json!({"Name": n, "Unit": u.as_str()})).collect::<Vec<_>>(),
+            }],
+        }),
+    );
+    Value::Object(root).to_string()
+}
+
+/// Writes an EMF line to stdout, where Lambda ships it to CloudWatch Logs.
+pub fn emit(line: &str) {
+    println!("{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_follow_the_format() {
+        let mut fields = Map::new();
+        fields.insert("message".into(), "push stored".into());
+        let at = DateTime::from_timestamp_millis(1_795_593_600_000).expect("time");
+        let text = line(
+            "Vigil",
+            &[("Function", "ingest"), ("Source", "json")],
+            &[("SamplesStored", 3.0, Unit::Count)],
+            fields,
+            at,
+        );
+        let v: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(v["SamplesStored"], 3.0);
+        assert_eq!(v["Source"], "json");
+        assert_eq!(v["message"], "push stored");
+        let d = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(d["Namespace"], "Vigil");
+        assert_eq!(d["Dimensions"], json!([["Function", "Source"]]));
+        assert_eq!(
+            d["Metrics"],
+            json!([{"Name": "SamplesStored", "Unit": "Count"}])
+        );
+        assert_eq!(v["_aws"]["Timestamp"], 1_795_593_600_000i64);
+    }
+}
