@@ -779,16 +779,11 @@ mod tests {
         .expect("batch");
         assert_eq!(out["stored"], 1);
         assert_eq!(out["unmatched"], 1);
-        let stored = sink.stored.lock().expect("lock");
+        let first = sink.stored.lock().expect("lock")[0].clone();
         assert_eq!(
-            (
-                stored[0].0.as_str(),
-                stored[0].1.name.as_str(),
-                stored[0].1.value
-            ),
+            (first.0.as_str(), first.1.name.as_str(), first.1.value),
             ("Shop", "latency", 12.0)
         );
-        drop(stored);
 
         let control = encode(
             json!({"messageType": "CONTROL_MESSAGE", "owner": "CloudwatchLogs", "logGroup": "",
