@@ -3,12 +3,14 @@
 
 pub mod aws;
 pub mod runtime;
+pub mod url;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
 pub use aws::{LocalAws, unique};
 pub use runtime::{Function, Outcome, binary};
+pub use url::FunctionUrl;
 
 /// A sample event from `events/`.
 pub fn sample_event(name: &str) -> Value {

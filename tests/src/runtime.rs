@@ -185,6 +185,14 @@ impl Function {
     /// Invokes the function with `event` and waits for its response or error. Panics when the
     /// process exits or the invocation times out: both are failures of the function.
     pub async fn invoke(&mut self, event: &Value) -> Outcome {
+        match self.try_invoke(event).await {
+            Ok(outcome) => outcome,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`Function::invoke`], with the process's exit or a timeout as an `Err` that says which.
+    pub async fn try_invoke(&mut self, event: &Value) -> Result<Outcome, String> {
         let id = format!(
             "{:08x}-0000-4000-8000-{:012x}",
             std::process::id(),
@@ -200,23 +208,23 @@ impl Function {
         self.sender
             .send((id, body))
             .await
-            .expect("Runtime API queue");
+            .map_err(|_| "the Runtime API queue is closed".to_owned())?;
 
         let deadline = tokio::time::sleep(INVOCATION_TIMEOUT);
         tokio::pin!(deadline);
         tokio::pin!(rx);
         loop {
             tokio::select! {
-                outcome = &mut rx => return outcome.expect("invocation result"),
-                _ = &mut deadline => panic!("{}: no result within {INVOCATION_TIMEOUT:?}", self.name),
+                outcome = &mut rx => return outcome.map_err(|_| "the invocation was dropped".to_owned()),
+                _ = &mut deadline => return Err(format!("{}: no result within {INVOCATION_TIMEOUT:?}", self.name)),
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                    if let Some(status) = self.child.try_wait().expect("child status") {
+                    if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
                         let init = self.state.init_error.lock().expect("init lock").clone();
-                        panic!(
+                        return Err(format!(
                             "{} exited ({status}) before answering; init error: {init:?}; logs:\n{}",
                             self.name,
                             self.logs().join("\n")
-                        );
+                        ));
                     }
                 }
             }

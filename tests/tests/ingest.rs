@@ -93,12 +93,17 @@ async fn bad_entries_are_refused_and_the_valid_ones_stored() {
         .map(|r| r["reason"].as_str().expect("reason"))
         .collect();
     assert_eq!(reasons, ["malformed_metric", "out_of_range", "too_old"]);
-    assert!(
-        function
-            .logs()
-            .iter()
-            .any(|l| l.contains("metric entries rejected"))
-    );
+    // One EMF line for the request counts the rejections in CloudWatch and says why.
+    let logs = function.logs();
+    let line: serde_json::Value = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["Source"] == "json" && l["_aws"].is_object())
+        .unwrap_or_else(|| panic!("no EMF line in {logs:?}"));
+    assert_eq!(line["SamplesStored"], 1.0);
+    assert_eq!(line["SamplesRejected"], 3.0);
+    assert_eq!(line["rejected"]["too_old"]["count"], 1);
+    assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Vigil");
 
     let window = (at - Duration::minutes(5), at + Duration::minutes(5));
     let good = aws
