@@ -21,7 +21,10 @@ pub fn line(
         root.insert((*k).to_owned(), Value::from(*v));
     }
     for (name, value, _) in metrics {
-        root.insert((*name).to_owned(), json!(value));
+        // A value given in `fields` (an array of values) wins over the single value.
+        if !root.contains_key(*name) {
+            root.insert((*name).to_owned(), json!(value));
+        }
     }
     root.insert(
         "_aws".to_owned(),

@@ -25,6 +25,6 @@ pub use error::{Error, Result};
 pub use metric::{Datum, Dimension, Rejection, Rejections, Unit};
 pub use notify::{Notification, Notifier, SnsNotifier};
 pub use reader::{CloudWatchReader, MetricReader, StatQuery};
-pub use sink::{CloudWatchSink, MetricSink, PutOutcome};
+pub use sink::{CloudWatchSink, ConfiguredSink, EmfSink, MetricSink, PutOutcome};
 pub use store::{ObjectInfo, ObjectStore, S3Store};
 pub use tracing_init::init_tracing;

@@ -186,6 +186,98 @@ impl MetricSink for CloudWatchSink {
     }
 }
 
+/// EMF allows at most this many values in one metric's array.
+pub const EMF_MAX_VALUES: usize = 100;
+
+/// [`MetricSink`] that writes CloudWatch Embedded Metric Format lines to stdout instead of
+/// calling the API: CloudWatch Logs extracts the metrics from the function's log stream. No
+/// request limits apply, but the metrics appear asynchronously and a failure to extract them is
+/// not seen by the sender. One line per series and second, its values repeated by count.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EmfSink;
+
+impl EmfSink {
+    /// The lines for `datums`, without writing them.
+    pub fn lines(namespace: &str, datums: &[Datum]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for a in aggregate(datums) {
+            let mut values: Vec<f64> = Vec::new();
+            for (v, c) in &a.values {
+                values.extend(std::iter::repeat_n(*v, *c as usize));
+            }
+            let dims: Vec<(&str, &str)> = a
+                .series
+                .dimensions
+                .iter()
+                .map(|d| (d.name.as_str(), d.value.as_str()))
+                .collect();
+            for chunk in values.chunks(EMF_MAX_VALUES) {
+                let mut fields = serde_json::Map::new();
+                fields.insert(a.series.name.clone(), serde_json::json!(chunk));
+                lines.push(crate::emf::line(
+                    namespace,
+                    &dims,
+                    &[(a.series.name.as_str(), f64::NAN, a.series.unit)],
+                    fields,
+                    chrono::DateTime::from_timestamp(a.timestamp_secs, 0).unwrap_or_default(),
+                ));
+            }
+        }
+        lines
+    }
+}
+
+impl MetricSink for EmfSink {
+    async fn put(&self, namespace: &str, datums: &[Datum]) -> Result<PutOutcome> {
+        let lines = Self::lines(namespace, datums);
+        let mut out = std::io::stdout().lock();
+        for line in &lines {
+            use std::io::Write;
+            writeln!(out, "{line}").map_err(|e| Error::Aws {
+                service: "CloudWatch Logs",
+                operation: "EMF",
+                message: format!("writing to stdout: {e}"),
+                retryable: true,
+            })?;
+        }
+        Ok(PutOutcome {
+            datums: datums.len(),
+            requests: 0,
+        })
+    }
+}
+
+/// The sink chosen by configuration (`VIGIL_SINK`: `cloudwatch`, the default, or `emf`).
+#[derive(Clone, Debug)]
+pub enum ConfiguredSink {
+    CloudWatch(CloudWatchSink),
+    Emf(EmfSink),
+}
+
+impl ConfiguredSink {
+    /// Reads `VIGIL_SINK` and builds that sink.
+    pub fn from_env(conf: &aws_config::SdkConfig) -> Result<Self> {
+        match std::env::var("VIGIL_SINK").as_deref() {
+            Err(_) | Ok("") | Ok("cloudwatch") => {
+                Ok(Self::CloudWatch(CloudWatchSink::from_conf(conf)))
+            }
+            Ok("emf") => Ok(Self::Emf(EmfSink)),
+            Ok(other) => Err(Error::Config(format!(
+                "VIGIL_SINK: {other:?} is neither \"cloudwatch\" nor \"emf\""
+            ))),
+        }
+    }
+}
+
+impl MetricSink for ConfiguredSink {
+    async fn put(&self, namespace: &str, datums: &[Datum]) -> Result<PutOutcome> {
+        match self {
+            Self::CloudWatch(s) => s.put(namespace, datums).await,
+            Self::Emf(s) => s.put(namespace, datums).await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +369,37 @@ mod tests {
         let aggregates = aggregate(&datums);
         let sizes: Vec<usize> = aggregates.iter().map(|a| a.values.len()).collect();
         assert_eq!(sizes, [150, 150, 100]);
+    }
+
+    #[test]
+    fn emf_lines_carry_every_sample() {
+        let now = Utc::now();
+        let datums: Vec<Datum> = (0..250)
+            .map(|i| {
+                let mut d = datum(2, 3);
+                d.value = f64::from(i % 3);
+                d.timestamp = now;
+                d
+            })
+            .collect();
+        let lines = EmfSink::lines("Shop", &datums);
+        let mut total = 0;
+        for line in &lines {
+            let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            let values = v["m"].as_array().expect("values");
+            assert!(values.len() <= EMF_MAX_VALUES);
+            total += values.len();
+            assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Shop");
+            assert_eq!(
+                v["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+                    .as_array()
+                    .map(Vec::len),
+                Some(2)
+            );
+            assert_eq!(v["d0"], "vvv");
+        }
+        assert_eq!(total, 250);
+        assert_eq!(lines.len(), 3);
     }
 
     #[test]

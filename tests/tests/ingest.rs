@@ -215,3 +215,59 @@ async fn events_of_other_shapes_fail_the_invocation() {
             .contains("neither a Function URL request")
     );
 }
+
+#[tokio::test]
+async fn the_emf_sink_writes_log_lines_instead_of_api_calls() {
+    let aws = LocalAws::connect().await;
+    let mut function = Function::start(
+        "ingest",
+        &binary("ingest"),
+        &[
+            ("VIGIL_AWS_ENDPOINT_URL", aws.endpoint.as_str()),
+            ("VIGIL_SINK", "emf"),
+        ],
+    )
+    .await;
+    let namespace = unique("Vigil/E2E");
+    let at = (Utc::now() - Duration::minutes(2))
+        .duration_trunc(Duration::minutes(1))
+        .expect("trunc");
+    let mut push = sample_push();
+    push["namespace"] = json!(namespace);
+    stamp_push(&mut push, at);
+    let (status, body) = http_response(
+        &function
+            .invoke(&json_push_event(&push))
+            .await
+            .expect_response(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stored"], 2);
+
+    let logs = function.logs();
+    let line: serde_json::Value = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["_aws"]["CloudWatchMetrics"][0]["Namespace"] == namespace.as_str()
+                && l.get("latency").is_some()
+        })
+        .unwrap_or_else(|| panic!("no EMF line for {namespace} in {logs:?}"));
+    assert_eq!(line["latency"], json!([312.5]));
+    assert_eq!(line["service"], "checkout");
+    assert_eq!(line["_aws"]["Timestamp"], at.timestamp_millis());
+
+    // No API call was made: the emulator's CloudWatch has nothing in that namespace.
+    let points = aws
+        .metric_points(
+            &namespace,
+            "latency",
+            &[("service", "checkout")],
+            "Sum",
+            60,
+            at - Duration::minutes(5),
+            at + Duration::minutes(5),
+        )
+        .await;
+    assert!(points.is_empty(), "{points:?}");
+}

@@ -630,6 +630,25 @@ mod tests {
     }
 
     proptest! {
+        /// What the EMF sink writes, the EMF reader reads back: same series, same samples.
+        #[test]
+        fn emf_sink_lines_read_back(values in proptest::collection::vec((0u8..3, -1e6f64..1e6), 1..300)) {
+            let datums: Vec<Datum> = values.iter().map(|&(series, v)| Datum::new(
+                format!("m{series}"),
+                vec![Dimension { name: "service".into(), value: "api".into() }],
+                v, Unit::Milliseconds, now() - chrono::Duration::seconds(5),
+            )).collect();
+            let lines = vigil_shared::EmfSink::lines("Shop", &datums);
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let out = extract(&batch(&refs), &[], "Logs", now());
+            prop_assert!(out.rejected.is_empty());
+            let mut got: Vec<(String, u64)> = out.by_namespace["Shop"].iter().map(|d| (d.name.clone(), d.value.to_bits())).collect();
+            let mut want: Vec<(String, u64)> = datums.iter().map(|d| (d.name.clone(), d.value.to_bits())).collect();
+            got.sort();
+            want.sort();
+            prop_assert_eq!(got, want);
+        }
+
         #[test]
         fn decode_never_panics(data in ".{0,200}") {
             let _ = decode(&data);

@@ -4,7 +4,7 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use vigil_ingest::{IngestConfig, handle_event};
-use vigil_shared::{CloudWatchSink, S3Store, init_tracing, sdk_config};
+use vigil_shared::{ConfiguredSink, S3Store, init_tracing, sdk_config};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,7 +13,8 @@ async fn main() -> Result<(), Error> {
     let config = IngestConfig::from_env(&S3Store::from_conf(&conf))
         .await
         .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
-    let sink = CloudWatchSink::from_conf(&conf);
+    let sink = ConfiguredSink::from_env(&conf)
+        .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let (sink, config) = (&sink, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         handle_event(sink, config, event.payload, chrono::Utc::now()).await
