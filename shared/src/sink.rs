@@ -166,12 +166,20 @@ fn to_sdk(a: &Aggregate<'_>) -> MetricDatum {
     }
 }
 
+/// The `MetricData` of each `PutMetricData` request that stores `datums`: merged, batched to
+/// the limits, and converted to the SDK's types.
+pub fn build_requests(namespace: &str, datums: &[Datum]) -> Vec<Vec<MetricDatum>> {
+    let aggregates = aggregate(datums);
+    plan_batches(&aggregates, namespace)
+        .into_iter()
+        .map(|range| aggregates[range].iter().map(to_sdk).collect())
+        .collect()
+}
+
 impl MetricSink for CloudWatchSink {
     async fn put(&self, namespace: &str, datums: &[Datum]) -> Result<PutOutcome> {
         let mut outcome = PutOutcome::default();
-        let aggregates = aggregate(datums);
-        for range in plan_batches(&aggregates, namespace) {
-            let batch: Vec<MetricDatum> = aggregates[range.clone()].iter().map(to_sdk).collect();
+        for batch in build_requests(namespace, datums) {
             self.client
                 .put_metric_data()
                 .namespace(namespace)

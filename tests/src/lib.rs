@@ -49,6 +49,62 @@ pub fn stamp_push(push: &mut Value, at: DateTime<Utc>) {
     }
 }
 
+/// Sets every sample timestamp in a remote-write Function URL event to `at`.
+pub fn stamp_remote_write(event: &mut Value, at: DateTime<Utc>) {
+    use base64::Engine;
+    use vigil_ingest::remote_write;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let body = b64
+        .decode(event["body"].as_str().expect("body"))
+        .expect("base64 body");
+    let mut request = remote_write::decode(&body).expect("remote-write body");
+    for series in &mut request.timeseries {
+        for sample in &mut series.samples {
+            sample.timestamp = at.timestamp_millis();
+        }
+    }
+    event["body"] = Value::String(b64.encode(remote_write::encode(&request)));
+}
+
+/// Sets every log event's timestamp (and EMF `_aws.Timestamp`) in a CloudWatch Logs
+/// subscription event to `at`, and the namespace of EMF lines to `namespace` when given.
+pub fn stamp_logs(event: &mut Value, at: DateTime<Utc>, namespace: Option<&str>) {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let gz = b64
+        .decode(event["awslogs"]["data"].as_str().expect("data"))
+        .expect("base64 data");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(gz.as_slice())
+        .read_to_string(&mut text)
+        .expect("gzip data");
+    let mut batch: Value = serde_json::from_str(&text).expect("log batch");
+    let ms = at.timestamp_millis();
+    for e in batch["logEvents"].as_array_mut().into_iter().flatten() {
+        e["timestamp"] = Value::from(ms);
+        let message = e["message"].as_str().unwrap_or_default().to_owned();
+        if let Ok(mut doc) = serde_json::from_str::<Value>(&message) {
+            if doc.get("_aws").is_some() {
+                doc["_aws"]["Timestamp"] = Value::from(ms);
+                if let Some(ns) = namespace {
+                    for d in doc["_aws"]["CloudWatchMetrics"]
+                        .as_array_mut()
+                        .into_iter()
+                        .flatten()
+                    {
+                        d["Namespace"] = Value::from(ns);
+                    }
+                }
+                e["message"] = Value::String(doc.to_string());
+            }
+        }
+    }
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(batch.to_string().as_bytes()).expect("gzip");
+    event["awslogs"]["data"] = Value::String(b64.encode(enc.finish().expect("gzip")));
+}
+
 /// The sample scheduled event, with its `time` set to `at`.
 pub fn scheduled_event(at: DateTime<Utc>) -> Value {
     let mut event = sample_event("eventbridge-scheduled.json");

@@ -62,11 +62,14 @@ struct ApiState {
     events: tokio::sync::Mutex<mpsc::Receiver<(String, Bytes)>>,
     pending: Pending,
     init_error: Mutex<Option<Value>>,
+    /// When the process first asked for an event: the end of its cold start.
+    first_poll: Mutex<Option<std::time::Instant>>,
 }
 
 /// A function bootstrap running behind a local Runtime API.
 pub struct Function {
     name: String,
+    started: std::time::Instant,
     child: Child,
     sender: mpsc::Sender<(String, Bytes)>,
     state: Arc<ApiState>,
@@ -118,6 +121,7 @@ impl Function {
             events: tokio::sync::Mutex::new(receiver),
             pending: Arc::default(),
             init_error: Mutex::new(None),
+            first_poll: Mutex::new(None),
         });
         let server_state = state.clone();
         let server = tokio::spawn(async move {
@@ -161,6 +165,7 @@ impl Function {
         for (k, v) in env {
             command.env(k, v);
         }
+        let started = std::time::Instant::now();
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
@@ -174,6 +179,7 @@ impl Function {
 
         Function {
             name: name.to_owned(),
+            started,
             child,
             sender,
             state,
@@ -247,6 +253,21 @@ impl Function {
         )
     }
 
+    /// Waits up to `limit` for the process's first `GET /invocation/next` and returns the time
+    /// from spawning it: its cold start, as Lambda's init phase measures it.
+    pub async fn time_to_first_poll(&self, limit: Duration) -> Option<Duration> {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            if let Some(at) = *self.state.first_poll.lock().expect("poll lock") {
+                return Some(at.duration_since(self.started));
+            }
+            if std::time::Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+
     /// The function's log lines (its stdout) so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().expect("log lock").clone()
@@ -292,6 +313,11 @@ async fn handle(
         return Ok(reply(StatusCode::NOT_FOUND, "not found"));
     };
     if method == Method::GET && rest == "/invocation/next" {
+        state
+            .first_poll
+            .lock()
+            .expect("poll lock")
+            .get_or_insert_with(std::time::Instant::now);
         let next = state.events.lock().await.recv().await;
         let Some((id, body)) = next else {
             return Ok(reply(StatusCode::GONE, "shutting down"));

@@ -4,7 +4,8 @@
 use chrono::{Duration, DurationRound, Utc};
 use serde_json::json;
 use vigil_e2e::{
-    Function, LocalAws, binary, http_response, json_push_event, sample_push, stamp_push, unique,
+    Function, LocalAws, binary, http_response, json_push_event, sample_config, sample_event,
+    sample_push, stamp_logs, stamp_push, stamp_remote_write, unique,
 };
 
 async fn ingest(aws: &LocalAws) -> Function {
@@ -270,4 +271,122 @@ async fn the_emf_sink_writes_log_lines_instead_of_api_calls() {
         )
         .await;
     assert!(points.is_empty(), "{points:?}");
+}
+
+/// The sample remote-write and log events through the real binary, with the sample ingest
+/// config: labels mapped, log lines turned into metrics, all read back from CloudWatch.
+#[tokio::test]
+async fn sample_remote_write_and_log_events_land_in_cloudwatch() {
+    let aws = LocalAws::connect().await;
+    let namespace = unique("Vigil/E2E");
+    let bucket = aws.create_bucket("vigil-ingest-config").await;
+    let config = sample_config("ingest.example.yaml").replace("Vigil/Demo", &namespace);
+    aws.put_object(&bucket, "ingest.yaml", config).await;
+    let location = format!("s3://{bucket}/ingest.yaml");
+    let mut function = Function::start(
+        "ingest",
+        &binary("ingest"),
+        &[
+            ("VIGIL_AWS_ENDPOINT_URL", aws.endpoint.as_str()),
+            ("VIGIL_INGEST_CONFIG", location.as_str()),
+        ],
+    )
+    .await;
+    let at = (Utc::now() - Duration::minutes(2))
+        .duration_trunc(Duration::minutes(1))
+        .expect("trunc");
+    let window = (at - Duration::minutes(5), at + Duration::minutes(5));
+
+    let mut rw = sample_event("function-url-remote-write.json");
+    stamp_remote_write(&mut rw, at);
+    let (status, body) = http_response(&function.invoke(&rw).await.expect_response());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stored"], 5);
+    assert_eq!(body["series"], 5);
+    // `instance` and `pod` dropped by default, `job` renamed to `service`.
+    let up = aws
+        .metric_points(
+            &namespace,
+            "up",
+            &[("service", "checkout")],
+            "Maximum",
+            60,
+            window.0,
+            window.1,
+        )
+        .await;
+    assert_eq!(up, vec![(at, 1.0)]);
+    let errors = aws
+        .metric_points(
+            &namespace,
+            "http_requests_total",
+            &[("code", "500"), ("method", "POST"), ("service", "checkout")],
+            "Maximum",
+            60,
+            window.0,
+            window.1,
+        )
+        .await;
+    assert_eq!(errors, vec![(at, 12.0)]);
+    let inf = aws
+        .metric_points(
+            &namespace,
+            "http_request_duration_seconds_bucket",
+            &[("le", "+Inf"), ("service", "checkout")],
+            "Maximum",
+            60,
+            window.0,
+            window.1,
+        )
+        .await;
+    assert_eq!(inf, vec![(at, 1555.0)]);
+
+    let mut logs = sample_event("cloudwatch-logs-subscription.json");
+    stamp_logs(&mut logs, at, Some(&namespace));
+    let out = function.invoke(&logs).await.expect_response();
+    assert_eq!(out["lines"], 3, "{out}");
+    assert_eq!(out["stored"], 3, "{out}");
+    assert_eq!(out["unmatched"], 1, "{out}");
+    let emf = aws
+        .metric_points(
+            &namespace,
+            "checkout_duration",
+            &[("service", "checkout")],
+            "Sum",
+            60,
+            window.0,
+            window.1,
+        )
+        .await;
+    assert_eq!(emf, vec![(at, 399.5)]);
+    let latency = aws
+        .metric_points(
+            &namespace,
+            "request_latency",
+            &[("service", "checkout"), ("status", "502")],
+            "Maximum",
+            60,
+            window.0,
+            window.1,
+        )
+        .await;
+    assert_eq!(latency, vec![(at, 1834.2)]);
+}
+
+#[tokio::test]
+async fn an_undecodable_log_batch_fails_the_invocation() {
+    let aws = LocalAws::connect().await;
+    let mut function = ingest(&aws).await;
+    let error = function
+        .invoke(&json!({"awslogs": {"data": "H4sIAAAA-not-base64!"}}))
+        .await
+        .expect_error();
+    assert_eq!(error["errorType"], "Vigil.InvalidInput");
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .expect("message")
+            .contains("awslogs.data"),
+        "{error}"
+    );
 }

@@ -361,6 +361,44 @@ mod tests {
         );
     }
 
+    /// 100,000 samples of a realistic request fill `PutMetricData` requests to the limits:
+    /// the request count equals the theoretical minimum, the larger of the datum bound and the
+    /// byte bound.
+    #[test]
+    fn a_large_request_needs_the_minimum_of_put_requests() {
+        use vigil_shared::limits::{CW_MAX_DATUMS_PER_PUT, CW_MAX_PUT_BYTES};
+        use vigil_shared::sink::{aggregate, build_requests, estimated_wire_bytes};
+        let config = MappingConfig {
+            max_series_per_request: 100_000,
+            ..MappingConfig::default()
+        };
+        for keep_instance in [false, true] {
+            let mut config = config.clone();
+            if keep_instance {
+                config.drop_labels.clear();
+            }
+            let request = crate::remote_write::sample_request(100_000, 20, T);
+            let mapped = map_request(request, &config, now());
+            assert_eq!(mapped.datums.len(), 100_000);
+            let aggregates = aggregate(&mapped.datums);
+            let bytes: usize = aggregates.iter().map(estimated_wire_bytes).sum();
+            let minimum = aggregates
+                .len()
+                .div_ceil(CW_MAX_DATUMS_PER_PUT)
+                .max(bytes.div_ceil(CW_MAX_PUT_BYTES));
+            let requests = build_requests(&config.namespace, &mapped.datums);
+            assert_eq!(requests.len(), minimum, "keep_instance={keep_instance}");
+            let datums: usize = requests.iter().map(Vec::len).sum();
+            assert_eq!(datums, aggregates.len());
+            println!(
+                "100,000 samples, drop_labels {}: {} datums after merging, {} PutMetricData requests (minimum {minimum})",
+                if keep_instance { "none" } else { "default" },
+                aggregates.len(),
+                requests.len()
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn every_sample_is_stored_rejected_or_a_stale_marker(

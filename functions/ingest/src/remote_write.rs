@@ -103,6 +103,66 @@ pub fn encode(request: &WriteRequest) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// A realistic request for benchmarks and tests: `series` series of one sample each, in the
+/// shape a Kubernetes Prometheus sends (`labels` labels per series, `__name__` included, the
+/// usual pod-level labels among them), stamped `timestamp_ms`.
+pub fn sample_request(series: usize, labels: usize, timestamp_ms: i64) -> WriteRequest {
+    const NAMES: [&str; 19] = [
+        "job",
+        "namespace",
+        "pod",
+        "instance",
+        "container",
+        "service",
+        "endpoint",
+        "node",
+        "method",
+        "code",
+        "handler",
+        "le",
+        "cluster",
+        "region",
+        "zone",
+        "app",
+        "version",
+        "team",
+        "tier",
+    ];
+    let metrics = [
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "process_cpu_seconds_total",
+        "go_goroutines",
+    ];
+    WriteRequest {
+        timeseries: (0..series)
+            .map(|i| {
+                let mut l = Vec::with_capacity(labels);
+                l.push(Label::new("__name__", metrics[i % metrics.len()]));
+                for (j, name) in NAMES.iter().take(labels.saturating_sub(1)).enumerate() {
+                    let value = match *name {
+                        "pod" => format!("checkout-7d9c5b6f4-{:05}", i % 500),
+                        "instance" => format!("10.0.{}.{}:8080", (i / 250) % 256, i % 250),
+                        "le" => ["0.005", "0.01", "0.05", "0.1", "0.5", "1", "5", "+Inf"][i % 8]
+                            .to_owned(),
+                        "handler" => format!("/api/v1/resource/{}", i % 40),
+                        _ => format!("{name}-value-{}", (i + j) % 7),
+                    };
+                    l.push(Label::new(name, &value));
+                }
+                TimeSeries {
+                    labels: l,
+                    samples: vec![Sample {
+                        value: i as f64 * 1.5,
+                        timestamp: timestamp_ms,
+                    }],
+                    histograms: vec![],
+                }
+            })
+            .collect(),
+    }
+}
+
 impl Label {
     pub fn new(name: &str, value: &str) -> Self {
         Self {

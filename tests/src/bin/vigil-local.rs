@@ -10,8 +10,8 @@ use std::time::Duration as StdDuration;
 use chrono::{Duration, DurationRound, SecondsFormat, Utc};
 use serde_json::Value;
 use vigil_e2e::{
-    Function, LocalAws, binary, http_response, json_push_event, sample_config, sample_push,
-    scheduled_event, stamp_push,
+    Function, LocalAws, binary, http_response, json_push_event, sample_config, sample_event,
+    sample_push, scheduled_event, stamp_logs, stamp_push, stamp_remote_write,
 };
 
 fn section(title: &str) {
@@ -37,10 +37,20 @@ async fn main() {
         .as_str()
         .unwrap_or("Vigil/Demo")
         .to_owned();
+    aws.put_object(
+        &bucket,
+        "config/ingest.yaml",
+        sample_config("ingest.example.yaml"),
+    )
+    .await;
+    let ingest_config = format!("s3://{bucket}/config/ingest.yaml");
     let mut ingest = Function::start(
         "ingest",
         &binary("ingest"),
-        &[("VIGIL_AWS_ENDPOINT_URL", aws.endpoint.as_str())],
+        &[
+            ("VIGIL_AWS_ENDPOINT_URL", aws.endpoint.as_str()),
+            ("VIGIL_INGEST_CONFIG", ingest_config.as_str()),
+        ],
     )
     .await;
     let (status, body) = http_response(
@@ -70,6 +80,60 @@ async fn main() {
         for (t, v) in points {
             println!(
                 "metric stored: {namespace} {name}{{service=checkout}} = {v} at {}",
+                t.to_rfc3339_opts(SecondsFormat::Secs, true)
+            );
+        }
+    }
+
+    section(
+        "ingest: Prometheus remote-write on the Function URL (events/function-url-remote-write.json)",
+    );
+    let mut rw = sample_event("function-url-remote-write.json");
+    stamp_remote_write(&mut rw, at);
+    let (status, body) = http_response(&ingest.invoke(&rw).await.expect_response());
+    println!("HTTP {status} {body}");
+    section("ingest: CloudWatch Logs subscription (events/cloudwatch-logs-subscription.json)");
+    let mut logs = sample_event("cloudwatch-logs-subscription.json");
+    stamp_logs(&mut logs, at, None);
+    let out = ingest.invoke(&logs).await.expect_response();
+    println!("{out}");
+    for (name, dims, stat) in [
+        ("up", vec![("service", "checkout")], "Maximum"),
+        (
+            "http_requests_total",
+            vec![("code", "500"), ("method", "POST"), ("service", "checkout")],
+            "Maximum",
+        ),
+        (
+            "checkout_duration",
+            vec![("service", "checkout")],
+            "Average",
+        ),
+        (
+            "request_latency",
+            vec![("service", "checkout"), ("status", "502")],
+            "Maximum",
+        ),
+    ] {
+        let points = aws
+            .metric_points(
+                &namespace,
+                name,
+                &dims,
+                stat,
+                60,
+                minute - Duration::minutes(5),
+                minute + Duration::minutes(5),
+            )
+            .await;
+        if points.is_empty() {
+            problems.push(format!("ingest: {name} was not read back from CloudWatch"));
+        }
+        let labels: Vec<String> = dims.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        for (t, v) in points {
+            println!(
+                "metric stored: {namespace} {name}{{{}}} {stat} = {v} at {}",
+                labels.join(","),
                 t.to_rfc3339_opts(SecondsFormat::Secs, true)
             );
         }
