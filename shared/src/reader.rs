@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use aws_sdk_cloudwatch::primitives::DateTime as SdkDateTime;
-use aws_sdk_cloudwatch::types::{
-    Dimension as SdkDimension, Metric, MetricDataQuery, MetricStat, ScanBy,
-};
+use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery, MetricStat, ScanBy};
 use chrono::{DateTime, Utc};
 
 use crate::limits::CW_MAX_QUERIES_PER_GET;
@@ -69,17 +67,7 @@ fn to_sdk(q: &StatQuery) -> MetricDataQuery {
     let metric = Metric::builder()
         .namespace(&q.namespace)
         .metric_name(&q.metric)
-        .set_dimensions(Some(
-            q.dimensions
-                .iter()
-                .map(|d| {
-                    SdkDimension::builder()
-                        .name(&d.name)
-                        .value(&d.value)
-                        .build()
-                })
-                .collect(),
-        ))
+        .set_dimensions(Some(crate::sink::to_sdk_dimensions(&q.dimensions)))
         .build();
     MetricDataQuery::builder()
         .id(&q.id)

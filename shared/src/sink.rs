@@ -139,22 +139,24 @@ impl CloudWatchSink {
     }
 }
 
+/// Dimensions in the SDK's type.
+pub(crate) fn to_sdk_dimensions(dimensions: &[Dimension]) -> Vec<SdkDimension> {
+    dimensions
+        .iter()
+        .map(|d| {
+            SdkDimension::builder()
+                .name(&d.name)
+                .value(&d.value)
+                .build()
+        })
+        .collect()
+}
+
 fn to_sdk(a: &Aggregate<'_>) -> MetricDatum {
     let datum = a.series;
     let builder = MetricDatum::builder()
         .metric_name(&datum.name)
-        .set_dimensions(Some(
-            datum
-                .dimensions
-                .iter()
-                .map(|d| {
-                    SdkDimension::builder()
-                        .name(&d.name)
-                        .value(&d.value)
-                        .build()
-                })
-                .collect(),
-        ))
+        .set_dimensions(Some(to_sdk_dimensions(&datum.dimensions)))
         .unit(StandardUnit::from(datum.unit.as_str()))
         .timestamp(SdkDateTime::from_secs(a.timestamp_secs));
     match a.values.as_slice() {

@@ -210,6 +210,20 @@ impl LocalAws {
         }
     }
 
+    /// One-minute points of a statistic within five minutes either side of `at`.
+    pub async fn points_near(
+        &self,
+        namespace: &str,
+        name: &str,
+        dimensions: &[(&str, &str)],
+        stat: &str,
+        at: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, f64)> {
+        let five = chrono::Duration::minutes(5);
+        self.metric_points(namespace, name, dimensions, stat, 60, at - five, at + five)
+            .await
+    }
+
     /// The data points of one metric statistic between `start` and `end`, oldest first.
     #[allow(clippy::too_many_arguments)]
     pub async fn metric_points(

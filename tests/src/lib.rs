@@ -12,6 +12,15 @@ pub use aws::{LocalAws, unique};
 pub use runtime::{Function, Outcome, binary};
 pub use url::FunctionUrl;
 
+/// The start of the minute `minutes_ago` minutes before now: a timestamp whose one-minute
+/// CloudWatch period has ended (for `minutes_ago` >= 1) and that reads back exactly.
+pub fn whole_minute_ago(minutes_ago: i64) -> DateTime<Utc> {
+    use chrono::DurationRound;
+    (Utc::now() - chrono::Duration::minutes(minutes_ago))
+        .duration_trunc(chrono::Duration::minutes(1))
+        .expect("a minute boundary")
+}
+
 /// A sample event from `events/`.
 pub fn sample_event(name: &str) -> Value {
     let path = aws::workspace_root().join("events").join(name);

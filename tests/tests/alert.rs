@@ -5,9 +5,11 @@ use std::time::Duration as StdDuration;
 
 use aws_sdk_cloudwatch::primitives::DateTime as CwDateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
-use vigil_e2e::{Function, LocalAws, binary, sample_config, scheduled_event, unique};
+use vigil_e2e::{
+    Function, LocalAws, binary, sample_config, scheduled_event, unique, whole_minute_ago,
+};
 
 async fn put_points(aws: &LocalAws, namespace: &str, name: &str, points: &[(DateTime<Utc>, f64)]) {
     let data: Vec<MetricDatum> = points
@@ -76,9 +78,7 @@ async fn alert(s: &Setup, rules_key: &str) -> Function {
 #[tokio::test]
 async fn a_breaching_metric_sends_one_notification_with_its_attributes() {
     let s = setup().await;
-    let now = Utc::now()
-        .duration_trunc(Duration::minutes(1))
-        .expect("trunc");
+    let now = whole_minute_ago(0);
     // Latency breaches 250 ms; orders keep flowing, so only the latency rule fires.
     put_points(
         &s.aws,
@@ -141,9 +141,7 @@ async fn a_breaching_metric_sends_one_notification_with_its_attributes() {
 #[tokio::test]
 async fn a_quiet_metric_sends_nothing() {
     let s = setup().await;
-    let now = Utc::now()
-        .duration_trunc(Duration::minutes(1))
-        .expect("trunc");
+    let now = whole_minute_ago(0);
     put_points(
         &s.aws,
         &s.namespace,

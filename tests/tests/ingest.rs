@@ -1,11 +1,10 @@
 //! `ingest` end to end: the real bootstrap behind a local Runtime API, CloudWatch in the local
 //! emulator. Every test reads back from the emulator what the function wrote.
 
-use chrono::{Duration, DurationRound, Utc};
 use serde_json::json;
 use vigil_e2e::{
     Function, LocalAws, binary, http_response, json_push_event, sample_config, sample_event,
-    sample_push, stamp_logs, stamp_push, stamp_remote_write, unique,
+    sample_push, stamp_logs, stamp_push, stamp_remote_write, unique, whole_minute_ago,
 };
 
 async fn ingest(aws: &LocalAws) -> Function {
@@ -22,9 +21,7 @@ async fn sample_push_lands_in_cloudwatch() {
     let aws = LocalAws::connect().await;
     let mut function = ingest(&aws).await;
     let namespace = unique("Vigil/E2E");
-    let at = (Utc::now() - Duration::minutes(2))
-        .duration_trunc(Duration::minutes(1))
-        .expect("trunc");
+    let at = whole_minute_ago(2);
     let mut push = sample_push();
     push["namespace"] = json!(namespace);
     stamp_push(&mut push, at);
@@ -39,27 +36,11 @@ async fn sample_push_lands_in_cloudwatch() {
     assert_eq!(response["headers"]["content-type"], "application/json");
 
     let points = aws
-        .metric_points(
-            &namespace,
-            "latency",
-            &[("service", "checkout")],
-            "Sum",
-            60,
-            at - Duration::minutes(5),
-            at + Duration::minutes(5),
-        )
+        .points_near(&namespace, "latency", &[("service", "checkout")], "Sum", at)
         .await;
     assert_eq!(points, vec![(at, 312.5)]);
     let orders = aws
-        .metric_points(
-            &namespace,
-            "orders",
-            &[("service", "checkout")],
-            "Sum",
-            60,
-            at - Duration::minutes(5),
-            at + Duration::minutes(5),
-        )
+        .points_near(&namespace, "orders", &[("service", "checkout")], "Sum", at)
         .await;
     assert_eq!(orders, vec![(at, 42.0)]);
 }
@@ -69,9 +50,7 @@ async fn bad_entries_are_refused_and_the_valid_ones_stored() {
     let aws = LocalAws::connect().await;
     let mut function = ingest(&aws).await;
     let namespace = unique("Vigil/E2E");
-    let at = (Utc::now() - Duration::minutes(2))
-        .duration_trunc(Duration::minutes(1))
-        .expect("trunc");
+    let at = whole_minute_ago(2);
     let stamp = at.to_rfc3339();
     let push = json!({"namespace": namespace, "metrics": [
         {"name": "good", "value": 7, "timestamp": stamp},
@@ -105,15 +84,9 @@ async fn bad_entries_are_refused_and_the_valid_ones_stored() {
     assert_eq!(line["SamplesRejected"], 3.0);
     assert_eq!(line["rejected"]["too_old"]["count"], 1);
     assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Vigil");
-
-    let window = (at - Duration::minutes(5), at + Duration::minutes(5));
-    let good = aws
-        .metric_points(&namespace, "good", &[], "Sum", 60, window.0, window.1)
-        .await;
+    let good = aws.points_near(&namespace, "good", &[], "Sum", at).await;
     assert_eq!(good, vec![(at, 7.0)]);
-    let huge = aws
-        .metric_points(&namespace, "huge", &[], "Sum", 60, window.0, window.1)
-        .await;
+    let huge = aws.points_near(&namespace, "huge", &[], "Sum", at).await;
     assert!(huge.is_empty(), "{huge:?}");
 }
 
@@ -146,9 +119,7 @@ async fn unreadable_requests_get_4xx_and_store_nothing() {
     let namespace = unique("Vigil/E2E");
     let mut push = sample_push();
     push["namespace"] = json!(namespace);
-    let at = (Utc::now() - Duration::minutes(2))
-        .duration_trunc(Duration::minutes(1))
-        .expect("trunc");
+    let at = whole_minute_ago(2);
     stamp_push(&mut push, at);
     let (status, _) = http_response(
         &function
@@ -158,15 +129,7 @@ async fn unreadable_requests_get_4xx_and_store_nothing() {
     );
     assert_eq!(status, 200);
     let points = aws
-        .metric_points(
-            &namespace,
-            "orders",
-            &[("service", "checkout")],
-            "Sum",
-            60,
-            at - Duration::minutes(5),
-            at + Duration::minutes(5),
-        )
+        .points_near(&namespace, "orders", &[("service", "checkout")], "Sum", at)
         .await;
     assert_eq!(points, vec![(at, 42.0)]);
 }
@@ -230,9 +193,7 @@ async fn the_emf_sink_writes_log_lines_instead_of_api_calls() {
     )
     .await;
     let namespace = unique("Vigil/E2E");
-    let at = (Utc::now() - Duration::minutes(2))
-        .duration_trunc(Duration::minutes(1))
-        .expect("trunc");
+    let at = whole_minute_ago(2);
     let mut push = sample_push();
     push["namespace"] = json!(namespace);
     stamp_push(&mut push, at);
@@ -260,15 +221,7 @@ async fn the_emf_sink_writes_log_lines_instead_of_api_calls() {
 
     // No API call was made: the emulator's CloudWatch has nothing in that namespace.
     let points = aws
-        .metric_points(
-            &namespace,
-            "latency",
-            &[("service", "checkout")],
-            "Sum",
-            60,
-            at - Duration::minutes(5),
-            at + Duration::minutes(5),
-        )
+        .points_near(&namespace, "latency", &[("service", "checkout")], "Sum", at)
         .await;
     assert!(points.is_empty(), "{points:?}");
 }
@@ -292,10 +245,7 @@ async fn sample_remote_write_and_log_events_land_in_cloudwatch() {
         ],
     )
     .await;
-    let at = (Utc::now() - Duration::minutes(2))
-        .duration_trunc(Duration::minutes(1))
-        .expect("trunc");
-    let window = (at - Duration::minutes(5), at + Duration::minutes(5));
+    let at = whole_minute_ago(2);
 
     let mut rw = sample_event("function-url-remote-write.json");
     stamp_remote_write(&mut rw, at);
@@ -305,38 +255,26 @@ async fn sample_remote_write_and_log_events_land_in_cloudwatch() {
     assert_eq!(body["series"], 5);
     // `instance` and `pod` dropped by default, `job` renamed to `service`.
     let up = aws
-        .metric_points(
-            &namespace,
-            "up",
-            &[("service", "checkout")],
-            "Maximum",
-            60,
-            window.0,
-            window.1,
-        )
+        .points_near(&namespace, "up", &[("service", "checkout")], "Maximum", at)
         .await;
     assert_eq!(up, vec![(at, 1.0)]);
     let errors = aws
-        .metric_points(
+        .points_near(
             &namespace,
             "http_requests_total",
             &[("code", "500"), ("method", "POST"), ("service", "checkout")],
             "Maximum",
-            60,
-            window.0,
-            window.1,
+            at,
         )
         .await;
     assert_eq!(errors, vec![(at, 12.0)]);
     let inf = aws
-        .metric_points(
+        .points_near(
             &namespace,
             "http_request_duration_seconds_bucket",
             &[("le", "+Inf"), ("service", "checkout")],
             "Maximum",
-            60,
-            window.0,
-            window.1,
+            at,
         )
         .await;
     assert_eq!(inf, vec![(at, 1555.0)]);
@@ -348,26 +286,22 @@ async fn sample_remote_write_and_log_events_land_in_cloudwatch() {
     assert_eq!(out["stored"], 3, "{out}");
     assert_eq!(out["unmatched"], 1, "{out}");
     let emf = aws
-        .metric_points(
+        .points_near(
             &namespace,
             "checkout_duration",
             &[("service", "checkout")],
             "Sum",
-            60,
-            window.0,
-            window.1,
+            at,
         )
         .await;
     assert_eq!(emf, vec![(at, 399.5)]);
     let latency = aws
-        .metric_points(
+        .points_near(
             &namespace,
             "request_latency",
             &[("service", "checkout"), ("status", "502")],
             "Maximum",
-            60,
-            window.0,
-            window.1,
+            at,
         )
         .await;
     assert_eq!(latency, vec![(at, 1834.2)]);

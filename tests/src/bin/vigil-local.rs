@@ -64,15 +64,7 @@ async fn main() {
     for metric in push["metrics"].as_array().into_iter().flatten() {
         let name = metric["name"].as_str().unwrap_or_default();
         let points = aws
-            .metric_points(
-                &namespace,
-                name,
-                &[("service", "checkout")],
-                "Sum",
-                60,
-                minute - Duration::minutes(5),
-                minute + Duration::minutes(5),
-            )
+            .points_near(&namespace, name, &[("service", "checkout")], "Sum", minute)
             .await;
         if points.is_empty() {
             problems.push(format!("ingest: {name} was not read back from CloudWatch"));
@@ -115,17 +107,7 @@ async fn main() {
             "Maximum",
         ),
     ] {
-        let points = aws
-            .metric_points(
-                &namespace,
-                name,
-                &dims,
-                stat,
-                60,
-                minute - Duration::minutes(5),
-                minute + Duration::minutes(5),
-            )
-            .await;
+        let points = aws.points_near(&namespace, name, &dims, stat, minute).await;
         if points.is_empty() {
             problems.push(format!("ingest: {name} was not read back from CloudWatch"));
         }

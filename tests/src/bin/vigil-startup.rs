@@ -1,4 +1,4 @@
-//! `vigil-startup BOOTSTRAP [RUNS]`: cold-start time of a function bootstrap, from spawning the
+//! `vigil-startup BOOTSTRAP [RUNS] [NAME=VALUE...]`: cold-start time of a function bootstrap, from spawning the
 //! process to its first `GET /invocation/next` on the Runtime API (what Lambda's init phase
 //! measures), against the time to spawn and reap `/bin/true` measured in the same run.
 
@@ -16,10 +16,15 @@ fn median(mut v: Vec<Duration>) -> Duration {
 async fn main() {
     let mut args = std::env::args().skip(1);
     let Some(bootstrap) = args.next().map(PathBuf::from) else {
-        eprintln!("usage: vigil-startup BOOTSTRAP [RUNS]");
+        eprintln!("usage: vigil-startup BOOTSTRAP [RUNS] [NAME=VALUE...]");
         std::process::exit(2);
     };
     let runs: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(30);
+    let extra: Vec<(String, String)> = args
+        .filter_map(|a| a.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    let mut env: Vec<(&str, &str)> = vec![("VIGIL_AWS_ENDPOINT_URL", "http://127.0.0.1:9")];
+    env.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
 
     let mut baseline = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -31,12 +36,7 @@ async fn main() {
 
     let mut cold = Vec::with_capacity(runs);
     for _ in 0..runs {
-        let function = Function::start(
-            "startup",
-            &bootstrap,
-            &[("VIGIL_AWS_ENDPOINT_URL", "http://127.0.0.1:9")],
-        )
-        .await;
+        let function = Function::start("startup", &bootstrap, &env).await;
         match function.time_to_first_poll(Duration::from_secs(10)).await {
             Some(d) => cold.push(d),
             None => {
