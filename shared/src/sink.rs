@@ -418,6 +418,9 @@ mod tests {
     }
 
     proptest! {
+        // Each case builds up to 3,000 datums; 64 cases keep the suite fast.
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         #[test]
         fn batches_cover_every_sample_once_within_limits(
             shapes in proptest::collection::vec((0usize..31, 0usize..1025, 0u8..4, 0u8..3), 0..3000)
