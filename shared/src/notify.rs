@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// One message for people (subject, text) and for machines (attributes that subscriptions can
 /// filter on).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Notification {
     pub subject: String,
     pub message: String,

@@ -31,6 +31,22 @@ pub trait ObjectStore: Send + Sync {
         body: Vec<u8>,
         content_type: &str,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// The object and its entity tag, or `None` when there is no such object.
+    fn get_tagged(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<(Vec<u8>, String)>>> + Send;
+    /// Writes only if the object is still the one tagged `expected` (`If-Match`), or, with
+    /// `None`, only if there is no object yet (`If-None-Match: *`). Returns the new entity tag,
+    /// or `None` when the precondition failed: someone else wrote first.
+    fn put_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        expected: Option<&str>,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
 }
 
 /// [`ObjectStore`] on S3.
@@ -101,6 +117,62 @@ impl ObjectStore for S3Store {
             retryable: true,
         })?;
         Ok(body.into_bytes().to_vec())
+    }
+
+    async fn get_tagged(&self, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, String)>> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(Error::aws("S3", "GetObject", e)),
+        };
+        let tag = out.e_tag().unwrap_or_default().to_owned();
+        let body = out.body.collect().await.map_err(|e| Error::Aws {
+            service: "S3",
+            operation: "GetObject",
+            message: format!("reading s3://{bucket}/{key}: {e}"),
+            retryable: true,
+        })?;
+        Ok(Some((body.into_bytes().to_vec(), tag)))
+    }
+
+    async fn put_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        expected: Option<&str>,
+    ) -> Result<Option<String>> {
+        let request = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(body.into());
+        let request = match expected {
+            Some(tag) => request.if_match(tag),
+            None => request.if_none_match("*"),
+        };
+        match request.send().await {
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_owned())),
+            Err(e) => {
+                let code = e.as_service_error().and_then(|s| {
+                    use aws_sdk_s3::error::ProvideErrorMetadata;
+                    s.code().map(str::to_owned)
+                });
+                match code.as_deref() {
+                    Some("PreconditionFailed") | Some("ConditionalRequestConflict") => Ok(None),
+                    _ => Err(Error::aws("S3", "PutObject", e)),
+                }
+            }
+        }
     }
 
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, content_type: &str) -> Result<()> {

@@ -122,20 +122,25 @@ impl LocalAws {
     /// A topic with an SQS queue subscribed to it (SNS envelope delivery, as most subscribers
     /// see it). Returns (topic ARN, queue URL).
     pub async fn topic_with_queue(&self, prefix: &str) -> (String, String) {
-        let name = unique(prefix);
         let topic = self
             .sns
             .create_topic()
-            .name(&name)
+            .name(unique(prefix))
             .send()
             .await
             .expect("CreateTopic")
             .topic_arn
             .expect("topic ARN");
+        let queue = self.subscribed_queue(&topic).await;
+        (topic, queue)
+    }
+
+    /// A new SQS queue subscribed to `topic`; returns its URL.
+    pub async fn subscribed_queue(&self, topic: &str) -> String {
         let queue_url = self
             .sqs
             .create_queue()
-            .queue_name(&name)
+            .queue_name(unique("vigil-queue"))
             .send()
             .await
             .expect("CreateQueue")
@@ -156,13 +161,13 @@ impl LocalAws {
             .clone();
         self.sns
             .subscribe()
-            .topic_arn(&topic)
+            .topic_arn(topic)
             .protocol("sqs")
             .endpoint(queue_arn)
             .send()
             .await
             .expect("Subscribe");
-        (topic, queue_url)
+        queue_url
     }
 
     /// Receives SNS envelopes from `queue_url` until `expected` arrived or `wait` passed, then

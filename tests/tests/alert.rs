@@ -62,6 +62,11 @@ async fn setup() -> Setup {
 }
 
 async fn alert(s: &Setup, rules_key: &str) -> Function {
+    alert_to(s, rules_key, &s.topic).await
+}
+
+/// The alert function with its rules, its state in the setup's bucket, notifying `topic`.
+async fn alert_to(s: &Setup, rules_key: &str, topic: &str) -> Function {
     let rules = format!("s3://{}/{rules_key}", s.bucket);
     Function::start(
         "alert",
@@ -69,17 +74,37 @@ async fn alert(s: &Setup, rules_key: &str) -> Function {
         &[
             ("VIGIL_AWS_ENDPOINT_URL", s.aws.endpoint.as_str()),
             ("VIGIL_RULES", rules.as_str()),
-            ("VIGIL_ALERT_TOPIC_ARN", s.topic.as_str()),
+            ("VIGIL_ALERT_TOPIC_ARN", topic),
+            ("VIGIL_STATE_BUCKET", s.bucket.as_str()),
         ],
     )
     .await
+}
+
+/// The state of each rule in a run's summary, in file order.
+fn states(summary: &Value) -> Vec<(String, String)> {
+    summary["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            (
+                r["state"].as_str().expect("state").to_owned(),
+                r["condition"].as_str().expect("condition").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pair(state: &str, condition: &str) -> (String, String) {
+    (state.to_owned(), condition.to_owned())
 }
 
 #[tokio::test]
 async fn a_breaching_metric_sends_one_notification_with_its_attributes() {
     let s = setup().await;
     let now = whole_minute_ago(0);
-    // Latency breaches 250 ms; orders keep flowing, so only the latency rule fires.
+    // Latency breaches 250 ms in two of the last three minutes; orders keep flowing.
     put_points(
         &s.aws,
         &s.namespace,
@@ -96,6 +121,7 @@ async fn a_breaching_metric_sends_one_notification_with_its_attributes() {
         &s.namespace,
         "orders",
         &[
+            (now - Duration::minutes(3), 41.0),
             (now - Duration::minutes(2), 40.0),
             (now - Duration::minutes(1), 38.0),
         ],
@@ -108,11 +134,12 @@ async fn a_breaching_metric_sends_one_notification_with_its_attributes() {
         .await
         .expect_response();
     assert_eq!(summary["get_metric_data_calls"], 1, "{summary}");
-    let rules = summary["rules"].as_array().expect("rules");
-    assert_eq!(rules[0]["alert"], "CheckoutLatencyHigh");
-    assert_eq!(rules[0]["state"], "firing");
-    assert_eq!(rules[0]["value"], 330.0);
-    assert_eq!(rules[1]["state"], "ok");
+    assert_eq!(
+        states(&summary),
+        [pair("firing", "breaching"), pair("inactive", "ok")]
+    );
+    assert_eq!(summary["rules"][0]["value"], 330.0);
+    assert_eq!(summary["rules"][0]["transition"], "firing");
 
     let messages = s
         .aws
@@ -120,7 +147,8 @@ async fn a_breaching_metric_sends_one_notification_with_its_attributes() {
         .await;
     assert_eq!(messages.len(), 1, "{messages:?}");
     let m = &messages[0];
-    assert_eq!(m["MessageId"], rules[0]["message_id"]);
+    let sent = summary["sent"].as_object().expect("sent");
+    assert_eq!(sent.values().next(), Some(&m["MessageId"]));
     assert_eq!(
         m["Subject"],
         "[FIRING] CheckoutLatencyHigh: latency 330 > 250"
@@ -130,12 +158,33 @@ async fn a_breaching_metric_sends_one_notification_with_its_attributes() {
         text.contains("Runbook: https://runbooks.example.com/checkout/latency"),
         "{text}"
     );
+    assert!(
+        text.contains("Checkout requests take 330 ms on average"),
+        "{text}"
+    );
     let attr = |k: &str| m["MessageAttributes"][k]["Value"].clone();
     assert_eq!(attr("severity"), Value::from("page"));
     assert_eq!(attr("team"), Value::from("checkout"));
     assert_eq!(attr("service"), Value::from("checkout"));
     assert_eq!(attr("alertname"), Value::from("CheckoutLatencyHigh"));
     assert_eq!(attr("status"), Value::from("firing"));
+
+    // The state is in S3; the next run, still breaching, sends nothing more.
+    let state: Value =
+        serde_json::from_slice(&s.aws.get_object(&s.bucket, "state/alert.json").await)
+            .expect("state");
+    assert_eq!(state["alerts"]["CheckoutLatencyHigh"]["phase"], "firing");
+    let again = function
+        .invoke(&scheduled_event(now + Duration::seconds(20)))
+        .await
+        .expect_response();
+    assert_eq!(states(&again)[0], pair("firing", "breaching"));
+    assert!(
+        s.aws
+            .receive_sns(&s.queue, 1, StdDuration::from_secs(2))
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -161,19 +210,197 @@ async fn a_quiet_metric_sends_nothing() {
         .invoke(&scheduled_event(now))
         .await
         .expect_response();
-    let states: Vec<&str> = summary["rules"]
-        .as_array()
-        .expect("rules")
-        .iter()
-        .map(|r| r["state"].as_str().expect("state"))
-        .collect();
-    assert_eq!(states, ["ok", "ok"]);
+    assert_eq!(
+        states(&summary),
+        [pair("inactive", "ok"), pair("inactive", "ok")]
+    );
     assert_eq!(summary["rules"][0]["value"], 90.0);
     let messages = s
         .aws
         .receive_sns(&s.queue, 1, StdDuration::from_secs(3))
         .await;
     assert!(messages.is_empty(), "{messages:?}");
+}
+
+/// pending (nothing sent during `for`) → firing (one message) → resolved (one message), with
+/// evaluation times taken from the scheduled events.
+#[tokio::test]
+async fn pending_then_firing_then_resolved() {
+    let s = setup().await;
+    let rules = format!(
+        "groups:\n  - name: g\n    rules:\n      - alert: SlowCheckout\n        \
+         metric: {{namespace: {ns}, name: latency, dimensions: {{service: checkout}}, stat: Maximum, period: 1m}}\n        \
+         condition: {{operator: \">\", threshold: 250}}\n        for: 2m\n        \
+         labels: {{severity: page, service: checkout}}\n        \
+         annotations: {{runbook_url: \"https://runbooks.example.com/slow\"}}\n",
+        ns = s.namespace
+    );
+    s.aws.put_object(&s.bucket, "for.yaml", rules).await;
+    let base = whole_minute_ago(12);
+    let minute = |m: i64| base + Duration::minutes(m);
+    put_points(
+        &s.aws,
+        &s.namespace,
+        "latency",
+        &[
+            (minute(0), 300.0),
+            (minute(1), 300.0),
+            (minute(2), 300.0),
+            (minute(3), 300.0),
+            (minute(4), 100.0),
+            (minute(5), 100.0),
+        ],
+    )
+    .await;
+    let mut function = alert(&s, "for.yaml").await;
+    let mut seen = Vec::new();
+    for m in [1, 2, 3, 4, 5, 6] {
+        let summary = function
+            .invoke(&scheduled_event(minute(m)))
+            .await
+            .expect_response();
+        seen.push(states(&summary).remove(0).0);
+    }
+    assert_eq!(
+        seen,
+        [
+            "pending", "pending", "firing", "firing", "inactive", "inactive"
+        ]
+    );
+    let messages = s
+        .aws
+        .receive_sns(&s.queue, 2, StdDuration::from_secs(20))
+        .await;
+    let statuses: Vec<&str> = messages
+        .iter()
+        .map(|m| {
+            m["MessageAttributes"]["status"]["Value"]
+                .as_str()
+                .expect("status")
+        })
+        .collect();
+    assert_eq!(statuses, ["firing", "resolved"], "{messages:?}");
+}
+
+#[tokio::test]
+async fn two_concurrent_runs_send_one_notification() {
+    let s = setup().await;
+    let now = whole_minute_ago(0);
+    put_points(
+        &s.aws,
+        &s.namespace,
+        "latency",
+        &[
+            (now - Duration::minutes(2), 400.0),
+            (now - Duration::minutes(1), 410.0),
+        ],
+    )
+    .await;
+    put_points(
+        &s.aws,
+        &s.namespace,
+        "orders",
+        &[
+            (now - Duration::minutes(1), 5.0),
+            (now - Duration::minutes(2), 5.0),
+        ],
+    )
+    .await;
+    let mut a = alert(&s, "rules.yaml").await;
+    let mut b = alert(&s, "rules.yaml").await;
+    let event = scheduled_event(now);
+    let (ra, rb) = tokio::join!(a.invoke(&event), b.invoke(&event));
+    let (ra, rb) = (ra.expect_response(), rb.expect_response());
+    let superseded = [&ra, &rb]
+        .iter()
+        .filter(|r| r["superseded"] == true)
+        .count();
+    let sent: usize = [&ra, &rb]
+        .iter()
+        .map(|r| r["sent"].as_object().map_or(0, |o| o.len()))
+        .sum();
+    assert_eq!(sent, 1, "{ra}\n{rb}");
+    assert!(superseded <= 1, "{ra}\n{rb}");
+    let messages = s
+        .aws
+        .receive_sns(&s.queue, 1, StdDuration::from_secs(5))
+        .await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+}
+
+#[tokio::test]
+async fn a_failed_publish_fails_the_run_and_the_retry_sends_exactly_once() {
+    let s = setup().await;
+    let now = whole_minute_ago(0);
+    put_points(
+        &s.aws,
+        &s.namespace,
+        "latency",
+        &[
+            (now - Duration::minutes(2), 400.0),
+            (now - Duration::minutes(1), 410.0),
+        ],
+    )
+    .await;
+    put_points(
+        &s.aws,
+        &s.namespace,
+        "orders",
+        &[
+            (now - Duration::minutes(1), 5.0),
+            (now - Duration::minutes(2), 5.0),
+        ],
+    )
+    .await;
+    // A topic that does not exist yet: SNS refuses the publish.
+    let name = unique("vigil-late-topic");
+    let missing = format!("arn:aws:sns:us-east-1:000000000000:{name}");
+    let mut function = alert_to(&s, "rules.yaml", &missing).await;
+    let event = scheduled_event(now);
+    let error = function.invoke(&event).await.expect_error();
+    assert!(
+        error["errorMessage"]
+            .as_str()
+            .expect("message")
+            .contains("Publish"),
+        "{error}"
+    );
+
+    // SNS is back (the topic exists, with a queue on it); Lambda's retry of the same event
+    // delivers what the failed run owed, once.
+    let topic = s
+        .aws
+        .sns
+        .create_topic()
+        .name(&name)
+        .send()
+        .await
+        .expect("CreateTopic")
+        .topic_arn
+        .expect("arn");
+    assert_eq!(topic, missing);
+    let queue = s.aws.subscribed_queue(&topic).await;
+    let retry = function.invoke(&event).await.expect_response();
+    assert_eq!(
+        retry["sent"].as_object().map(|o| o.len()),
+        Some(1),
+        "{retry}"
+    );
+    let again = function.invoke(&event).await.expect_response();
+    assert_eq!(
+        again["sent"].as_object().map(|o| o.len()),
+        Some(0),
+        "{again}"
+    );
+    let messages = s
+        .aws
+        .receive_sns(&queue, 1, StdDuration::from_secs(5))
+        .await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(
+        messages[0]["Subject"],
+        "[FIRING] CheckoutLatencyHigh: latency 410 > 250"
+    );
 }
 
 #[tokio::test]

@@ -1,57 +1,84 @@
 //! Vigil `alert`: evaluates alert rules on CloudWatch metrics and notifies through SNS.
 //!
-//! The pure part (rules, evaluation, message text) plus [`run`], generic over a
-//! [`MetricReader`] and a [`Notifier`]; `main.rs` only wires it to the Lambda runtime.
+//! The pure part (rules, evaluation, the state machine, message text) plus [`run`], generic
+//! over a [`MetricReader`], a [`Notifier`] and an [`ObjectStore`]; `main.rs` only wires it to
+//! the Lambda runtime.
 //!
 //! One run evaluates every rule at one timestamp, the scheduled time of the EventBridge event,
-//! so that a retried invocation evaluates the same instant.
+//! so that a retried invocation evaluates the same instant. The state of every rule lives in
+//! one JSON object in S3, written with conditional requests: a run first claims its
+//! transitions (the new state with the notifications it owes, in an outbox) with `If-Match`,
+//! then publishes, then records each publish as sent. Two overlapping runs cannot both claim;
+//! a retried run publishes what the failed one still owed and nothing it already sent.
 
 pub mod rules;
+pub mod state;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vigil_shared::aws::required_env;
 use vigil_shared::reader::{Series, StatQuery};
-use vigil_shared::{ConfigSource, MetricReader, Notification, Notifier, ObjectStore, Result};
+use vigil_shared::{
+    ConfigSource, Error, MetricReader, Notification, Notifier, ObjectStore, Result,
+};
 
-pub use rules::{Rule, load};
+pub use rules::{MissingData, Rule, lint, load};
+use state::{AlertState, Observation, Phase, Transition};
 
-/// What one rule's evaluation found.
+/// What one rule's condition showed at an evaluation.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "state")]
+#[serde(rename_all = "snake_case", tag = "condition")]
 pub enum Outcome {
-    /// The newest complete data point breaches the condition.
-    Firing { value: f64, at: DateTime<Utc> },
-    /// The newest complete data point does not breach it.
+    /// At least M of the newest N complete data points breach; `value` is the newest.
+    Breaching { value: f64, at: DateTime<Utc> },
+    /// Fewer than M breach.
     Ok { value: f64, at: DateTime<Utc> },
     /// No complete data point in the lookback window.
     NoData,
 }
 
-/// Evaluates one rule over its series at `now`. A data point counts once its period has ended
-/// (`timestamp + period <= now`): a period still filling up would compare a partial value.
+/// Evaluates one rule's condition over its series at `now`. A data point counts once its
+/// period has ended (`timestamp + period <= now`): a period still filling up would compare a
+/// partial value. The newest `evaluation_periods` complete points are compared, and the
+/// condition holds when `datapoints_to_alarm` of them breach.
 pub fn evaluate(rule: &Rule, series: &[(DateTime<Utc>, f64)], now: DateTime<Utc>) -> Outcome {
-    let period = Duration::seconds(i64::try_from(rule.metric.period.seconds()).unwrap_or(i64::MAX));
-    let window_start =
-        now - Duration::seconds(i64::try_from(rule.lookback().seconds()).unwrap_or(i64::MAX));
-    let newest = series
+    let secs = |n: u64| Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 1000));
+    let period = secs(rule.metric.period.seconds());
+    let window_start = now - secs(rule.lookback().seconds());
+    let mut points: Vec<(DateTime<Utc>, f64)> = series
         .iter()
         .filter(|(t, v)| *t >= window_start && *t + period <= now && v.is_finite())
-        .max_by_key(|(t, _)| *t);
-    match newest {
-        None => Outcome::NoData,
-        Some(&(at, value))
-            if rule
-                .condition
-                .operator
-                .holds(value, rule.condition.threshold) =>
-        {
-            Outcome::Firing { value, at }
-        }
-        Some(&(at, value)) => Outcome::Ok { value, at },
+        .copied()
+        .collect();
+    points.sort_by_key(|(t, _)| *t);
+    let n = rule.evaluation_periods() as usize;
+    let newest = &points[points.len().saturating_sub(n)..];
+    let Some(&(at, value)) = newest.last() else {
+        return Outcome::NoData;
+    };
+    let c = rule.condition;
+    let breaching = newest
+        .iter()
+        .filter(|(_, v)| c.operator.holds(*v, c.threshold))
+        .count();
+    if breaching >= rule.datapoints_to_alarm() as usize {
+        Outcome::Breaching { value, at }
+    } else {
+        Outcome::Ok { value, at }
+    }
+}
+
+/// The state machine's input for an outcome, after the rule's missing-data policy.
+pub fn observe(rule: &Rule, outcome: &Outcome) -> Observation {
+    match (outcome, rule.missing_data) {
+        (Outcome::Breaching { value, .. }, _) => Observation::Breaching(Some(*value)),
+        (Outcome::Ok { value, .. }, _) => Observation::NotBreaching(Some(*value)),
+        (Outcome::NoData, MissingData::Ignore) => Observation::Unknown,
+        (Outcome::NoData, MissingData::Breaching) => Observation::Breaching(None),
+        (Outcome::NoData, MissingData::NotBreaching) => Observation::NotBreaching(None),
     }
 }
 
@@ -70,9 +97,41 @@ pub fn query_for(rule: &Rule, index: usize) -> StatQuery {
 /// Labels that become SNS message attributes, so subscriptions can filter on them.
 pub const ATTRIBUTE_LABELS: [&str; 3] = ["severity", "team", "service"];
 
-/// The notification for a firing rule: a subject and text for people, attributes for filters.
-pub fn notification(rule: &Rule, value: f64, at: DateTime<Utc>) -> Notification {
+fn show(value: Option<f64>) -> String {
+    value.map_or_else(|| "no data".to_owned(), |v| v.to_string())
+}
+
+/// Fills `{{ $value }}` and `{{ $labels.NAME }}` in an annotation.
+pub fn render(template: &str, value: Option<f64>, labels: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find("}}") else {
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        let inner = rest[open + 2..open + close].trim();
+        match inner {
+            "$value" => out.push_str(&show(value)),
+            _ => match inner.strip_prefix("$labels.") {
+                Some(name) => out.push_str(labels.get(name).map_or("", String::as_str)),
+                None => out.push_str(&rest[open..open + close + 2]),
+            },
+        }
+        rest = &rest[open + close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The notification for a transition: a subject and text for people, attributes for filters.
+pub fn notification(rule: &Rule, transition: &Transition, at: DateTime<Utc>) -> Notification {
     let c = rule.condition;
+    let (status, value) = match transition {
+        Transition::Firing { value, .. } => ("firing", *value),
+        Transition::Resolved { value, .. } => ("resolved", *value),
+    };
     let dims = rule
         .metric
         .dimensions
@@ -80,15 +139,29 @@ pub fn notification(rule: &Rule, value: f64, at: DateTime<Utc>) -> Notification 
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let headline = match transition {
+        Transition::Firing { active_since, .. } => format!(
+            "{} is FIRING (condition holding since {}).",
+            rule.alert,
+            active_since.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ),
+        Transition::Resolved { fired_at, .. } => format!(
+            "{} is RESOLVED (fired at {}).",
+            rule.alert,
+            fired_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+        ),
+    };
     let mut text = format!(
-        "{alert} is FIRING.\n\n{metric} ({stat} per {period}) in {ns} {{{dims}}} was {value} at {at}; \
-         the rule fires when it is {op} {threshold}.\n",
-        alert = rule.alert,
+        "{headline}\n\n{metric} ({stat} per {period}) in {ns} {{{dims}}} was {value} at {at}; \
+         the rule fires when {m} of {n} data points are {op} {threshold}.\n",
         metric = rule.metric.name,
         stat = rule.metric.stat,
         period = rule.metric.period,
         ns = rule.metric.namespace,
+        value = show(value),
         at = at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        m = rule.datapoints_to_alarm(),
+        n = rule.evaluation_periods(),
         op = c.operator.symbol(),
         threshold = c.threshold,
     );
@@ -98,7 +171,7 @@ pub fn notification(rule: &Rule, value: f64, at: DateTime<Utc>) -> Notification 
         ("runbook_url", "Runbook"),
     ] {
         if let Some(v) = rule.annotations.get(key) {
-            text.push_str(&format!("\n{title}: {v}"));
+            text.push_str(&format!("\n{title}: {}", render(v, value, &rule.labels)));
         }
     }
     if !rule.labels.is_empty() {
@@ -111,7 +184,7 @@ pub fn notification(rule: &Rule, value: f64, at: DateTime<Utc>) -> Notification 
     }
     let mut attributes = vec![
         ("alertname".to_owned(), rule.alert.clone()),
-        ("status".to_owned(), "firing".to_owned()),
+        ("status".to_owned(), status.to_owned()),
     ];
     for label in ATTRIBUTE_LABELS {
         if let Some(v) = rule.labels.get(label).filter(|v| !v.is_empty()) {
@@ -120,10 +193,11 @@ pub fn notification(rule: &Rule, value: f64, at: DateTime<Utc>) -> Notification 
     }
     Notification {
         subject: format!(
-            "[FIRING] {}: {} {} {} {}",
+            "[{}] {}: {} {} {} {}",
+            status.to_uppercase(),
             rule.alert,
             rule.metric.name,
-            value,
+            show(value),
             c.operator.symbol(),
             c.threshold
         ),
@@ -159,77 +233,209 @@ pub fn read_start(rules: &[Rule], now: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(earliest.div_euclid(align) * align, 0).unwrap_or(now)
 }
 
+/// A notification claimed by a run and not yet accepted by SNS.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Owed {
+    pub key: String,
+    pub notification: Notification,
+}
+
+/// How many sent deduplication keys the state keeps.
+pub const SENT_KEYS_KEPT: usize = 1000;
+
+/// The persisted state of every rule: open episodes, owed notifications, recently sent keys.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateFile {
+    #[serde(default)]
+    pub alerts: BTreeMap<String, AlertState>,
+    #[serde(default)]
+    pub outbox: Vec<Owed>,
+    #[serde(default)]
+    pub sent: VecDeque<String>,
+}
+
+impl StateFile {
+    fn knows(&self, key: &str) -> bool {
+        self.sent.iter().any(|k| k == key) || self.outbox.iter().any(|o| o.key == key)
+    }
+
+    fn mark_sent(&mut self, key: &str) {
+        self.outbox.retain(|o| o.key != key);
+        self.sent.push_back(key.to_owned());
+        while self.sent.len() > SENT_KEYS_KEPT {
+            self.sent.pop_front();
+        }
+    }
+}
+
+/// Where the state object lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateLocation {
+    pub bucket: String,
+    pub key: String,
+}
+
 /// One rule's result in a run's summary.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RuleResult {
     pub alert: String,
     #[serde(flatten)]
     pub outcome: Outcome,
-    /// The SNS message id, when a notification was sent.
+    /// `inactive`, `pending` or `firing` after this run.
+    pub state: &'static str,
+    /// `firing` or `resolved` when this run made a transition.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
+    pub transition: Option<&'static str>,
 }
 
 /// What a run did; the invocation's result.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct RunSummary {
     pub evaluated_at: DateTime<Utc>,
     pub get_metric_data_calls: usize,
     pub rules: Vec<RuleResult>,
+    /// SNS message ids of the notifications this run delivered, by deduplication key.
+    pub sent: BTreeMap<String, String>,
+    /// True when another run changed the state first; this one then sent nothing.
+    pub superseded: bool,
 }
 
-/// Evaluates every rule at `now` with one batched read, and publishes one notification per
-/// firing rule to `topic_arn`. Any failure to read or to publish fails the run.
+fn to_json(state: &StateFile) -> Result<Vec<u8>> {
+    serde_json::to_vec(state)
+        .map_err(|e| Error::InvalidInput(format!("state not serializable: {e}")))
+}
+
+/// Evaluates every rule at `now` with one batched read, advances each rule's state, claims the
+/// notifications the transitions imply, and delivers them to `topic_arn`. Any failure to read,
+/// to persist or to publish fails the run; what was claimed and not delivered is delivered by
+/// the next run (Lambda's retry of this one).
 pub async fn run(
     reader: &impl MetricReader,
     notifier: &impl Notifier,
+    store: &impl ObjectStore,
     rules: &[Rule],
     topic_arn: &str,
+    location: &StateLocation,
     now: DateTime<Utc>,
 ) -> Result<RunSummary> {
+    let (mut state, mut tag) = match store.get_tagged(&location.bucket, &location.key).await? {
+        Some((bytes, tag)) => {
+            let state: StateFile = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Config(format!(
+                    "s3://{}/{}: unreadable alert state: {e}",
+                    location.bucket, location.key
+                ))
+            })?;
+            (state, Some(tag))
+        }
+        None => (StateFile::default(), None),
+    };
+
     let queries: Vec<StatQuery> = rules
         .iter()
         .enumerate()
         .map(|(i, r)| query_for(r, i))
         .collect();
-    let start = read_start(rules, now);
-    let fetched = reader.fetch(&queries, start, now).await?;
+    let fetched = reader.fetch(&queries, read_start(rules, now), now).await?;
     let empty: Series = Vec::new();
-    let mut results = Vec::with_capacity(rules.len());
+    let mut summary = RunSummary {
+        evaluated_at: now,
+        get_metric_data_calls: fetched.calls,
+        ..RunSummary::default()
+    };
+    let known: std::collections::BTreeSet<&str> = rules.iter().map(|r| r.alert.as_str()).collect();
+    state.alerts.retain(|name, _| known.contains(name.as_str()));
     for (rule, query) in rules.iter().zip(&queries) {
         let series = fetched.series.get(&query.id).unwrap_or(&empty);
         let outcome = evaluate(rule, series, now);
-        let message_id = match &outcome {
-            Outcome::Firing { value, at } => {
-                let id = notifier
-                    .publish(topic_arn, &notification(rule, *value, *at))
-                    .await?;
-                tracing::info!(alert = %rule.alert, value, message_id = %id, "notification sent");
-                Some(id)
+        let (next, transition) = state::step(
+            state.alerts.get(&rule.alert),
+            observe(rule, &outcome),
+            rule.timing(),
+            now,
+        );
+        if let Some(t) = &transition {
+            let key = t.dedup_key(&rule.alert);
+            if !state.knows(&key) {
+                // The message names the data point compared, or the evaluation for no data.
+                let at = match &outcome {
+                    Outcome::Breaching { at, .. } | Outcome::Ok { at, .. } => *at,
+                    Outcome::NoData => now,
+                };
+                state.outbox.push(Owed {
+                    key,
+                    notification: notification(rule, t, at),
+                });
             }
-            Outcome::Ok { .. } | Outcome::NoData => None,
+        }
+        let phase = match &next {
+            None => "inactive",
+            Some(s) if s.phase == Phase::Pending => "pending",
+            Some(_) => "firing",
         };
-        results.push(RuleResult {
+        match next {
+            Some(s) => state.alerts.insert(rule.alert.clone(), s),
+            None => state.alerts.remove(&rule.alert),
+        };
+        summary.rules.push(RuleResult {
             alert: rule.alert.clone(),
             outcome,
-            message_id,
+            state: phase,
+            transition: transition.as_ref().map(Transition::status),
         });
     }
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in &results {
-        let state = match r.outcome {
-            Outcome::Firing { .. } => "firing",
-            Outcome::Ok { .. } => "ok",
-            Outcome::NoData => "no_data",
-        };
-        *counts.entry(state).or_default() += 1;
+
+    // Claim: only one run can move the state from the version it read.
+    match store
+        .put_if(
+            &location.bucket,
+            &location.key,
+            to_json(&state)?,
+            tag.as_deref(),
+        )
+        .await?
+    {
+        Some(new_tag) => tag = Some(new_tag),
+        None => {
+            tracing::warn!("another run changed the alert state first; this run sends nothing");
+            summary.superseded = true;
+            return Ok(summary);
+        }
     }
-    tracing::info!(rules = rules.len(), calls = fetched.calls, states = ?counts, "evaluation done");
-    Ok(RunSummary {
-        evaluated_at: now,
-        get_metric_data_calls: fetched.calls,
-        rules: results,
-    })
+
+    // Deliver what is owed, oldest first, recording each delivery.
+    for owed in state.outbox.clone() {
+        let id = notifier.publish(topic_arn, &owed.notification).await?;
+        tracing::info!(key = %owed.key, message_id = %id, "notification sent");
+        state.mark_sent(&owed.key);
+        summary.sent.insert(owed.key.clone(), id);
+        match store
+            .put_if(
+                &location.bucket,
+                &location.key,
+                to_json(&state)?,
+                tag.as_deref(),
+            )
+            .await?
+        {
+            Some(new_tag) => tag = Some(new_tag),
+            None => {
+                return Err(Error::Aws {
+                    service: "S3",
+                    operation: "PutObject",
+                    message: "the alert state changed while this run was delivering".to_owned(),
+                    retryable: true,
+                });
+            }
+        }
+    }
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &summary.rules {
+        *counts.entry(r.state).or_default() += 1;
+    }
+    tracing::info!(rules = rules.len(), calls = fetched.calls, states = ?counts,
+        sent = summary.sent.len(), "evaluation done");
+    Ok(summary)
 }
 
 /// Where the function finds its rules and where it notifies.
@@ -239,6 +445,8 @@ pub struct AlertConfig {
     pub rules: ConfigSource,
     /// `VIGIL_ALERT_TOPIC_ARN`.
     pub topic_arn: String,
+    /// `VIGIL_STATE_BUCKET` and `VIGIL_STATE_KEY` (default `state/alert.json`).
+    pub state: StateLocation,
 }
 
 impl AlertConfig {
@@ -246,6 +454,11 @@ impl AlertConfig {
         Ok(Self {
             rules: required_env("VIGIL_RULES")?.parse()?,
             topic_arn: required_env("VIGIL_ALERT_TOPIC_ARN")?,
+            state: StateLocation {
+                bucket: required_env("VIGIL_STATE_BUCKET")?,
+                key: std::env::var("VIGIL_STATE_KEY")
+                    .unwrap_or_else(|_| "state/alert.json".to_owned()),
+            },
         })
     }
 }
@@ -264,9 +477,21 @@ pub async fn handle_scheduled(
     let at = evaluation_time(event, now);
     let text = config.rules.read(store).await?;
     let rules = load(&config.rules.to_string(), &text)?;
-    let summary = run(reader, notifier, &rules, &config.topic_arn, at).await?;
+    for finding in lint(&rules) {
+        tracing::warn!(finding = %finding, "rule lint");
+    }
+    let summary = run(
+        reader,
+        notifier,
+        store,
+        &rules,
+        &config.topic_arn,
+        &config.state,
+        at,
+    )
+    .await?;
     serde_json::to_value(summary)
-        .map_err(|e| vigil_shared::Error::InvalidInput(format!("summary not serializable: {e}")))
+        .map_err(|e| Error::InvalidInput(format!("summary not serializable: {e}")))
 }
 
 /// The evaluation instant of a scheduled event: its `time` (the scheduled minute), else `now`.
@@ -284,22 +509,23 @@ mod tests {
     use std::sync::Mutex;
     use vigil_shared::reader::Fetched;
 
-    fn rule() -> Rule {
-        load(
-            "t.yaml",
-            r#"
+    const RULES: &str = r#"
 groups:
   - name: g
     rules:
       - alert: HighLatency
         metric: {namespace: Shop, name: latency, dimensions: {service: api}, stat: Average, period: 1m}
         condition: {operator: ">", threshold: 250}
+        evaluation_periods: 3
+        datapoints_to_alarm: 2
         labels: {severity: page, team: checkout, service: api, other: x}
-        annotations: {summary: "Checkout is slow", runbook_url: "https://runbooks.example.com/latency"}
-"#,
-        )
-        .expect("valid")
-        .remove(0)
+        annotations:
+          summary: "Checkout latency is {{ $value }} ms on {{ $labels.service }}"
+          runbook_url: "https://runbooks.example.com/latency"
+"#;
+
+    fn rule() -> Rule {
+        load("t.yaml", RULES).expect("valid").remove(0)
     }
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -308,77 +534,128 @@ groups:
             .with_timezone(&Utc)
     }
 
+    fn series(values: &[(&str, f64)]) -> Series {
+        values.iter().map(|(at, v)| (t(at), *v)).collect()
+    }
+
     #[test]
-    fn compares_the_newest_complete_point() {
+    fn m_of_n_on_complete_points() {
         let r = rule();
         let now = t("2026-11-25T08:00:00Z");
-        let series = vec![
-            (t("2026-11-25T07:57:00Z"), 100.0),
-            (t("2026-11-25T07:58:00Z"), 300.0),
-            // still filling at 08:00 (period ends 08:00:00 inclusive: complete)
-            (t("2026-11-25T07:59:00Z"), 260.0),
-            // not complete until 08:01
-            (t("2026-11-25T08:00:00Z"), 10.0),
-        ];
+        let s = series(&[
+            ("2026-11-25T07:56:00Z", 900.0),
+            ("2026-11-25T07:57:00Z", 100.0),
+            ("2026-11-25T07:58:00Z", 300.0),
+            ("2026-11-25T07:59:00Z", 260.0),
+            // still filling at 08:00: not compared
+            ("2026-11-25T08:00:00Z", 10.0),
+        ]);
         assert_eq!(
-            evaluate(&r, &series, now),
-            Outcome::Firing {
+            evaluate(&r, &s, now),
+            Outcome::Breaching {
                 value: 260.0,
                 at: t("2026-11-25T07:59:00Z")
             }
         );
+        // 1 of the 2 points there are breaches: not enough.
         assert_eq!(
-            evaluate(&r, &series[..1], now),
+            evaluate(&r, &s[1..3], now),
             Outcome::Ok {
-                value: 100.0,
-                at: t("2026-11-25T07:57:00Z")
+                value: 300.0,
+                at: t("2026-11-25T07:58:00Z")
             }
         );
-    }
-
-    #[test]
-    fn old_or_absent_points_are_no_data() {
-        let r = rule();
-        let now = t("2026-11-25T08:00:00Z");
         assert_eq!(evaluate(&r, &[], now), Outcome::NoData);
         assert_eq!(
-            evaluate(&r, &[(t("2026-11-25T07:50:00Z"), 999.0)], now),
-            Outcome::NoData
-        );
-        assert_eq!(
-            evaluate(&r, &[(t("2026-11-25T07:58:00Z"), f64::NAN)], now),
+            evaluate(&r, &series(&[("2026-11-25T07:40:00Z", 999.0)]), now),
             Outcome::NoData
         );
     }
 
     #[test]
-    fn notification_is_actionable_and_filterable() {
-        let n = notification(&rule(), 312.5, t("2026-11-25T07:59:00Z"));
+    fn missing_data_follows_the_policy() {
+        let mut r = rule();
+        assert_eq!(observe(&r, &Outcome::NoData), Observation::Unknown);
+        r.missing_data = MissingData::Breaching;
+        assert_eq!(observe(&r, &Outcome::NoData), Observation::Breaching(None));
+        r.missing_data = MissingData::NotBreaching;
+        assert_eq!(
+            observe(&r, &Outcome::NoData),
+            Observation::NotBreaching(None)
+        );
+    }
+
+    #[test]
+    fn annotations_are_templated() {
+        let labels: BTreeMap<String, String> = [("service".to_owned(), "api".to_owned())].into();
+        assert_eq!(
+            render(
+                "{{ $value }} on {{$labels.service}}{{ $labels.none }}",
+                Some(3.5),
+                &labels
+            ),
+            "3.5 on api"
+        );
+        assert_eq!(
+            render("no data: {{ $value }}", None, &labels),
+            "no data: no data"
+        );
+        assert_eq!(
+            render("{{ other }} {{ unclosed", None, &labels),
+            "{{ other }} {{ unclosed"
+        );
+    }
+
+    #[test]
+    fn notifications_are_actionable_and_filterable() {
+        let r = rule();
+        let firing = Transition::Firing {
+            value: Some(312.5),
+            active_since: t("2026-11-25T07:58:00Z"),
+        };
+        let n = notification(&r, &firing, t("2026-11-25T08:00:00Z"));
         assert_eq!(n.subject, "[FIRING] HighLatency: latency 312.5 > 250");
+        assert!(
+            n.message
+                .contains("Summary: Checkout latency is 312.5 ms on api"),
+            "{}",
+            n.message
+        );
         assert!(
             n.message
                 .contains("Runbook: https://runbooks.example.com/latency")
         );
-        assert!(n.message.contains("{service=api}"));
+        assert!(n.message.contains("2 of 3 data points"));
         let attrs: BTreeMap<_, _> = n.attributes.iter().cloned().collect();
         assert_eq!(attrs.get("severity").map(String::as_str), Some("page"));
         assert_eq!(attrs.get("status").map(String::as_str), Some("firing"));
-        assert_eq!(
-            attrs.get("alertname").map(String::as_str),
-            Some("HighLatency")
-        );
         assert!(!attrs.contains_key("other"));
+        let resolved = Transition::Resolved {
+            value: Some(90.0),
+            active_since: t("2026-11-25T07:58:00Z"),
+            fired_at: t("2026-11-25T07:59:00Z"),
+        };
+        let n = notification(&r, &resolved, t("2026-11-25T08:10:00Z"));
+        assert_eq!(n.subject, "[RESOLVED] HighLatency: latency 90 > 250");
+        assert!(
+            n.message
+                .starts_with("HighLatency is RESOLVED (fired at 2026-11-25T07:59:00Z).")
+        );
     }
 
     #[test]
     fn reads_start_on_period_boundaries() {
         let mut a = rule();
         let mut b = rule();
-        a.metric.period = vigil_shared::Span(60);
+        a.evaluation_periods = None;
+        a.datapoints_to_alarm = None;
         b.metric.period = vigil_shared::Span(300);
         b.lookback = Some(vigil_shared::Span(900));
         let now = t("2026-11-25T08:07:21Z");
-        assert_eq!(read_start(&[a.clone()], now), t("2026-11-25T08:02:00Z"));
+        assert_eq!(
+            read_start(std::slice::from_ref(&a), now),
+            t("2026-11-25T08:02:00Z")
+        );
         assert_eq!(read_start(&[a, b], now), t("2026-11-25T07:50:00Z"));
         assert_eq!(read_start(&[], now), now);
     }
@@ -391,7 +668,8 @@ groups:
         assert_eq!(evaluation_time(&serde_json::json!({}), now), now);
     }
 
-    struct FixedReader(Series);
+    /// Serves one series to every query.
+    struct FixedReader(Mutex<Series>);
     impl MetricReader for FixedReader {
         async fn fetch(
             &self,
@@ -399,57 +677,225 @@ groups:
             _: DateTime<Utc>,
             _: DateTime<Utc>,
         ) -> Result<Fetched> {
+            let s = self.0.lock().expect("lock").clone();
             Ok(Fetched {
-                series: queries
-                    .iter()
-                    .map(|q| (q.id.clone(), self.0.clone()))
-                    .collect(),
+                series: queries.iter().map(|q| (q.id.clone(), s.clone())).collect(),
                 calls: 1,
             })
         }
     }
 
+    /// Records notifications; fails while `down` is set.
     #[derive(Default)]
-    struct Outbox(Mutex<Vec<Notification>>, bool);
+    struct Outbox {
+        sent: Mutex<Vec<Notification>>,
+        down: Mutex<bool>,
+    }
     impl Notifier for Outbox {
         async fn publish(&self, _: &str, n: &Notification) -> Result<String> {
-            if self.1 {
-                return Err(vigil_shared::Error::Aws {
+            if *self.down.lock().expect("lock") {
+                return Err(Error::Aws {
                     service: "SNS",
                     operation: "Publish",
                     message: "down".into(),
                     retryable: true,
                 });
             }
-            let mut out = self.0.lock().expect("lock");
-            out.push(n.clone());
-            Ok(format!("m{}", out.len()))
+            let mut sent = self.sent.lock().expect("lock");
+            sent.push(n.clone());
+            Ok(format!("m{}", sent.len()))
+        }
+    }
+
+    /// One object with an entity tag, honouring the preconditions like S3.
+    #[derive(Default)]
+    struct MemoryStore(Mutex<Option<(Vec<u8>, u64)>>);
+    impl ObjectStore for MemoryStore {
+        async fn list(&self, _: &str, _: &str) -> Result<Vec<vigil_shared::ObjectInfo>> {
+            Ok(vec![])
+        }
+        async fn get(&self, _: &str, _: &str) -> Result<Vec<u8>> {
+            Ok(vec![])
+        }
+        async fn put(&self, _: &str, _: &str, _: Vec<u8>, _: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn get_tagged(&self, _: &str, _: &str) -> Result<Option<(Vec<u8>, String)>> {
+            Ok(self
+                .0
+                .lock()
+                .expect("lock")
+                .as_ref()
+                .map(|(b, v)| (b.clone(), v.to_string())))
+        }
+        async fn put_if(
+            &self,
+            _: &str,
+            _: &str,
+            body: Vec<u8>,
+            expected: Option<&str>,
+        ) -> Result<Option<String>> {
+            let mut slot = self.0.lock().expect("lock");
+            let current = slot.as_ref().map(|(_, v)| v.to_string());
+            if current.as_deref() != expected {
+                return Ok(None);
+            }
+            let version = slot.as_ref().map_or(1, |(_, v)| v + 1);
+            *slot = Some((body, version));
+            Ok(Some(version.to_string()))
+        }
+    }
+
+    fn location() -> StateLocation {
+        StateLocation {
+            bucket: "b".into(),
+            key: "state.json".into(),
         }
     }
 
     #[tokio::test]
-    async fn run_publishes_once_per_firing_rule_and_fails_when_sns_does() {
-        let now = t("2026-11-25T08:00:00Z");
-        let reader = FixedReader(vec![(t("2026-11-25T07:58:00Z"), 400.0)]);
+    async fn one_notification_per_transition_and_resolved_after() {
+        let reader = FixedReader(Mutex::new(series(&[
+            ("2026-11-25T07:58:00Z", 300.0),
+            ("2026-11-25T07:59:00Z", 320.0),
+        ])));
         let outbox = Outbox::default();
-        let summary = run(&reader, &outbox, &[rule()], "arn:topic", now)
-            .await
-            .expect("run");
-        assert_eq!(summary.rules[0].message_id.as_deref(), Some("m1"));
-        assert_eq!(outbox.0.lock().expect("lock").len(), 1);
+        let store = MemoryStore::default();
+        let rules = [rule()];
+        let s1 = run(
+            &reader,
+            &outbox,
+            &store,
+            &rules,
+            "arn",
+            &location(),
+            t("2026-11-25T08:00:00Z"),
+        )
+        .await
+        .expect("run");
+        assert_eq!(
+            (s1.rules[0].state, s1.rules[0].transition),
+            ("firing", Some("firing"))
+        );
+        // Still breaching a minute later: no second notification.
+        let s2 = run(
+            &reader,
+            &outbox,
+            &store,
+            &rules,
+            "arn",
+            &location(),
+            t("2026-11-25T08:01:00Z"),
+        )
+        .await
+        .expect("run");
+        assert_eq!(
+            (s2.rules[0].state, s2.rules[0].transition),
+            ("firing", None)
+        );
+        assert_eq!(outbox.sent.lock().expect("lock").len(), 1);
+        // Recovered: one resolved notification.
+        *reader.0.lock().expect("lock") = series(&[
+            ("2026-11-25T08:00:00Z", 100.0),
+            ("2026-11-25T08:01:00Z", 90.0),
+        ]);
+        let s3 = run(
+            &reader,
+            &outbox,
+            &store,
+            &rules,
+            "arn",
+            &location(),
+            t("2026-11-25T08:02:00Z"),
+        )
+        .await
+        .expect("run");
+        assert_eq!(
+            (s3.rules[0].state, s3.rules[0].transition),
+            ("inactive", Some("resolved"))
+        );
+        let sent = outbox.sent.lock().expect("lock");
+        let statuses: Vec<&str> = sent
+            .iter()
+            .map(|n| n.subject.split(']').next().unwrap_or_default())
+            .collect();
+        assert_eq!(statuses, ["[FIRING", "[RESOLVED"]);
+    }
 
-        let quiet = FixedReader(vec![(t("2026-11-25T07:58:00Z"), 10.0)]);
-        let summary = run(&quiet, &outbox, &[rule()], "arn:topic", now)
-            .await
-            .expect("run");
-        assert_eq!(summary.rules[0].message_id, None);
-        assert_eq!(outbox.0.lock().expect("lock").len(), 1);
-
-        let broken = Outbox(Mutex::default(), true);
+    #[tokio::test]
+    async fn a_failed_publish_is_delivered_once_by_the_retry() {
+        let reader = FixedReader(Mutex::new(series(&[
+            ("2026-11-25T07:58:00Z", 300.0),
+            ("2026-11-25T07:59:00Z", 320.0),
+        ])));
+        let outbox = Outbox::default();
+        *outbox.down.lock().expect("lock") = true;
+        let store = MemoryStore::default();
+        let rules = [rule()];
+        let now = t("2026-11-25T08:00:00Z");
         assert!(
-            run(&reader, &broken, &[rule()], "arn:topic", now)
+            run(&reader, &outbox, &store, &rules, "arn", &location(), now)
                 .await
                 .is_err()
         );
+        *outbox.down.lock().expect("lock") = false;
+        let retry = run(&reader, &outbox, &store, &rules, "arn", &location(), now)
+            .await
+            .expect("retry");
+        assert_eq!(retry.sent.len(), 1);
+        let again = run(&reader, &outbox, &store, &rules, "arn", &location(), now)
+            .await
+            .expect("again");
+        assert!(again.sent.is_empty());
+        assert_eq!(outbox.sent.lock().expect("lock").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_run_that_loses_the_claim_sends_nothing() {
+        let reader = FixedReader(Mutex::new(series(&[
+            ("2026-11-25T07:58:00Z", 300.0),
+            ("2026-11-25T07:59:00Z", 320.0),
+        ])));
+        let outbox = Outbox::default();
+        let store = MemoryStore::default();
+        // Another run wrote the state after this one would have read it.
+        *store.0.lock().expect("lock") = Some((b"{}".to_vec(), 7));
+        struct Stale<'a>(&'a MemoryStore);
+        impl ObjectStore for Stale<'_> {
+            async fn list(&self, b: &str, p: &str) -> Result<Vec<vigil_shared::ObjectInfo>> {
+                self.0.list(b, p).await
+            }
+            async fn get(&self, b: &str, k: &str) -> Result<Vec<u8>> {
+                self.0.get(b, k).await
+            }
+            async fn put(&self, b: &str, k: &str, body: Vec<u8>, c: &str) -> Result<()> {
+                self.0.put(b, k, body, c).await
+            }
+            async fn get_tagged(&self, _: &str, _: &str) -> Result<Option<(Vec<u8>, String)>> {
+                Ok(Some((b"{}".to_vec(), "6".to_owned())))
+            }
+            async fn put_if(
+                &self,
+                b: &str,
+                k: &str,
+                body: Vec<u8>,
+                e: Option<&str>,
+            ) -> Result<Option<String>> {
+                self.0.put_if(b, k, body, e).await
+            }
+        }
+        let summary = run(
+            &reader,
+            &outbox,
+            &Stale(&store),
+            &[rule()],
+            "arn",
+            &location(),
+            t("2026-11-25T08:00:00Z"),
+        )
+        .await
+        .expect("run");
+        assert!(summary.superseded);
+        assert!(outbox.sent.lock().expect("lock").is_empty());
     }
 }

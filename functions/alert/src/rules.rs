@@ -40,14 +40,43 @@ pub struct Rule {
     pub alert: String,
     pub metric: MetricSpec,
     pub condition: Condition,
-    /// How far back to read; the newest complete data point in it is compared. Defaults to
-    /// five periods.
+    /// How far back to read; the newest complete data points in it are compared. Defaults to
+    /// `evaluation_periods` + 4 periods.
     #[serde(default)]
     pub lookback: Option<Span>,
+    /// How long the condition must hold before the alert fires (Prometheus `for`).
+    #[serde(default, rename = "for")]
+    pub for_: Span,
+    /// How long a firing alert stays firing after the condition stopped holding.
+    #[serde(default)]
+    pub keep_firing_for: Span,
+    /// M of N: the condition holds when at least `datapoints_to_alarm` of the newest
+    /// `evaluation_periods` complete data points breach (CloudWatch alarms' rule). 1 of 1 by
+    /// default.
+    #[serde(default)]
+    pub evaluation_periods: Option<u32>,
+    #[serde(default)]
+    pub datapoints_to_alarm: Option<u32>,
+    /// What no data in the window means.
+    #[serde(default)]
+    pub missing_data: MissingData,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// What an evaluation with no data means (CloudWatch alarms' `TreatMissingData`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingData {
+    /// Keep the state as it is (an episode neither advances nor ends).
+    #[default]
+    Ignore,
+    /// Count it as breaching: for metrics whose absence is the problem (heartbeats).
+    Breaching,
+    /// Count it as not breaching.
+    NotBreaching,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -113,11 +142,68 @@ impl MetricSpec {
 }
 
 impl Rule {
-    /// The read window: `lookback`, or five periods.
-    pub fn lookback(&self) -> Span {
-        self.lookback
-            .unwrap_or(Span(self.metric.period.seconds() * 5))
+    /// N of "M of N".
+    pub fn evaluation_periods(&self) -> u32 {
+        self.evaluation_periods.unwrap_or(1).max(1)
     }
+
+    /// M of "M of N".
+    pub fn datapoints_to_alarm(&self) -> u32 {
+        self.datapoints_to_alarm
+            .unwrap_or(self.evaluation_periods())
+    }
+
+    /// The read window: `lookback`, or `evaluation_periods` + 4 periods.
+    pub fn lookback(&self) -> Span {
+        self.lookback.unwrap_or(Span(
+            self.metric.period.seconds() * (u64::from(self.evaluation_periods()) + 4),
+        ))
+    }
+
+    /// `for` and `keep_firing_for` as the state machine takes them.
+    pub fn timing(&self) -> crate::state::Timing {
+        let d = |s: Span| {
+            chrono::Duration::seconds(i64::try_from(s.seconds()).unwrap_or(i64::MAX / 1000))
+        };
+        crate::state::Timing {
+            for_: d(self.for_),
+            keep_firing_for: d(self.keep_firing_for),
+        }
+    }
+}
+
+/// Severities that page a person.
+pub const PAGING_SEVERITIES: [&str; 3] = ["page", "critical", "emergency"];
+
+/// Rules that would page without an action: a paging severity without a `runbook_url`
+/// annotation, or without `for` (one bad data point would wake someone). One line per finding.
+pub fn lint(rules: &[Rule]) -> Vec<String> {
+    let mut findings = Vec::new();
+    for r in rules {
+        let paging = r
+            .labels
+            .get("severity")
+            .is_some_and(|s| PAGING_SEVERITIES.contains(&s.as_str()));
+        if !paging {
+            continue;
+        }
+        if r.annotations
+            .get("runbook_url")
+            .is_none_or(|u| u.trim().is_empty())
+        {
+            findings.push(format!(
+                "{}: pages without a runbook_url annotation",
+                r.alert
+            ));
+        }
+        if r.for_.seconds() == 0 && r.datapoints_to_alarm() <= 1 {
+            findings.push(format!(
+                "{}: pages on a single data point (set `for` or datapoints_to_alarm)",
+                r.alert
+            ));
+        }
+    }
+    findings
 }
 
 const STATS: [&str; 5] = ["Average", "Sum", "Minimum", "Maximum", "SampleCount"];
@@ -174,8 +260,22 @@ pub fn load(origin: &str, text: &str) -> Result<Vec<Rule>> {
             if !rule.condition.threshold.is_finite() {
                 return fail("condition.threshold", "must be a finite number".to_owned());
             }
-            if rule.lookback().seconds() < period {
-                return fail("lookback", "must be at least one period".to_owned());
+            if rule.datapoints_to_alarm() == 0
+                || rule.datapoints_to_alarm() > rule.evaluation_periods()
+            {
+                return fail(
+                    "datapoints_to_alarm",
+                    format!(
+                        "must be between 1 and evaluation_periods ({})",
+                        rule.evaluation_periods()
+                    ),
+                );
+            }
+            if rule.lookback().seconds() < period * u64::from(rule.evaluation_periods()) {
+                return fail(
+                    "lookback",
+                    "must cover evaluation_periods periods".to_owned(),
+                );
             }
             rules.push(rule);
         }
@@ -255,6 +355,43 @@ groups:
             .expect_err("duplicate")
             .to_string();
         assert!(err.contains("used twice"), "{err}");
+    }
+
+    #[test]
+    fn lint_flags_pages_without_an_action() {
+        let rules = load("rules.yaml", GOOD).expect("valid");
+        let findings = lint(&rules);
+        assert_eq!(
+            findings,
+            [
+                "HighLatency: pages without a runbook_url annotation",
+                "HighLatency: pages on a single data point (set `for` or datapoints_to_alarm)"
+            ]
+        );
+        let fixed = GOOD.replace(
+            "annotations: {summary: \"slow\"}",
+            "annotations: {summary: slow, runbook_url: \"https://r\"}\n        for: 5m",
+        );
+        assert!(lint(&load("rules.yaml", &fixed).expect("valid")).is_empty());
+        let quiet = GOOD.replace("severity: page", "severity: ticket");
+        assert!(lint(&load("rules.yaml", &quiet).expect("valid")).is_empty());
+    }
+
+    #[test]
+    fn m_of_n_is_validated() {
+        let bad = GOOD.replace("lookback: 5m", "").replace(
+            "condition: {operator: \">\", threshold: 250}",
+            "condition: {operator: \">\", threshold: 250}\n        evaluation_periods: 3\n        datapoints_to_alarm: 4",
+        );
+        let err = load("rules.yaml", &bad).expect_err("M > N").to_string();
+        assert!(err.contains("datapoints_to_alarm"), "{err}");
+        let good = bad.replace("datapoints_to_alarm: 4", "datapoints_to_alarm: 2");
+        let rule = load("rules.yaml", &good).expect("valid").remove(0);
+        assert_eq!(
+            (rule.datapoints_to_alarm(), rule.evaluation_periods()),
+            (2, 3)
+        );
+        assert_eq!(rule.lookback(), Span(420));
     }
 
     #[test]

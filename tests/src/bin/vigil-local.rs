@@ -7,11 +7,11 @@
 
 use std::time::Duration as StdDuration;
 
-use chrono::{Duration, DurationRound, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 use vigil_e2e::{
     Function, LocalAws, binary, http_response, json_push_event, sample_config, sample_event,
-    sample_push, scheduled_event, stamp_logs, stamp_push, stamp_remote_write,
+    sample_push, scheduled_event, stamp_logs, stamp_push, stamp_remote_write, whole_minute_ago,
 };
 
 fn section(title: &str) {
@@ -27,12 +27,11 @@ async fn main() {
     let (topic, queue) = aws.topic_with_queue("vigil-demo-alerts").await;
     println!("Created bucket {bucket}, topic {topic} with an SQS queue subscribed");
 
-    // ingest: the sample Function URL push, stamped 90 s ago so its minute has ended when the
-    // alert function evaluates it.
+    // ingest: the sample Function URL push, sent for each of the last two whole minutes, so
+    // that the alert rules (two of three minutes) have complete periods to evaluate.
     section("ingest: JSON push on the Function URL (events/function-url-json-push.json)");
-    let at = Utc::now() - Duration::seconds(90);
+    let at = whole_minute_ago(1);
     let mut push = sample_push();
-    stamp_push(&mut push, at);
     let namespace = push["namespace"]
         .as_str()
         .unwrap_or("Vigil/Demo")
@@ -53,14 +52,17 @@ async fn main() {
         ],
     )
     .await;
-    let (status, body) = http_response(
-        &ingest
-            .invoke(&json_push_event(&push))
-            .await
-            .expect_response(),
-    );
-    println!("HTTP {status} {body}");
-    let minute = at.duration_trunc(Duration::minutes(1)).expect("minute");
+    for minute in [whole_minute_ago(2), at] {
+        stamp_push(&mut push, minute);
+        let (status, body) = http_response(
+            &ingest
+                .invoke(&json_push_event(&push))
+                .await
+                .expect_response(),
+        );
+        println!("HTTP {status} {body}");
+    }
+    let minute = at;
     for metric in push["metrics"].as_array().into_iter().flatten() {
         let name = metric["name"].as_str().unwrap_or_default();
         let points = aws
@@ -139,6 +141,7 @@ async fn main() {
             ("VIGIL_AWS_ENDPOINT_URL", aws.endpoint.as_str()),
             ("VIGIL_RULES", rules.as_str()),
             ("VIGIL_ALERT_TOPIC_ARN", topic.as_str()),
+            ("VIGIL_STATE_BUCKET", bucket.as_str()),
         ],
     )
     .await;
@@ -148,15 +151,14 @@ async fn main() {
         .expect_response();
     for rule in summary["rules"].as_array().into_iter().flatten() {
         println!(
-            "rule {}: {} (value {})",
+            "rule {}: condition {} (newest value {}), state {}",
             rule["alert"].as_str().unwrap_or_default(),
+            rule["condition"].as_str().unwrap_or_default(),
+            rule["value"],
             rule["state"].as_str().unwrap_or_default(),
-            rule["value"]
         );
     }
-    let expected = summary["rules"]
-        .as_array()
-        .map_or(0, |r| r.iter().filter(|r| r["state"] == "firing").count());
+    let expected = summary["sent"].as_object().map_or(0, |s| s.len());
     let messages = aws
         .receive_sns(&queue, expected, StdDuration::from_secs(20))
         .await;

@@ -1,0 +1,326 @@
+//! The alert state machine, per rule: inactive → pending → firing → resolved (inactive again),
+//! the way Prometheus's alerting rules step.
+//!
+//! - A breach starts an episode in `pending`; it becomes `firing` once the condition has held
+//!   for the rule's `for` (at once when `for` is zero). A pending episode whose condition stops
+//!   holding ends silently: nothing is sent during `for`.
+//! - A firing episode resolves when the condition no longer holds and has not held for
+//!   `keep_firing_for`, so a flapping metric makes one firing and one resolved notification,
+//!   not one per flap.
+//! - Missing data follows the rule's policy: `ignore` keeps the state as it is, `breaching` and
+//!   `not_breaching` count it as such.
+//!
+//! Each transition that notifies carries a deduplication key derived from the rule and the
+//! episode's start, so a retried run can tell a notification it already sent.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where an episode stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Pending,
+    Firing,
+}
+
+/// The state of one rule with an open episode. No state means inactive.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertState {
+    pub phase: Phase,
+    /// When the condition started to hold: the episode's identity.
+    pub active_since: DateTime<Utc>,
+    /// When the condition last held.
+    pub last_breach: DateTime<Utc>,
+    /// When the episode started firing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fired_at: Option<DateTime<Utc>>,
+    /// The value last compared (none when the policy counted missing data).
+    #[serde(default)]
+    pub value: Option<f64>,
+}
+
+/// What one evaluation saw, after the missing-data policy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Observation {
+    /// The value, or none for missing data counted as breaching.
+    Breaching(Option<f64>),
+    NotBreaching(Option<f64>),
+    /// No data, and the policy says to leave the state as it is.
+    Unknown,
+}
+
+/// A change worth a notification.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum Transition {
+    Firing {
+        value: Option<f64>,
+        active_since: DateTime<Utc>,
+    },
+    Resolved {
+        value: Option<f64>,
+        active_since: DateTime<Utc>,
+        fired_at: DateTime<Utc>,
+    },
+}
+
+impl Transition {
+    /// `firing` or `resolved`.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Transition::Firing { .. } => "firing",
+            Transition::Resolved { .. } => "resolved",
+        }
+    }
+
+    /// The deduplication key: one per rule, episode and kind of transition.
+    pub fn dedup_key(&self, alert: &str) -> String {
+        let since = match self {
+            Transition::Firing { active_since, .. } | Transition::Resolved { active_since, .. } => {
+                active_since.timestamp()
+            }
+        };
+        format!("{alert}/{since}/{}", self.status())
+    }
+}
+
+/// Timing of one rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// How long the condition must hold before the alert fires.
+    pub for_: Duration,
+    /// How long a firing alert stays firing after the condition stopped holding.
+    pub keep_firing_for: Duration,
+}
+
+/// One evaluation step at `now`: the next state and the transition to notify, if any.
+pub fn step(
+    prev: Option<&AlertState>,
+    observation: Observation,
+    timing: Timing,
+    now: DateTime<Utc>,
+) -> (Option<AlertState>, Option<Transition>) {
+    match (prev, observation) {
+        (prev, Observation::Unknown) => (prev.cloned(), None),
+        (None, Observation::Breaching(value)) => {
+            let state = AlertState {
+                phase: Phase::Pending,
+                active_since: now,
+                last_breach: now,
+                fired_at: None,
+                value,
+            };
+            promote(state, timing, now)
+        }
+        (None, Observation::NotBreaching(_)) => (None, None),
+        (Some(s), Observation::Breaching(value)) => {
+            let mut next = s.clone();
+            next.last_breach = now;
+            next.value = value;
+            if next.phase == Phase::Pending {
+                promote(next, timing, now)
+            } else {
+                (Some(next), None)
+            }
+        }
+        (Some(s), Observation::NotBreaching(value)) => match s.phase {
+            Phase::Pending => (None, None),
+            Phase::Firing if now - s.last_breach < timing.keep_firing_for => {
+                let mut next = s.clone();
+                next.value = value;
+                (Some(next), None)
+            }
+            Phase::Firing => (
+                None,
+                Some(Transition::Resolved {
+                    value,
+                    active_since: s.active_since,
+                    fired_at: s.fired_at.unwrap_or(s.active_since),
+                }),
+            ),
+        },
+    }
+}
+
+fn promote(
+    mut state: AlertState,
+    timing: Timing,
+    now: DateTime<Utc>,
+) -> (Option<AlertState>, Option<Transition>) {
+    if now - state.active_since >= timing.for_ {
+        state.phase = Phase::Firing;
+        state.fired_at = Some(now);
+        let t = Transition::Firing {
+            value: state.value,
+            active_since: state.active_since,
+        };
+        (Some(state), Some(t))
+    } else {
+        (Some(state), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_593_600, 0).expect("time")
+    }
+
+    fn minutes(m: i64) -> Duration {
+        Duration::minutes(m)
+    }
+
+    /// Runs a sequence of observations one minute apart; returns the transitions by minute.
+    fn run(observations: &[Observation], timing: Timing) -> Vec<(i64, Transition)> {
+        let mut state = None;
+        let mut out = Vec::new();
+        for (i, o) in observations.iter().enumerate() {
+            let now = t0() + minutes(i as i64);
+            let (next, t) = step(state.as_ref(), *o, timing, now);
+            state = next;
+            if let Some(t) = t {
+                out.push((i as i64, t));
+            }
+        }
+        out
+    }
+
+    use Observation::Unknown as U;
+
+    #[allow(non_snake_case)]
+    fn B(v: f64) -> Observation {
+        Observation::Breaching(Some(v))
+    }
+
+    #[allow(non_snake_case)]
+    fn N(v: f64) -> Observation {
+        Observation::NotBreaching(Some(v))
+    }
+
+    #[test]
+    fn fires_after_for_and_resolves() {
+        let timing = Timing {
+            for_: minutes(2),
+            keep_firing_for: Duration::zero(),
+        };
+        let out = run(&[N(1.0), B(9.0), B(9.0), B(9.0), B(9.0), N(1.0)], timing);
+        let kinds: Vec<(i64, &str)> = out.iter().map(|(i, t)| (*i, t.status())).collect();
+        assert_eq!(kinds, [(3, "firing"), (5, "resolved")]);
+    }
+
+    #[test]
+    fn a_short_breach_during_for_sends_nothing() {
+        let timing = Timing {
+            for_: minutes(3),
+            keep_firing_for: Duration::zero(),
+        };
+        assert!(run(&[B(9.0), B(9.0), N(1.0), B(9.0), N(1.0)], timing).is_empty());
+    }
+
+    #[test]
+    fn zero_for_fires_at_once() {
+        let out = run(&[B(9.0)], Timing::default());
+        assert!(matches!(out[..], [(0, Transition::Firing { .. })]));
+    }
+
+    #[test]
+    fn keep_firing_for_absorbs_flapping() {
+        let timing = Timing {
+            for_: Duration::zero(),
+            keep_firing_for: minutes(3),
+        };
+        let out = run(
+            &[
+                B(9.0),
+                N(1.0),
+                B(9.0),
+                N(1.0),
+                N(1.0),
+                B(9.0),
+                N(1.0),
+                N(1.0),
+                N(1.0),
+                N(1.0),
+            ],
+            timing,
+        );
+        let kinds: Vec<(i64, &str)> = out.iter().map(|(i, t)| (*i, t.status())).collect();
+        assert_eq!(kinds, [(0, "firing"), (8, "resolved")]);
+    }
+
+    #[test]
+    fn unknown_keeps_the_state() {
+        let timing = Timing {
+            for_: minutes(1),
+            keep_firing_for: Duration::zero(),
+        };
+        let out = run(&[B(9.0), U, U, B(9.0), U, N(1.0)], timing);
+        let kinds: Vec<(i64, &str)> = out.iter().map(|(i, t)| (*i, t.status())).collect();
+        assert_eq!(kinds, [(3, "firing"), (5, "resolved")]);
+    }
+
+    #[test]
+    fn dedup_keys_name_rule_episode_and_kind() {
+        let out = run(&[B(9.0), N(1.0)], Timing::default());
+        assert_eq!(
+            out[0].1.dedup_key("HighLatency"),
+            "HighLatency/1795593600/firing"
+        );
+        assert_eq!(
+            out[1].1.dedup_key("HighLatency"),
+            "HighLatency/1795593600/resolved"
+        );
+    }
+
+    fn observation() -> impl Strategy<Value = Observation> {
+        prop_oneof![
+            proptest::option::of(0.0f64..10.0).prop_map(Observation::Breaching),
+            proptest::option::of(0.0f64..10.0).prop_map(Observation::NotBreaching),
+            Just(Observation::Unknown),
+        ]
+    }
+
+    proptest! {
+        /// Firing and resolved alternate, starting with firing: one of each per episode, never
+        /// two firings for one episode, whatever the flapping.
+        #[test]
+        fn firing_and_resolved_alternate(
+            observations in proptest::collection::vec(observation(), 0..120),
+            for_ in 0i64..5,
+            keep in 0i64..5,
+        ) {
+            let timing = Timing { for_: minutes(for_), keep_firing_for: minutes(keep) };
+            let out = run(&observations, timing);
+            for (k, (_, t)) in out.iter().enumerate() {
+                let want = if k % 2 == 0 { "firing" } else { "resolved" };
+                prop_assert_eq!(t.status(), want);
+            }
+            let keys: std::collections::BTreeSet<String> = out.iter().map(|(_, t)| t.dedup_key("r")).collect();
+            prop_assert_eq!(keys.len(), out.len());
+        }
+
+        /// Nothing fires before the condition has held for `for`, counting only minutes that
+        /// were observed breaching or unknown since the episode began.
+        #[test]
+        fn nothing_is_sent_during_for(
+            observations in proptest::collection::vec(observation(), 0..60),
+            for_ in 1i64..6,
+        ) {
+            let timing = Timing { for_: minutes(for_), keep_firing_for: Duration::zero() };
+            let mut state: Option<AlertState> = None;
+            for (i, o) in observations.iter().enumerate() {
+                let now = t0() + minutes(i as i64);
+                let (next, t) = step(state.as_ref(), *o, timing, now);
+                if let Some(Transition::Firing { active_since, .. }) = &t {
+                    prop_assert!(now - *active_since >= timing.for_);
+                    prop_assert!(matches!(o, Observation::Breaching(_)));
+                }
+                state = next;
+            }
+        }
+    }
+}
