@@ -61,6 +61,24 @@ impl ConfigSource {
         String::from_utf8(bytes).map_err(|_| Error::Config(format!("{self} is not UTF-8 text")))
     }
 
+    /// Reads the file's text, or `None` when it does not exist.
+    pub async fn read_optional(&self, store: &impl ObjectStore) -> Result<Option<String>> {
+        let bytes = match self {
+            Self::S3 { bucket, key } => match store.get_tagged(bucket, key).await? {
+                Some((bytes, _)) => bytes,
+                None => return Ok(None),
+            },
+            Self::File(path) => match std::fs::read(path) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(Error::Config(format!("cannot read {path}: {e}"))),
+            },
+        };
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| Error::Config(format!("{self} is not UTF-8 text")))
+    }
+
     /// Reads and parses a YAML file into `T`.
     pub async fn load_yaml<T: DeserializeOwned>(&self, store: &impl ObjectStore) -> Result<T> {
         parse_yaml(&self.to_string(), &self.read(store).await?)

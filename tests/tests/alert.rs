@@ -403,6 +403,83 @@ async fn a_failed_publish_fails_the_run_and_the_retry_sends_exactly_once() {
     );
 }
 
+/// Routes send by labels to another topic; a silence in S3 mutes an alert; the alert that
+/// fires on missing data (no orders at all) is the one silenced.
+#[tokio::test]
+async fn routes_and_silences_from_s3() {
+    let s = setup().await;
+    let (team_topic, team_queue) = s.aws.topic_with_queue("vigil-checkout-team").await;
+    let rules = format!(
+        "policy:\n  routes:\n    - {{match: {{team: checkout}}, topic_arn: \"{team_topic}\"}}\n{}",
+        sample_config("rules.example.yaml").replace("Vigil/Demo", &s.namespace)
+    );
+    s.aws.put_object(&s.bucket, "routed.yaml", rules).await;
+    let until = (Utc::now() + Duration::hours(1)).to_rfc3339();
+    let silences = format!(
+        r#"[{{"matchers": {{"alertname": "CheckoutOrdersStopped"}}, "ends_at": "{until}",
+             "created_by": "on-call", "comment": "orders paused for a migration"}}]"#
+    );
+    s.aws.put_object(&s.bucket, "silences.json", silences).await;
+    let now = whole_minute_ago(0);
+    put_points(
+        &s.aws,
+        &s.namespace,
+        "latency",
+        &[
+            (now - Duration::minutes(2), 400.0),
+            (now - Duration::minutes(1), 410.0),
+        ],
+    )
+    .await;
+
+    let rules_location = format!("s3://{}/routed.yaml", s.bucket);
+    let silences_location = format!("s3://{}/silences.json", s.bucket);
+    let mut function = Function::start(
+        "alert",
+        &binary("alert"),
+        &[
+            ("VIGIL_AWS_ENDPOINT_URL", s.aws.endpoint.as_str()),
+            ("VIGIL_RULES", rules_location.as_str()),
+            ("VIGIL_ALERT_TOPIC_ARN", s.topic.as_str()),
+            ("VIGIL_STATE_BUCKET", s.bucket.as_str()),
+            ("VIGIL_SILENCES", silences_location.as_str()),
+        ],
+    )
+    .await;
+    let summary = function
+        .invoke(&scheduled_event(now))
+        .await
+        .expect_response();
+    assert_eq!(
+        states(&summary),
+        [pair("firing", "breaching"), pair("firing", "no_data")]
+    );
+    assert_eq!(
+        summary["rules"][1]["muted"]["muted_by"], "silence",
+        "{summary}"
+    );
+    assert_eq!(
+        summary["rules"][1]["muted"]["comment"],
+        "orders paused for a migration"
+    );
+
+    let routed = s
+        .aws
+        .receive_sns(&team_queue, 1, StdDuration::from_secs(20))
+        .await;
+    assert_eq!(routed.len(), 1, "{routed:?}");
+    assert_eq!(
+        routed[0]["MessageAttributes"]["alertname"]["Value"],
+        "CheckoutLatencyHigh"
+    );
+    assert!(
+        s.aws
+            .receive_sns(&s.queue, 1, StdDuration::from_secs(2))
+            .await
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn an_invalid_rules_file_fails_with_file_line_and_field() {
     let s = setup().await;

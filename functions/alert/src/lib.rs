@@ -11,6 +11,7 @@
 //! then publishes, then records each publish as sent. Two overlapping runs cannot both claim;
 //! a retried run publishes what the failed one still owed and nothing it already sent.
 
+pub mod policy;
 pub mod rules;
 pub mod state;
 
@@ -25,7 +26,8 @@ use vigil_shared::{
     ConfigSource, Error, MetricReader, Notification, Notifier, ObjectStore, Result,
 };
 
-pub use rules::{MissingData, Rule, lint, load};
+use policy::{Muted, Policy, Silence};
+pub use rules::{MissingData, Rule, lint, load, load_file};
 use state::{AlertState, Observation, Phase, Transition};
 
 /// What one rule's condition showed at an evaluation.
@@ -237,6 +239,13 @@ pub fn read_start(rules: &[Rule], now: DateTime<Utc>) -> DateTime<Utc> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Owed {
     pub key: String,
+    /// The topic the policy routed it to.
+    pub topic_arn: String,
+    /// For the per-notification metric.
+    #[serde(default)]
+    pub rule: String,
+    #[serde(default)]
+    pub severity: String,
     pub notification: Notification,
 }
 
@@ -286,6 +295,9 @@ pub struct RuleResult {
     /// `firing` or `resolved` when this run made a transition.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transition: Option<&'static str>,
+    /// Why a notification this run owed was not sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub muted: Option<Muted>,
 }
 
 /// What a run did; the invocation's result.
@@ -309,15 +321,38 @@ fn to_json(state: &StateFile) -> Result<Vec<u8>> {
 /// notifications the transitions imply, and delivers them to `topic_arn`. Any failure to read,
 /// to persist or to publish fails the run; what was claimed and not delivered is delivered by
 /// the next run (Lambda's retry of this one).
+/// What one run evaluates and how it notifies.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan<'a> {
+    pub rules: &'a [Rule],
+    pub policy: &'a Policy,
+    pub silences: &'a [Silence],
+    /// Where notifications go when no route matches.
+    pub default_topic: &'a str,
+    pub state: &'a StateLocation,
+}
+
+/// A rule's labels with `alertname`: what routes, silences and inhibitions match on.
+pub fn alert_labels(rule: &Rule) -> BTreeMap<String, String> {
+    let mut labels = rule.labels.clone();
+    labels.insert("alertname".to_owned(), rule.alert.clone());
+    labels
+}
+
 pub async fn run(
     reader: &impl MetricReader,
     notifier: &impl Notifier,
     store: &impl ObjectStore,
-    rules: &[Rule],
-    topic_arn: &str,
-    location: &StateLocation,
+    plan: Plan<'_>,
     now: DateTime<Utc>,
 ) -> Result<RunSummary> {
+    let Plan {
+        rules,
+        policy,
+        silences,
+        default_topic,
+        state: location,
+    } = plan;
     let (mut state, mut tag) = match store.get_tagged(&location.bucket, &location.key).await? {
         Some((bytes, tag)) => {
             let state: StateFile = serde_json::from_slice(&bytes).map_err(|e| {
@@ -345,26 +380,72 @@ pub async fn run(
     };
     let known: std::collections::BTreeSet<&str> = rules.iter().map(|r| r.alert.as_str()).collect();
     state.alerts.retain(|name, _| known.contains(name.as_str()));
+    // Step every rule first: inhibition needs to know which alerts fire after this run.
+    let mut stepped = Vec::with_capacity(rules.len());
     for (rule, query) in rules.iter().zip(&queries) {
         let series = fetched.series.get(&query.id).unwrap_or(&empty);
         let outcome = evaluate(rule, series, now);
-        let (next, transition) = state::step(
-            state.alerts.get(&rule.alert),
-            observe(rule, &outcome),
-            rule.timing(),
-            now,
-        );
-        if let Some(t) = &transition {
-            let key = t.dedup_key(&rule.alert);
-            if !state.knows(&key) {
-                // The message names the data point compared, or the evaluation for no data.
-                let at = match &outcome {
-                    Outcome::Breaching { at, .. } | Outcome::Ok { at, .. } => *at,
-                    Outcome::NoData => now,
+        let prev = state.alerts.get(&rule.alert).cloned();
+        let (next, transition) =
+            state::step(prev.as_ref(), observe(rule, &outcome), rule.timing(), now);
+        stepped.push((rule, outcome, prev, next, transition));
+    }
+    let labels: Vec<BTreeMap<String, String>> = rules.iter().map(alert_labels).collect();
+    let firing: Vec<&BTreeMap<String, String>> = stepped
+        .iter()
+        .zip(&labels)
+        .filter(|((_, _, _, next, _), _)| next.as_ref().is_some_and(|s| s.phase == Phase::Firing))
+        .map(|(_, l)| l)
+        .collect();
+    let repeat = policy
+        .repeat_interval
+        .map(|r| Duration::seconds(i64::try_from(r.seconds()).unwrap_or(i64::MAX / 1000)));
+
+    for ((rule, outcome, prev, mut next, transition), labels) in stepped.into_iter().zip(&labels) {
+        // The message names the data point compared, or the evaluation for no data.
+        let at = match &outcome {
+            Outcome::Breaching { at, .. } | Outcome::Ok { at, .. } => *at,
+            Outcome::NoData => now,
+        };
+        // What this rule owes: a resolved message for an episode that was notified; a firing
+        // message for a firing episode never notified (new, or muted until now), or due again.
+        let owed: Option<(String, Transition)> = match (&transition, next.as_mut()) {
+            (Some(t @ Transition::Resolved { .. }), _) => prev
+                .as_ref()
+                .filter(|p| p.notified_at.is_some())
+                .map(|_| (t.dedup_key(&rule.alert), t.clone())),
+            (_, Some(s)) if s.phase == Phase::Firing => {
+                let firing = Transition::Firing {
+                    value: s.value,
+                    active_since: s.active_since,
                 };
+                match s.notified_at {
+                    None => Some((firing.dedup_key(&rule.alert), firing)),
+                    Some(last) if repeat.is_some_and(|r| now - last >= r) => Some((
+                        format!("{}/repeat/{}", firing.dedup_key(&rule.alert), s.repeats + 1),
+                        firing,
+                    )),
+                    Some(_) => None,
+                }
+            }
+            _ => None,
+        };
+        let mut muted = None;
+        if let Some((key, t)) = owed {
+            muted = policy.muted(labels, silences, &firing, now);
+            if muted.is_none() && !state.knows(&key) {
+                if let Some(s) = next.as_mut() {
+                    if s.notified_at.is_some() {
+                        s.repeats += 1;
+                    }
+                    s.notified_at = Some(now);
+                }
                 state.outbox.push(Owed {
                     key,
-                    notification: notification(rule, t, at),
+                    topic_arn: policy.topic(labels, default_topic).to_owned(),
+                    rule: rule.alert.clone(),
+                    severity: rule.labels.get("severity").cloned().unwrap_or_default(),
+                    notification: notification(rule, &t, at),
                 });
             }
         }
@@ -382,6 +463,7 @@ pub async fn run(
             outcome,
             state: phase,
             transition: transition.as_ref().map(Transition::status),
+            muted,
         });
     }
 
@@ -405,8 +487,26 @@ pub async fn run(
 
     // Deliver what is owed, oldest first, recording each delivery.
     for owed in state.outbox.clone() {
-        let id = notifier.publish(topic_arn, &owed.notification).await?;
-        tracing::info!(key = %owed.key, message_id = %id, "notification sent");
+        let id = notifier
+            .publish(&owed.topic_arn, &owed.notification)
+            .await?;
+        // One EMF line per notification: which rules page most, by severity.
+        let mut fields = serde_json::Map::new();
+        fields.insert("message".into(), "notification sent".into());
+        fields.insert("key".into(), owed.key.clone().into());
+        fields.insert("message_id".into(), id.clone().into());
+        fields.insert("topic_arn".into(), owed.topic_arn.clone().into());
+        vigil_shared::emf::emit(&vigil_shared::emf::line(
+            "Vigil",
+            &[
+                ("Function", "alert"),
+                ("Rule", &owed.rule),
+                ("Severity", &owed.severity),
+            ],
+            &[("Notifications", 1.0, vigil_shared::Unit::Count)],
+            fields,
+            now,
+        ));
         state.mark_sent(&owed.key);
         summary.sent.insert(owed.key.clone(), id);
         match store
@@ -447,6 +547,9 @@ pub struct AlertConfig {
     pub topic_arn: String,
     /// `VIGIL_STATE_BUCKET` and `VIGIL_STATE_KEY` (default `state/alert.json`).
     pub state: StateLocation,
+    /// `VIGIL_SILENCES`: a JSON list of silences (`s3://bucket/key` or a path); optional, and
+    /// a missing object means no silence.
+    pub silences: Option<ConfigSource>,
 }
 
 impl AlertConfig {
@@ -458,6 +561,10 @@ impl AlertConfig {
                 bucket: required_env("VIGIL_STATE_BUCKET")?,
                 key: std::env::var("VIGIL_STATE_KEY")
                     .unwrap_or_else(|_| "state/alert.json".to_owned()),
+            },
+            silences: match std::env::var("VIGIL_SILENCES") {
+                Ok(v) if !v.trim().is_empty() => Some(v.parse()?),
+                _ => None,
             },
         })
     }
@@ -476,20 +583,27 @@ pub async fn handle_scheduled(
 ) -> Result<Value> {
     let at = evaluation_time(event, now);
     let text = config.rules.read(store).await?;
-    let rules = load(&config.rules.to_string(), &text)?;
+    let (rules, policy) = load_file(&config.rules.to_string(), &text)?;
     for finding in lint(&rules) {
         tracing::warn!(finding = %finding, "rule lint");
     }
-    let summary = run(
-        reader,
-        notifier,
-        store,
-        &rules,
-        &config.topic_arn,
-        &config.state,
-        at,
-    )
-    .await?;
+    let silences: Vec<Silence> = match &config.silences {
+        None => Vec::new(),
+        Some(source) => match source.read_optional(store).await? {
+            None => Vec::new(),
+            Some(text) => serde_json::from_str(&text).map_err(|e| {
+                Error::Config(format!("{source}: not a JSON list of silences: {e}"))
+            })?,
+        },
+    };
+    let plan = Plan {
+        rules: &rules,
+        policy: &policy,
+        silences: &silences,
+        default_topic: &config.topic_arn,
+        state: &config.state,
+    };
+    let summary = run(reader, notifier, store, plan, at).await?;
     serde_json::to_value(summary)
         .map_err(|e| Error::InvalidInput(format!("summary not serializable: {e}")))
 }
@@ -685,14 +799,16 @@ groups:
         }
     }
 
-    /// Records notifications; fails while `down` is set.
+    /// Records notifications and their topics; fails while `down` is set.
     #[derive(Default)]
     struct Outbox {
         sent: Mutex<Vec<Notification>>,
+        topics: Mutex<Vec<String>>,
         down: Mutex<bool>,
     }
     impl Notifier for Outbox {
-        async fn publish(&self, _: &str, n: &Notification) -> Result<String> {
+        async fn publish(&self, topic: &str, n: &Notification) -> Result<String> {
+            self.topics.lock().expect("lock").push(topic.to_owned());
             if *self.down.lock().expect("lock") {
                 return Err(Error::Aws {
                     service: "SNS",
@@ -746,10 +862,24 @@ groups:
         }
     }
 
-    fn location() -> StateLocation {
-        StateLocation {
+    static LOCATION: std::sync::LazyLock<StateLocation> =
+        std::sync::LazyLock::new(|| StateLocation {
             bucket: "b".into(),
             key: "state.json".into(),
+        });
+    static NO_POLICY: Policy = Policy {
+        repeat_interval: None,
+        routes: Vec::new(),
+        inhibit: Vec::new(),
+    };
+
+    fn plan(rules: &[Rule]) -> Plan<'_> {
+        Plan {
+            rules,
+            policy: &NO_POLICY,
+            silences: &[],
+            default_topic: "arn:default",
+            state: &LOCATION,
         }
     }
 
@@ -766,9 +896,7 @@ groups:
             &reader,
             &outbox,
             &store,
-            &rules,
-            "arn",
-            &location(),
+            plan(&rules),
             t("2026-11-25T08:00:00Z"),
         )
         .await
@@ -782,9 +910,7 @@ groups:
             &reader,
             &outbox,
             &store,
-            &rules,
-            "arn",
-            &location(),
+            plan(&rules),
             t("2026-11-25T08:01:00Z"),
         )
         .await
@@ -803,9 +929,7 @@ groups:
             &reader,
             &outbox,
             &store,
-            &rules,
-            "arn",
-            &location(),
+            plan(&rules),
             t("2026-11-25T08:02:00Z"),
         )
         .await
@@ -834,16 +958,16 @@ groups:
         let rules = [rule()];
         let now = t("2026-11-25T08:00:00Z");
         assert!(
-            run(&reader, &outbox, &store, &rules, "arn", &location(), now)
+            run(&reader, &outbox, &store, plan(&rules), now)
                 .await
                 .is_err()
         );
         *outbox.down.lock().expect("lock") = false;
-        let retry = run(&reader, &outbox, &store, &rules, "arn", &location(), now)
+        let retry = run(&reader, &outbox, &store, plan(&rules), now)
             .await
             .expect("retry");
         assert_eq!(retry.sent.len(), 1);
-        let again = run(&reader, &outbox, &store, &rules, "arn", &location(), now)
+        let again = run(&reader, &outbox, &store, plan(&rules), now)
             .await
             .expect("again");
         assert!(again.sent.is_empty());
@@ -888,14 +1012,132 @@ groups:
             &reader,
             &outbox,
             &Stale(&store),
-            &[rule()],
-            "arn",
-            &location(),
+            plan(&[rule()]),
             t("2026-11-25T08:00:00Z"),
         )
         .await
         .expect("run");
         assert!(summary.superseded);
         assert!(outbox.sent.lock().expect("lock").is_empty());
+    }
+
+    fn breaching_reader() -> FixedReader {
+        FixedReader(Mutex::new(series(&[
+            ("2026-11-25T07:58:00Z", 300.0),
+            ("2026-11-25T07:59:00Z", 320.0),
+        ])))
+    }
+
+    fn subjects(outbox: &Outbox) -> Vec<String> {
+        outbox
+            .sent
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|n| n.subject.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn repeat_interval_resends_a_still_firing_alert() {
+        let (reader, outbox, store) = (
+            breaching_reader(),
+            Outbox::default(),
+            MemoryStore::default(),
+        );
+        let policy = Policy {
+            repeat_interval: Some(vigil_shared::Span(3600)),
+            ..Policy::default()
+        };
+        let rules = [rule()];
+        let p = Plan {
+            policy: &policy,
+            ..plan(&rules)
+        };
+        for minute in [0, 30, 59, 60, 61, 120] {
+            let now = t("2026-11-25T08:00:00Z") + Duration::minutes(minute);
+            // Keep the two newest minutes breaching.
+            *reader.0.lock().expect("lock") = vec![
+                (now - Duration::minutes(2), 300.0),
+                (now - Duration::minutes(1), 320.0),
+            ];
+            run(&reader, &outbox, &store, p, now).await.expect("run");
+        }
+        // First at 08:00, repeats at 09:00 and 10:00.
+        assert_eq!(outbox.sent.lock().expect("lock").len(), 3);
+    }
+
+    #[tokio::test]
+    async fn silences_mute_and_the_alert_notifies_once_they_end() {
+        let (reader, outbox, store) = (
+            breaching_reader(),
+            Outbox::default(),
+            MemoryStore::default(),
+        );
+        let silences = [Silence {
+            matchers: [("alertname".to_owned(), "HighLatency".to_owned())].into(),
+            starts_at: None,
+            ends_at: t("2026-11-25T08:30:00Z"),
+            created_by: "on-call".into(),
+            comment: "database failover".into(),
+        }];
+        let rules = [rule()];
+        let p = Plan {
+            silences: &silences,
+            ..plan(&rules)
+        };
+        let muted = run(&reader, &outbox, &store, p, t("2026-11-25T08:00:00Z"))
+            .await
+            .expect("run");
+        assert!(
+            matches!(&muted.rules[0].muted, Some(Muted::Silence { comment, .. }) if comment == "database failover")
+        );
+        assert_eq!(muted.rules[0].state, "firing");
+        assert!(subjects(&outbox).is_empty());
+        *reader.0.lock().expect("lock") = series(&[
+            ("2026-11-25T08:58:00Z", 300.0),
+            ("2026-11-25T08:59:00Z", 320.0),
+        ]);
+        run(&reader, &outbox, &store, p, t("2026-11-25T09:00:00Z"))
+            .await
+            .expect("run");
+        assert_eq!(
+            subjects(&outbox),
+            ["[FIRING] HighLatency: latency 320 > 250"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_inhibited_alert_stays_quiet_and_routes_pick_topics() {
+        let (reader, outbox, store) = (
+            breaching_reader(),
+            Outbox::default(),
+            MemoryStore::default(),
+        );
+        let mut down = rule();
+        down.alert = "CheckoutDown".into();
+        down.labels.insert("team".into(), "payments".into());
+        let policy: Policy = vigil_shared::config::parse_yaml(
+            "p.yaml",
+            "routes: [{match: {team: payments}, topic_arn: 'arn:payments'}]\n\
+             inhibit: [{source_match: {alertname: CheckoutDown}, target_match: {alertname: HighLatency}, equal: [service]}]\n",
+        )
+        .expect("policy");
+        let rules = [down, rule()];
+        let p = Plan {
+            policy: &policy,
+            ..plan(&rules)
+        };
+        let summary = run(&reader, &outbox, &store, p, t("2026-11-25T08:00:00Z"))
+            .await
+            .expect("run");
+        assert!(
+            matches!(&summary.rules[1].muted, Some(Muted::Inhibition { source }) if source == "CheckoutDown")
+        );
+        assert_eq!(
+            subjects(&outbox),
+            ["[FIRING] CheckoutDown: latency 320 > 250"]
+        );
+        assert_eq!(*outbox.topics.lock().expect("lock"), ["arn:payments"]);
     }
 }

@@ -25,6 +25,8 @@ use vigil_shared::{Error, Result, Span};
 #[serde(deny_unknown_fields)]
 pub struct RulesFile {
     pub groups: Vec<Group>,
+    #[serde(default)]
+    pub policy: crate::policy::Policy,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -219,7 +221,20 @@ fn valid_stat(stat: &str) -> bool {
 /// Parses and validates a rules file. Errors name the file and, for YAML errors, the line;
 /// for rule errors the group and rule.
 pub fn load(origin: &str, text: &str) -> Result<Vec<Rule>> {
+    load_file(origin, text).map(|(rules, _)| rules)
+}
+
+/// [`load`], with the file's notification policy.
+pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::Policy)> {
     let file: RulesFile = parse_yaml(origin, text)?;
+    for (i, route) in file.policy.routes.iter().enumerate() {
+        if !route.topic_arn.starts_with("arn:") {
+            return Err(Error::Config(format!(
+                "{origin}: policy.routes[{i}].topic_arn: {:?} is not an ARN",
+                route.topic_arn
+            )));
+        }
+    }
     let mut names = BTreeSet::new();
     let mut rules = Vec::new();
     for group in file.groups {
@@ -280,7 +295,7 @@ pub fn load(origin: &str, text: &str) -> Result<Vec<Rule>> {
             rules.push(rule);
         }
     }
-    Ok(rules)
+    Ok((rules, file.policy))
 }
 
 #[cfg(test)]

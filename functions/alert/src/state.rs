@@ -38,6 +38,12 @@ pub struct AlertState {
     /// The value last compared (none when the policy counted missing data).
     #[serde(default)]
     pub value: Option<f64>,
+    /// When the episode was last notified (none: never, for example while muted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified_at: Option<DateTime<Utc>>,
+    /// Repeat notifications sent for this episode.
+    #[serde(default)]
+    pub repeats: u32,
 }
 
 /// What one evaluation saw, after the missing-data policy.
@@ -110,6 +116,8 @@ pub fn step(
                 last_breach: now,
                 fired_at: None,
                 value,
+                notified_at: None,
+                repeats: 0,
             };
             promote(state, timing, now)
         }

@@ -1,0 +1,264 @@
+//! The notification policy: where a notification goes (routes by labels), how often a firing
+//! alert is repeated, and what keeps it quiet (silences, inhibition), after Alertmanager.
+//!
+//! In the rules file:
+//!
+//! ```yaml
+//! policy:
+//!   repeat_interval: 4h
+//!   routes:
+//!     - match: {team: payments}
+//!       topic_arn: arn:aws:sns:eu-west-1:123456789012:payments-oncall
+//!   inhibit:
+//!     - source_match: {alertname: CheckoutDown}
+//!       target_match: {team: checkout}
+//!       equal: [service]
+//! ```
+//!
+//! Silences live in their own JSON object (`VIGIL_SILENCES`), so that they can be added during
+//! an incident without touching the rules:
+//!
+//! ```json
+//! [{"matchers": {"alertname": "CheckoutLatencyHigh"}, "ends_at": "2026-11-25T12:00:00Z",
+//!   "created_by": "on-call", "comment": "database failover in progress"}]
+//! ```
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use vigil_shared::Span;
+
+/// Label matchers: every named label must have exactly this value.
+pub type Matchers = BTreeMap<String, String>;
+
+/// Whether `labels` satisfy every matcher.
+pub fn matches(matchers: &Matchers, labels: &BTreeMap<String, String>) -> bool {
+    matchers
+        .iter()
+        .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Re-send a still-firing alert this often (none: never).
+    #[serde(default)]
+    pub repeat_interval: Option<Span>,
+    /// First match wins; no match goes to the default topic.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub inhibit: Vec<Inhibition>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    #[serde(rename = "match")]
+    pub matchers: Matchers,
+    pub topic_arn: String,
+}
+
+/// A firing alert matching `source_match` mutes alerts matching `target_match` that have the
+/// same values for the `equal` labels.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Inhibition {
+    pub source_match: Matchers,
+    pub target_match: Matchers,
+    #[serde(default)]
+    pub equal: Vec<String>,
+}
+
+/// A silence: alerts matching it send nothing until `ends_at`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Silence {
+    pub matchers: Matchers,
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: DateTime<Utc>,
+    #[serde(default)]
+    pub created_by: String,
+    #[serde(default)]
+    pub comment: String,
+}
+
+impl Silence {
+    pub fn active(&self, now: DateTime<Utc>) -> bool {
+        self.starts_at.is_none_or(|s| s <= now) && now < self.ends_at
+    }
+}
+
+/// Why a notification was not sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "muted_by")]
+pub enum Muted {
+    Silence {
+        comment: String,
+        ends_at: DateTime<Utc>,
+    },
+    Inhibition {
+        source: String,
+    },
+}
+
+impl Policy {
+    /// The topic for an alert with `labels`: the first matching route's, else `default`.
+    pub fn topic<'a>(&'a self, labels: &BTreeMap<String, String>, default: &'a str) -> &'a str {
+        self.routes
+            .iter()
+            .find(|r| matches(&r.matchers, labels))
+            .map_or(default, |r| r.topic_arn.as_str())
+    }
+
+    /// Whether a notification for `labels` is muted at `now`, given the silences and the
+    /// labels of the alerts firing now.
+    pub fn muted(
+        &self,
+        labels: &BTreeMap<String, String>,
+        silences: &[Silence],
+        firing: &[&BTreeMap<String, String>],
+        now: DateTime<Utc>,
+    ) -> Option<Muted> {
+        if let Some(s) = silences
+            .iter()
+            .find(|s| s.active(now) && matches(&s.matchers, labels))
+        {
+            return Some(Muted::Silence {
+                comment: s.comment.clone(),
+                ends_at: s.ends_at,
+            });
+        }
+        for rule in &self.inhibit {
+            if !matches(&rule.target_match, labels) {
+                continue;
+            }
+            let source = firing.iter().find(|source| {
+                matches(&rule.source_match, source)
+                    && source.get("alertname") != labels.get("alertname")
+                    && rule.equal.iter().all(|k| source.get(k) == labels.get(k))
+            });
+            if let Some(source) = source {
+                return Some(Muted::Inhibition {
+                    source: source.get("alertname").cloned().unwrap_or_default(),
+                });
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    fn policy() -> Policy {
+        vigil_shared::config::parse_yaml(
+            "p.yaml",
+            r#"
+repeat_interval: 4h
+routes:
+  - {match: {team: payments}, topic_arn: "arn:payments"}
+  - {match: {severity: ticket}, topic_arn: "arn:tickets"}
+inhibit:
+  - source_match: {alertname: CheckoutDown}
+    target_match: {team: checkout}
+    equal: [service]
+"#,
+        )
+        .expect("policy")
+    }
+
+    #[test]
+    fn routes_by_labels_first_match_wins() {
+        let p = policy();
+        assert_eq!(
+            p.topic(
+                &labels(&[("team", "payments"), ("severity", "ticket")]),
+                "arn:default"
+            ),
+            "arn:payments"
+        );
+        assert_eq!(
+            p.topic(
+                &labels(&[("team", "search"), ("severity", "ticket")]),
+                "arn:default"
+            ),
+            "arn:tickets"
+        );
+        assert_eq!(
+            p.topic(&labels(&[("team", "search")]), "arn:default"),
+            "arn:default"
+        );
+    }
+
+    #[test]
+    fn silences_mute_while_active() {
+        let p = policy();
+        let s = vec![Silence {
+            matchers: labels(&[("alertname", "HighLatency")]),
+            starts_at: Some(t("2026-11-25T08:00:00Z")),
+            ends_at: t("2026-11-25T10:00:00Z"),
+            created_by: "on-call".into(),
+            comment: "failover".into(),
+        }];
+        let l = labels(&[("alertname", "HighLatency"), ("team", "search")]);
+        assert!(p.muted(&l, &s, &[], t("2026-11-25T07:59:00Z")).is_none());
+        assert!(matches!(
+            p.muted(&l, &s, &[], t("2026-11-25T09:00:00Z")),
+            Some(Muted::Silence { .. })
+        ));
+        assert!(p.muted(&l, &s, &[], t("2026-11-25T10:00:00Z")).is_none());
+        let other = labels(&[("alertname", "Other")]);
+        assert!(
+            p.muted(&other, &s, &[], t("2026-11-25T09:00:00Z"))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_firing_source_inhibits_targets_of_the_same_service() {
+        let p = policy();
+        let down = labels(&[
+            ("alertname", "CheckoutDown"),
+            ("team", "checkout"),
+            ("service", "api"),
+        ]);
+        let slow = labels(&[
+            ("alertname", "HighLatency"),
+            ("team", "checkout"),
+            ("service", "api"),
+        ]);
+        let slow_elsewhere = labels(&[
+            ("alertname", "HighLatency"),
+            ("team", "checkout"),
+            ("service", "web"),
+        ]);
+        let now = t("2026-11-25T09:00:00Z");
+        assert_eq!(
+            p.muted(&slow, &[], &[&down], now),
+            Some(Muted::Inhibition {
+                source: "CheckoutDown".into()
+            })
+        );
+        assert!(p.muted(&slow_elsewhere, &[], &[&down], now).is_none());
+        assert!(p.muted(&slow, &[], &[], now).is_none());
+        // The source does not inhibit itself.
+        assert!(p.muted(&down, &[], &[&down], now).is_none());
+    }
+}
