@@ -480,6 +480,62 @@ async fn routes_and_silences_from_s3() {
     );
 }
 
+/// A native CloudWatch alarm through the same policy: its ALARM (as the Lambda alarm action
+/// delivers it) pages once even when redelivered, and its OK (as EventBridge delivers it)
+/// resolves.
+#[tokio::test]
+async fn cloudwatch_alarm_changes_notify_once_each() {
+    let s = setup().await;
+    let mut function = alert(&s, "rules.yaml").await;
+    let alarm = vigil_e2e::sample_event("cloudwatch-alarm-lambda-action.json");
+    let first = function.invoke(&alarm).await.expect_response();
+    assert_eq!(first["status"], "firing", "{first}");
+    assert_eq!(
+        first["sent"].as_object().map(|o| o.len()),
+        Some(1),
+        "{first}"
+    );
+    let redelivered = function.invoke(&alarm).await.expect_response();
+    assert_eq!(
+        redelivered["sent"].as_object().map(|o| o.len()),
+        Some(0),
+        "{redelivered}"
+    );
+    let ok = vigil_e2e::sample_event("eventbridge-alarm-state-change.json");
+    let resolved = function.invoke(&ok).await.expect_response();
+    assert_eq!(resolved["status"], "resolved", "{resolved}");
+
+    let messages = s
+        .aws
+        .receive_sns(&s.queue, 2, StdDuration::from_secs(20))
+        .await;
+    let seen: Vec<(String, String)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["MessageAttributes"]["status"]["Value"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                m["MessageAttributes"]["severity"]["Value"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [pair("firing", "page"), pair("resolved", "page")],
+        "{messages:?}"
+    );
+    let text = messages[0]["Message"].as_str().expect("message");
+    assert!(
+        text.contains("Runbook: https://runbooks.example.com/checkout/5xx"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn an_invalid_rules_file_fails_with_file_line_and_field() {
     let s = setup().await;

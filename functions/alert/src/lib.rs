@@ -11,6 +11,7 @@
 //! then publishes, then records each publish as sent. Two overlapping runs cannot both claim;
 //! a retried run publishes what the failed one still owed and nothing it already sent.
 
+pub mod alarm;
 pub mod policy;
 pub mod rules;
 pub mod state;
@@ -261,6 +262,9 @@ pub struct StateFile {
     pub outbox: Vec<Owed>,
     #[serde(default)]
     pub sent: VecDeque<String>,
+    /// Labels of the CloudWatch alarms in ALARM, by alarm name: they can inhibit too.
+    #[serde(default)]
+    pub alarms: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl StateFile {
@@ -317,6 +321,108 @@ fn to_json(state: &StateFile) -> Result<Vec<u8>> {
         .map_err(|e| Error::InvalidInput(format!("state not serializable: {e}")))
 }
 
+/// Reads the state object and its entity tag (none yet: the default state, no tag).
+pub async fn load_state(
+    store: &impl ObjectStore,
+    location: &StateLocation,
+) -> Result<(StateFile, Option<String>)> {
+    match store.get_tagged(&location.bucket, &location.key).await? {
+        Some((bytes, tag)) => {
+            let state: StateFile = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::Config(format!(
+                    "s3://{}/{}: unreadable alert state: {e}",
+                    location.bucket, location.key
+                ))
+            })?;
+            Ok((state, Some(tag)))
+        }
+        None => Ok((StateFile::default(), None)),
+    }
+}
+
+/// What [`commit`] delivered.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Delivery {
+    /// SNS message ids by deduplication key.
+    pub sent: BTreeMap<String, String>,
+    /// Another run changed the state first: nothing was claimed or sent.
+    pub superseded: bool,
+}
+
+/// Claims `state` (the new state with its outbox) over the version tagged `tag`, then delivers
+/// every owed notification, oldest first, recording each as sent. Only one run can move the
+/// state from the version it read; the loser sends nothing.
+pub async fn commit(
+    notifier: &impl Notifier,
+    store: &impl ObjectStore,
+    location: &StateLocation,
+    mut state: StateFile,
+    mut tag: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Delivery> {
+    let mut delivery = Delivery::default();
+    match store
+        .put_if(
+            &location.bucket,
+            &location.key,
+            to_json(&state)?,
+            tag.as_deref(),
+        )
+        .await?
+    {
+        Some(new_tag) => tag = Some(new_tag),
+        None => {
+            tracing::warn!("another run changed the alert state first; this run sends nothing");
+            delivery.superseded = true;
+            return Ok(delivery);
+        }
+    }
+    for owed in state.outbox.clone() {
+        let id = notifier
+            .publish(&owed.topic_arn, &owed.notification)
+            .await?;
+        // One EMF line per notification: which rules page most, by severity.
+        let mut fields = serde_json::Map::new();
+        fields.insert("message".into(), "notification sent".into());
+        fields.insert("key".into(), owed.key.clone().into());
+        fields.insert("message_id".into(), id.clone().into());
+        fields.insert("topic_arn".into(), owed.topic_arn.clone().into());
+        vigil_shared::emf::emit(&vigil_shared::emf::line(
+            "Vigil",
+            &[
+                ("Function", "alert"),
+                ("Rule", &owed.rule),
+                ("Severity", &owed.severity),
+            ],
+            &[("Notifications", 1.0, vigil_shared::Unit::Count)],
+            fields,
+            now,
+        ));
+        state.mark_sent(&owed.key);
+        delivery.sent.insert(owed.key.clone(), id);
+        match store
+            .put_if(
+                &location.bucket,
+                &location.key,
+                to_json(&state)?,
+                tag.as_deref(),
+            )
+            .await?
+        {
+            Some(new_tag) => tag = Some(new_tag),
+            None => {
+                return Err(Error::Aws {
+                    service: "S3",
+                    operation: "PutObject",
+                    message: "the alert state changed while this run was delivering".to_owned(),
+                    retryable: true,
+                });
+            }
+        }
+    }
+    Ok(delivery)
+}
+
 /// Evaluates every rule at `now` with one batched read, advances each rule's state, claims the
 /// notifications the transitions imply, and delivers them to `topic_arn`. Any failure to read,
 /// to persist or to publish fails the run; what was claimed and not delivered is delivered by
@@ -353,18 +459,7 @@ pub async fn run(
         default_topic,
         state: location,
     } = plan;
-    let (mut state, mut tag) = match store.get_tagged(&location.bucket, &location.key).await? {
-        Some((bytes, tag)) => {
-            let state: StateFile = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::Config(format!(
-                    "s3://{}/{}: unreadable alert state: {e}",
-                    location.bucket, location.key
-                ))
-            })?;
-            (state, Some(tag))
-        }
-        None => (StateFile::default(), None),
-    };
+    let (mut state, tag) = load_state(store, location).await?;
 
     let queries: Vec<StatQuery> = rules
         .iter()
@@ -391,11 +486,13 @@ pub async fn run(
         stepped.push((rule, outcome, prev, next, transition));
     }
     let labels: Vec<BTreeMap<String, String>> = rules.iter().map(alert_labels).collect();
+    let alarms = state.alarms.clone();
     let firing: Vec<&BTreeMap<String, String>> = stepped
         .iter()
         .zip(&labels)
         .filter(|((_, _, _, next, _), _)| next.as_ref().is_some_and(|s| s.phase == Phase::Firing))
         .map(|(_, l)| l)
+        .chain(alarms.values())
         .collect();
     let repeat = policy
         .repeat_interval
@@ -467,67 +564,11 @@ pub async fn run(
         });
     }
 
-    // Claim: only one run can move the state from the version it read.
-    match store
-        .put_if(
-            &location.bucket,
-            &location.key,
-            to_json(&state)?,
-            tag.as_deref(),
-        )
-        .await?
-    {
-        Some(new_tag) => tag = Some(new_tag),
-        None => {
-            tracing::warn!("another run changed the alert state first; this run sends nothing");
-            summary.superseded = true;
-            return Ok(summary);
-        }
-    }
-
-    // Deliver what is owed, oldest first, recording each delivery.
-    for owed in state.outbox.clone() {
-        let id = notifier
-            .publish(&owed.topic_arn, &owed.notification)
-            .await?;
-        // One EMF line per notification: which rules page most, by severity.
-        let mut fields = serde_json::Map::new();
-        fields.insert("message".into(), "notification sent".into());
-        fields.insert("key".into(), owed.key.clone().into());
-        fields.insert("message_id".into(), id.clone().into());
-        fields.insert("topic_arn".into(), owed.topic_arn.clone().into());
-        vigil_shared::emf::emit(&vigil_shared::emf::line(
-            "Vigil",
-            &[
-                ("Function", "alert"),
-                ("Rule", &owed.rule),
-                ("Severity", &owed.severity),
-            ],
-            &[("Notifications", 1.0, vigil_shared::Unit::Count)],
-            fields,
-            now,
-        ));
-        state.mark_sent(&owed.key);
-        summary.sent.insert(owed.key.clone(), id);
-        match store
-            .put_if(
-                &location.bucket,
-                &location.key,
-                to_json(&state)?,
-                tag.as_deref(),
-            )
-            .await?
-        {
-            Some(new_tag) => tag = Some(new_tag),
-            None => {
-                return Err(Error::Aws {
-                    service: "S3",
-                    operation: "PutObject",
-                    message: "the alert state changed while this run was delivering".to_owned(),
-                    retryable: true,
-                });
-            }
-        }
+    let delivery = commit(notifier, store, location, state, tag, now).await?;
+    summary.superseded = delivery.superseded;
+    summary.sent = delivery.sent;
+    if summary.superseded {
+        return Ok(summary);
     }
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in &summary.rules {
@@ -582,20 +623,10 @@ pub async fn handle_scheduled(
     now: DateTime<Utc>,
 ) -> Result<Value> {
     let at = evaluation_time(event, now);
-    let text = config.rules.read(store).await?;
-    let (rules, policy) = load_file(&config.rules.to_string(), &text)?;
+    let (rules, policy, silences) = policy_and_silences(store, config).await?;
     for finding in lint(&rules) {
         tracing::warn!(finding = %finding, "rule lint");
     }
-    let silences: Vec<Silence> = match &config.silences {
-        None => Vec::new(),
-        Some(source) => match source.read_optional(store).await? {
-            None => Vec::new(),
-            Some(text) => serde_json::from_str(&text).map_err(|e| {
-                Error::Config(format!("{source}: not a JSON list of silences: {e}"))
-            })?,
-        },
-    };
     let plan = Plan {
         rules: &rules,
         policy: &policy,
@@ -606,6 +637,107 @@ pub async fn handle_scheduled(
     let summary = run(reader, notifier, store, plan, at).await?;
     serde_json::to_value(summary)
         .map_err(|e| Error::InvalidInput(format!("summary not serializable: {e}")))
+}
+
+/// The policy and silences in force: the rules file's `policy` and `VIGIL_SILENCES`.
+async fn policy_and_silences(
+    store: &impl ObjectStore,
+    config: &AlertConfig,
+) -> Result<(Vec<Rule>, Policy, Vec<Silence>)> {
+    let text = config.rules.read(store).await?;
+    let (rules, policy) = load_file(&config.rules.to_string(), &text)?;
+    let silences: Vec<Silence> = match &config.silences {
+        None => Vec::new(),
+        Some(source) => match source.read_optional(store).await? {
+            None => Vec::new(),
+            Some(text) => serde_json::from_str(&text).map_err(|e| {
+                Error::Config(format!("{source}: not a JSON list of silences: {e}"))
+            })?,
+        },
+    };
+    Ok((rules, policy, silences))
+}
+
+/// The Lambda handler for a CloudWatch alarm state change (alarm action or EventBridge): the
+/// change goes through the same policy as the rules (routes, silences, inhibition) and the same
+/// claimed, deduplicated delivery.
+pub async fn handle_alarm(
+    notifier: &impl Notifier,
+    store: &impl ObjectStore,
+    config: &AlertConfig,
+    event: &Value,
+    now: DateTime<Utc>,
+) -> Result<Value> {
+    let change = alarm::parse(event)?;
+    let (rules, policy, silences) = policy_and_silences(store, config).await?;
+    let (mut state, tag) = load_state(store, &config.state).await?;
+    let labels = change.labels();
+    let rule_labels: BTreeMap<&str, BTreeMap<String, String>> = rules
+        .iter()
+        .map(|r| (r.alert.as_str(), alert_labels(r)))
+        .collect();
+    let firing: Vec<&BTreeMap<String, String>> = state
+        .alerts
+        .iter()
+        .filter(|(_, s)| s.phase == Phase::Firing)
+        .filter_map(|(name, _)| rule_labels.get(name.as_str()))
+        .chain(
+            state
+                .alarms
+                .iter()
+                .filter(|(n, _)| **n != change.name)
+                .map(|(_, l)| l),
+        )
+        .collect();
+    let status = change.status();
+    let muted = status.and_then(|_| policy.muted(&labels, &silences, &firing, now));
+    let was_alarming = state.alarms.contains_key(&change.name);
+    match change.state.as_str() {
+        "ALARM" => {
+            state.alarms.insert(change.name.clone(), labels.clone());
+        }
+        _ => {
+            state.alarms.remove(&change.name);
+        }
+    }
+    if let Some(status) = status.filter(|s| *s == "firing" || was_alarming) {
+        let key = change.dedup_key(status);
+        if muted.is_none() && !state.knows(&key) {
+            state.outbox.push(Owed {
+                key,
+                topic_arn: policy.topic(&labels, &config.topic_arn).to_owned(),
+                rule: change.name.clone(),
+                severity: labels.get("severity").cloned().unwrap_or_default(),
+                notification: change.notification(status),
+            });
+        }
+    }
+    let delivery = commit(notifier, store, &config.state, state, tag, now).await?;
+    tracing::info!(alarm = %change.name, state = %change.state, sent = delivery.sent.len(), "alarm change handled");
+    Ok(serde_json::json!({
+        "alarm": change.name,
+        "state": change.state,
+        "status": status,
+        "muted": muted,
+        "sent": delivery.sent,
+        "superseded": delivery.superseded,
+    }))
+}
+
+/// The Lambda handler: alarm state changes, else scheduled evaluations.
+pub async fn handle_event(
+    reader: &impl MetricReader,
+    notifier: &impl Notifier,
+    store: &impl ObjectStore,
+    config: &AlertConfig,
+    event: &Value,
+    now: DateTime<Utc>,
+) -> Result<Value> {
+    if alarm::is_alarm_event(event) {
+        handle_alarm(notifier, store, config, event, now).await
+    } else {
+        handle_scheduled(reader, notifier, store, config, event, now).await
+    }
 }
 
 /// The evaluation instant of a scheduled event: its `time` (the scheduled minute), else `now`.

@@ -3,7 +3,7 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use vigil_alert::{AlertConfig, handle_scheduled};
+use vigil_alert::{AlertConfig, handle_event};
 use vigil_shared::{CloudWatchReader, S3Store, SnsNotifier, init_tracing, sdk_config};
 
 #[tokio::main]
@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let store = S3Store::from_conf(&conf);
     let (reader, notifier, store, config) = (&reader, &notifier, &store, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle_scheduled(
+        handle_event(
             reader,
             notifier,
             store,
