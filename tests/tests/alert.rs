@@ -536,6 +536,64 @@ async fn cloudwatch_alarm_changes_notify_once_each() {
     );
 }
 
+/// 1,000 rules over 1,000 series of 10 points: one evaluation reads them all in the fewest
+/// GetMetricData calls the 500-queries-per-call limit allows, two.
+#[tokio::test]
+async fn a_thousand_rules_take_two_get_metric_data_calls() {
+    let s = setup().await;
+    let now = whole_minute_ago(0);
+    let mut yaml = String::from("groups:\n  - name: many\n    rules:\n");
+    for i in 0..1000 {
+        yaml.push_str(&format!(
+            "      - alert: R{i}\n        metric: {{namespace: {ns}, name: m, dimensions: {{service: s{i}}}, stat: Maximum, period: 1m}}\n        condition: {{operator: \">\", threshold: 1000}}\n        lookback: 10m\n",
+            ns = s.namespace
+        ));
+    }
+    s.aws.put_object(&s.bucket, "many.yaml", yaml).await;
+    // 10 points for each of 1,000 series, 1,000 datums per PutMetricData request.
+    let data: Vec<MetricDatum> = (0..1000)
+        .flat_map(|i| {
+            (1..=10).map(move |p| {
+                MetricDatum::builder()
+                    .metric_name("m")
+                    .dimensions(
+                        Dimension::builder()
+                            .name("service")
+                            .value(format!("s{i}"))
+                            .build(),
+                    )
+                    .value(f64::from(i))
+                    .timestamp(CwDateTime::from_millis(
+                        (now - Duration::minutes(p)).timestamp_millis(),
+                    ))
+                    .build()
+            })
+        })
+        .collect();
+    for chunk in data.chunks(1000) {
+        s.aws
+            .cloudwatch
+            .put_metric_data()
+            .namespace(&s.namespace)
+            .set_metric_data(Some(chunk.to_vec()))
+            .send()
+            .await
+            .expect("PutMetricData");
+    }
+    let mut function = alert(&s, "many.yaml").await;
+    let summary = function
+        .invoke(&scheduled_event(now))
+        .await
+        .expect_response();
+    assert_eq!(summary["get_metric_data_calls"], 2);
+    let rules = summary["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), 1000);
+    // Every rule saw its own series: R999 reads 999 (> threshold 1000 is false), R0 reads 0.
+    assert_eq!(rules[999]["value"], 999.0, "{}", rules[999]);
+    assert_eq!(rules[0]["value"], 0.0, "{}", rules[0]);
+    assert!(rules.iter().all(|r| r["condition"] == "ok"));
+}
+
 #[tokio::test]
 async fn an_invalid_rules_file_fails_with_file_line_and_field() {
     let s = setup().await;

@@ -321,6 +321,73 @@ fn to_json(state: &StateFile) -> Result<Vec<u8>> {
         .map_err(|e| Error::InvalidInput(format!("state not serializable: {e}")))
 }
 
+/// The Watchdog's turn in a run: always firing, notified every `interval`.
+fn heartbeat(
+    state: &mut StateFile,
+    policy: &Policy,
+    watchdog: &policy::Watchdog,
+    default_topic: &str,
+    now: DateTime<Utc>,
+) {
+    let interval =
+        Duration::seconds(i64::try_from(watchdog.interval.seconds()).unwrap_or(i64::MAX / 1000));
+    let entry = state
+        .alerts
+        .entry(policy::WATCHDOG.to_owned())
+        .or_insert_with(|| AlertState {
+            phase: Phase::Firing,
+            active_since: now,
+            last_breach: now,
+            fired_at: Some(now),
+            value: None,
+            notified_at: None,
+            repeats: 0,
+        });
+    entry.last_breach = now;
+    if entry.notified_at.is_some_and(|last| now - last < interval) {
+        return;
+    }
+    let key = format!(
+        "{}/{}/heartbeat/{}",
+        policy::WATCHDOG,
+        entry.active_since.timestamp(),
+        entry.repeats
+    );
+    entry.notified_at = Some(now);
+    entry.repeats += 1;
+    if state.knows(&key) {
+        return;
+    }
+    let mut labels = watchdog.labels.clone();
+    labels.insert("alertname".to_owned(), policy::WATCHDOG.to_owned());
+    let mut attributes = vec![
+        ("alertname".to_owned(), policy::WATCHDOG.to_owned()),
+        ("status".to_owned(), "firing".to_owned()),
+    ];
+    for label in ATTRIBUTE_LABELS {
+        if let Some(v) = labels.get(label) {
+            attributes.push((label.to_owned(), v.clone()));
+        }
+    }
+    state.outbox.push(Owed {
+        key,
+        topic_arn: policy.topic(&labels, default_topic).to_owned(),
+        rule: policy::WATCHDOG.to_owned(),
+        severity: labels.get("severity").cloned().unwrap_or_default(),
+        notification: Notification {
+            subject: "[FIRING] Watchdog: Vigil's alert evaluation is running".to_owned(),
+            message: format!(
+                "This message arrives every {} while Vigil evaluates its rules. It is not a \
+                 problem; its absence is. Alarm on it not arriving (a dead man's switch).\n\n\
+                 Sent at {}.",
+                watchdog.interval,
+                now.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+            attributes,
+        },
+    });
+}
+
 /// Reads the state object and its entity tag (none yet: the default state, no tag).
 pub async fn load_state(
     store: &impl ObjectStore,
@@ -473,7 +540,11 @@ pub async fn run(
         get_metric_data_calls: fetched.calls,
         ..RunSummary::default()
     };
-    let known: std::collections::BTreeSet<&str> = rules.iter().map(|r| r.alert.as_str()).collect();
+    let mut known: std::collections::BTreeSet<&str> =
+        rules.iter().map(|r| r.alert.as_str()).collect();
+    if policy.watchdog.is_some() {
+        known.insert(policy::WATCHDOG);
+    }
     state.alerts.retain(|name, _| known.contains(name.as_str()));
     // Step every rule first: inhibition needs to know which alerts fire after this run.
     let mut stepped = Vec::with_capacity(rules.len());
@@ -562,6 +633,10 @@ pub async fn run(
             transition: transition.as_ref().map(Transition::status),
             muted,
         });
+    }
+
+    if let Some(watchdog) = &policy.watchdog {
+        heartbeat(&mut state, policy, watchdog, default_topic, now);
     }
 
     let delivery = commit(notifier, store, location, state, tag, now).await?;
@@ -1003,6 +1078,7 @@ groups:
         repeat_interval: None,
         routes: Vec::new(),
         inhibit: Vec::new(),
+        watchdog: None,
     };
 
     fn plan(rules: &[Rule]) -> Plan<'_> {
@@ -1168,6 +1244,48 @@ groups:
             .iter()
             .map(|n| n.subject.clone())
             .collect()
+    }
+
+    #[tokio::test]
+    async fn the_watchdog_beats_every_interval() {
+        let (reader, outbox, store) = (
+            breaching_reader(),
+            Outbox::default(),
+            MemoryStore::default(),
+        );
+        *reader.0.lock().expect("lock") = Vec::new();
+        let policy: Policy = vigil_shared::config::parse_yaml(
+            "p.yaml",
+            "watchdog: {interval: 1h, labels: {severity: none, team: platform}}\n",
+        )
+        .expect("policy");
+        let rules = [rule()];
+        let p = Plan {
+            policy: &policy,
+            ..plan(&rules)
+        };
+        for minute in [0, 1, 59, 60, 90, 121] {
+            run(
+                &reader,
+                &outbox,
+                &store,
+                p,
+                t("2026-11-25T08:00:00Z") + Duration::minutes(minute),
+            )
+            .await
+            .expect("run");
+        }
+        let sent = outbox.sent.lock().expect("lock");
+        assert_eq!(sent.len(), 3, "at 08:00, 09:00 and 10:01");
+        assert!(
+            sent.iter()
+                .all(|n| n.subject.starts_with("[FIRING] Watchdog"))
+        );
+        assert!(
+            sent[0]
+                .attributes
+                .contains(&("team".to_owned(), "platform".to_owned()))
+        );
     }
 
     #[tokio::test]

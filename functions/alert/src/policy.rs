@@ -13,6 +13,7 @@
 //!     - source_match: {alertname: CheckoutDown}
 //!       target_match: {team: checkout}
 //!       equal: [service]
+//!   watchdog: {interval: 1h, labels: {team: platform}}
 //! ```
 //!
 //! Silences live in their own JSON object (`VIGIL_SILENCES`), so that they can be added during
@@ -50,7 +51,23 @@ pub struct Policy {
     pub routes: Vec<Route>,
     #[serde(default)]
     pub inhibit: Vec<Inhibition>,
+    /// A heartbeat that always fires, so a receiver notices when Vigil itself stops.
+    #[serde(default)]
+    pub watchdog: Option<Watchdog>,
 }
+
+/// The Watchdog: every `interval` one `Watchdog` notification, whatever the metrics say. A
+/// receiver alarms on its absence (a dead man's switch); silences do not apply to it.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Watchdog {
+    pub interval: Span,
+    #[serde(default)]
+    pub labels: Matchers,
+}
+
+/// The Watchdog's alert name.
+pub const WATCHDOG: &str = "Watchdog";
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
