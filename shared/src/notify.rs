@@ -15,6 +15,11 @@ pub struct Notification {
     pub message: String,
     /// String attributes, at most [`SNS_MAX_MESSAGE_ATTRIBUTES`].
     pub attributes: Vec<(String, String)>,
+    /// A JSON body for machines. When set, the message is published with
+    /// `MessageStructure: json`: SQS, Lambda and HTTP(S) subscribers receive this object (with
+    /// `subject` and `text` added), email and SMS subscribers the text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 impl Notification {
@@ -22,13 +27,17 @@ impl Notification {
     /// one line of printable ASCII, at most [`SNS_MAX_SUBJECT_LEN`] characters.
     pub fn sanitized(mut self) -> Result<Self> {
         self.subject = subject_line(&self.subject);
+        if let Some(serde_json::Value::Object(details)) = &mut self.details {
+            details.insert("subject".into(), self.subject.clone().into());
+            details.insert("text".into(), self.message.clone().into());
+        }
         if self.attributes.len() > SNS_MAX_MESSAGE_ATTRIBUTES {
             return Err(Error::InvalidInput(format!(
                 "{} message attributes; SNS takes at most {SNS_MAX_MESSAGE_ATTRIBUTES}",
                 self.attributes.len()
             )));
         }
-        let size = self.message.len()
+        let size = self.wire_message().len()
             + self
                 .attributes
                 .iter()
@@ -40,6 +49,31 @@ impl Notification {
             )));
         }
         Ok(self)
+    }
+}
+
+impl Notification {
+    /// The `Message` parameter: the text, or with [`Notification::details`] the per-protocol
+    /// JSON structure.
+    pub fn wire_message(&self) -> String {
+        match &self.details {
+            None => self.message.clone(),
+            Some(details) => {
+                let machine = details.to_string();
+                serde_json::json!({
+                    "default": self.message,
+                    "email": self.message,
+                    "email-json": machine,
+                    "sms": self.subject,
+                    "sqs": machine,
+                    "lambda": machine,
+                    "http": machine,
+                    "https": machine,
+                    "firehose": machine,
+                })
+                .to_string()
+            }
+        }
     }
 }
 
@@ -95,8 +129,11 @@ impl Notifier for SnsNotifier {
             .client
             .publish()
             .topic_arn(topic_arn)
-            .subject(n.subject)
-            .message(n.message);
+            .subject(&n.subject)
+            .message(n.wire_message());
+        if n.details.is_some() {
+            request = request.message_structure("json");
+        }
         for (name, value) in n.attributes {
             let attribute = MessageAttributeValue::builder()
                 .data_type("String")
@@ -133,8 +170,29 @@ mod tests {
             subject: "s".into(),
             message: "m".repeat(SNS_MAX_MESSAGE_BYTES + 1),
             attributes: vec![],
+            details: None,
         };
         assert!(matches!(n.sanitized(), Err(Error::InvalidInput(_))));
+    }
+
+    #[test]
+    fn details_go_to_machine_protocols_and_text_to_people() {
+        let n = Notification {
+            subject: "[FIRING] X".into(),
+            message: "X is firing".into(),
+            attributes: vec![],
+            details: Some(serde_json::json!({"status": "firing"})),
+        }
+        .sanitized()
+        .expect("fits");
+        let wire: serde_json::Value = serde_json::from_str(&n.wire_message()).expect("JSON");
+        assert_eq!(wire["default"], "X is firing");
+        assert_eq!(wire["email"], "X is firing");
+        let sqs: serde_json::Value =
+            serde_json::from_str(wire["sqs"].as_str().expect("sqs")).expect("JSON");
+        assert_eq!(sqs["status"], "firing");
+        assert_eq!(sqs["text"], "X is firing");
+        assert_eq!(sqs["subject"], "[FIRING] X");
     }
 
     proptest! {

@@ -153,13 +153,22 @@ async fn a_breaching_metric_sends_one_notification_with_its_attributes() {
         m["Subject"],
         "[FIRING] CheckoutLatencyHigh: latency 330 > 250"
     );
-    let text = m["Message"].as_str().expect("message");
+    // An SQS subscriber gets the JSON body (MessageStructure json), the text inside it.
+    let body: Value =
+        serde_json::from_str(m["Message"].as_str().expect("message")).expect("JSON body");
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["alertname"], "CheckoutLatencyHigh");
+    assert_eq!(body["value"], 330.0);
+    assert_eq!(body["labels"]["team"], "checkout");
+    assert_eq!(body["condition"]["threshold"], 250.0);
+    assert_eq!(body["condition"]["datapoints_to_alarm"], 2);
+    assert_eq!(
+        body["annotations"]["summary"],
+        "Checkout requests take 330 ms on average (limit 250 ms)."
+    );
+    let text = body["text"].as_str().expect("text");
     assert!(
         text.contains("Runbook: https://runbooks.example.com/checkout/latency"),
-        "{text}"
-    );
-    assert!(
-        text.contains("Checkout requests take 330 ms on average"),
         "{text}"
     );
     let attr = |k: &str| m["MessageAttributes"][k]["Value"].clone();
@@ -529,7 +538,14 @@ async fn cloudwatch_alarm_changes_notify_once_each() {
         [pair("firing", "page"), pair("resolved", "page")],
         "{messages:?}"
     );
-    let text = messages[0]["Message"].as_str().expect("message");
+    let body: Value =
+        serde_json::from_str(messages[0]["Message"].as_str().expect("message")).expect("JSON body");
+    assert_eq!(
+        body["alarm_arn"],
+        "arn:aws:cloudwatch:us-east-1:123456789012:alarm:checkout-5xx"
+    );
+    assert_eq!(body["previous_state"], "OK");
+    let text = body["text"].as_str().expect("text");
     assert!(
         text.contains("Runbook: https://runbooks.example.com/checkout/5xx"),
         "{text}"

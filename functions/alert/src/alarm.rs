@@ -159,6 +159,17 @@ impl AlarmChange {
         }
         let reason: String = self.reason.chars().take(60).collect();
         Notification {
+            details: Some(serde_json::json!({
+                "version": 1,
+                "status": status,
+                "alertname": self.name,
+                "labels": labels,
+                "alarm_arn": self.arn,
+                "state": self.state,
+                "previous_state": self.previous,
+                "reason": self.reason,
+                "at": self.timestamp,
+            })),
             subject: format!("[{}] {}: {reason}", status.to_uppercase(), self.name),
             message,
             attributes,

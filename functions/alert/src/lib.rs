@@ -144,7 +144,7 @@ pub fn notification(rule: &Rule, transition: &Transition, at: DateTime<Utc>) -> 
         .join(", ");
     let headline = match transition {
         Transition::Firing { active_since, .. } => format!(
-            "{} is FIRING (condition holding since {}).",
+            "{} is FIRING (condition first seen holding at {}).",
             rule.alert,
             active_since.to_rfc3339_opts(SecondsFormat::Secs, true)
         ),
@@ -194,7 +194,39 @@ pub fn notification(rule: &Rule, transition: &Transition, at: DateTime<Utc>) -> 
             attributes.push((label.to_owned(), v.clone()));
         }
     }
+    let annotations: BTreeMap<&str, String> = rule
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.as_str(), render(v, value, &rule.labels)))
+        .collect();
+    let active_since = match transition {
+        Transition::Firing { active_since, .. } | Transition::Resolved { active_since, .. } => {
+            *active_since
+        }
+    };
+    let details = serde_json::json!({
+        "version": 1,
+        "status": status,
+        "alertname": rule.alert,
+        "labels": rule.labels,
+        "annotations": annotations,
+        "value": value,
+        "at": at,
+        "active_since": active_since,
+        "condition": {
+            "namespace": rule.metric.namespace,
+            "metric": rule.metric.name,
+            "dimensions": rule.metric.dimensions,
+            "stat": rule.metric.stat,
+            "period_seconds": rule.metric.period.seconds(),
+            "operator": c.operator.symbol(),
+            "threshold": c.threshold,
+            "datapoints_to_alarm": rule.datapoints_to_alarm(),
+            "evaluation_periods": rule.evaluation_periods(),
+        },
+    });
     Notification {
+        details: Some(details),
         subject: format!(
             "[{}] {}: {} {} {} {}",
             status.to_uppercase(),
@@ -375,6 +407,13 @@ fn heartbeat(
         rule: policy::WATCHDOG.to_owned(),
         severity: labels.get("severity").cloned().unwrap_or_default(),
         notification: Notification {
+            details: Some(serde_json::json!({
+                "version": 1,
+                "status": "firing",
+                "alertname": policy::WATCHDOG,
+                "labels": labels,
+                "at": now,
+            })),
             subject: "[FIRING] Watchdog: Vigil's alert evaluation is running".to_owned(),
             message: format!(
                 "This message arrives every {} while Vigil evaluates its rules. It is not a \

@@ -175,11 +175,17 @@ async fn main() {
             .flatten()
             .map(|(k, v)| format!("{k}={}", v["Value"].as_str().unwrap_or_default()))
             .collect();
+        // SQS subscribers get the JSON body; people (email) get its `text`.
+        let body: Value =
+            serde_json::from_str(m["Message"].as_str().unwrap_or_default()).unwrap_or(Value::Null);
         println!(
-            "SNS message delivered to the SQS queue: {}\n  attributes: {}\n  {}",
+            "SNS message delivered to the SQS queue: {}\n  attributes: {}\n  JSON body fields: {}\n  text:\n  {}",
             m["Subject"].as_str().unwrap_or_default(),
             attributes.join(", "),
-            m["Message"]
+            body.as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+                .unwrap_or_default(),
+            body["text"]
                 .as_str()
                 .unwrap_or_default()
                 .replace('\n', "\n  ")
