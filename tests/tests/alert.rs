@@ -37,6 +37,26 @@ async fn put_points(aws: &LocalAws, namespace: &str, name: &str, points: &[(Date
         .expect("PutMetricData");
 }
 
+/// Latency over 250 ms in the last two minutes, orders still coming in: only
+/// CheckoutLatencyHigh fires.
+async fn latency_breaching_orders_flowing(s: &Setup, now: DateTime<Utc>) {
+    let minutes_ago = |m| now - Duration::minutes(m);
+    put_points(
+        &s.aws,
+        &s.namespace,
+        "latency",
+        &[(minutes_ago(2), 400.0), (minutes_ago(1), 410.0)],
+    )
+    .await;
+    put_points(
+        &s.aws,
+        &s.namespace,
+        "orders",
+        &[(minutes_ago(2), 5.0), (minutes_ago(1), 5.0)],
+    )
+    .await;
+}
+
 struct Setup {
     aws: LocalAws,
     namespace: String,
@@ -295,26 +315,7 @@ async fn pending_then_firing_then_resolved() {
 async fn two_concurrent_runs_send_one_notification() {
     let s = setup().await;
     let now = whole_minute_ago(0);
-    put_points(
-        &s.aws,
-        &s.namespace,
-        "latency",
-        &[
-            (now - Duration::minutes(2), 400.0),
-            (now - Duration::minutes(1), 410.0),
-        ],
-    )
-    .await;
-    put_points(
-        &s.aws,
-        &s.namespace,
-        "orders",
-        &[
-            (now - Duration::minutes(1), 5.0),
-            (now - Duration::minutes(2), 5.0),
-        ],
-    )
-    .await;
+    latency_breaching_orders_flowing(&s, now).await;
     let mut a = alert(&s, "rules.yaml").await;
     let mut b = alert(&s, "rules.yaml").await;
     let event = scheduled_event(now);
@@ -341,26 +342,7 @@ async fn two_concurrent_runs_send_one_notification() {
 async fn a_failed_publish_fails_the_run_and_the_retry_sends_exactly_once() {
     let s = setup().await;
     let now = whole_minute_ago(0);
-    put_points(
-        &s.aws,
-        &s.namespace,
-        "latency",
-        &[
-            (now - Duration::minutes(2), 400.0),
-            (now - Duration::minutes(1), 410.0),
-        ],
-    )
-    .await;
-    put_points(
-        &s.aws,
-        &s.namespace,
-        "orders",
-        &[
-            (now - Duration::minutes(1), 5.0),
-            (now - Duration::minutes(2), 5.0),
-        ],
-    )
-    .await;
+    latency_breaching_orders_flowing(&s, now).await;
     // A topic that does not exist yet: SNS refuses the publish.
     let name = unique("vigil-late-topic");
     let missing = format!("arn:aws:sns:us-east-1:000000000000:{name}");

@@ -446,6 +446,19 @@ pub async fn load_state(
     }
 }
 
+/// Writes the state if it is still at version `tag` (absent for `None`); `None` back means
+/// another run wrote first.
+async fn save(
+    store: &impl ObjectStore,
+    location: &StateLocation,
+    state: &StateFile,
+    tag: Option<&str>,
+) -> Result<Option<String>> {
+    store
+        .put_if(&location.bucket, &location.key, to_json(state)?, tag)
+        .await
+}
+
 /// What [`commit`] delivered.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Delivery {
@@ -467,15 +480,7 @@ pub async fn commit(
     now: DateTime<Utc>,
 ) -> Result<Delivery> {
     let mut delivery = Delivery::default();
-    match store
-        .put_if(
-            &location.bucket,
-            &location.key,
-            to_json(&state)?,
-            tag.as_deref(),
-        )
-        .await?
-    {
+    match save(store, location, &state, tag.as_deref()).await? {
         Some(new_tag) => tag = Some(new_tag),
         None => {
             tracing::warn!("another run changed the alert state first; this run sends nothing");
@@ -506,15 +511,7 @@ pub async fn commit(
         ));
         state.mark_sent(&owed.key);
         delivery.sent.insert(owed.key.clone(), id);
-        match store
-            .put_if(
-                &location.bucket,
-                &location.key,
-                to_json(&state)?,
-                tag.as_deref(),
-            )
-            .await?
-        {
+        match save(store, location, &state, tag.as_deref()).await? {
             Some(new_tag) => tag = Some(new_tag),
             None => {
                 return Err(Error::Aws {
