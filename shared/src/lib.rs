@@ -24,7 +24,7 @@ pub use duration::Span;
 pub use error::{Error, Result};
 pub use metric::{Datum, Dimension, Rejection, Rejections, Unit};
 pub use notify::{Notification, Notifier, SnsNotifier};
-pub use reader::{CloudWatchReader, MetricReader, StatQuery};
+pub use reader::{CloudWatchReader, Math, MathInput, MetricReader, StatQuery};
 pub use sink::{CloudWatchSink, ConfiguredSink, EmfSink, MetricSink, PutOutcome};
 pub use store::{ObjectInfo, ObjectStore, S3Store};
 pub use tracing_init::init_tracing;

@@ -24,6 +24,56 @@ pub struct StatQuery {
     pub stat: String,
     /// Seconds.
     pub period: u32,
+    /// When set, the query returns this metric-math expression instead of the statistic; the
+    /// statistic above is available in it as `m`.
+    pub math: Option<Math>,
+}
+
+/// A metric-math expression over the query's own statistic (`m`) and named inputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Math {
+    /// For example `100 * errors / m`. Identifiers start with a lower-case letter; functions
+    /// (`RATE`, `FILL`, ...) are upper-case.
+    pub expression: String,
+    /// Input name → statistic (same period as the query).
+    pub inputs: Vec<(String, MathInput)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MathInput {
+    pub namespace: String,
+    pub metric: String,
+    pub dimensions: Vec<Dimension>,
+    pub stat: String,
+}
+
+/// Rewrites the identifiers of `expression` that name inputs (`names`) to `prefix_name`, so
+/// that the ids of many queries in one call stay distinct.
+pub fn prefix_identifiers(expression: &str, names: &[&str], prefix: &str) -> String {
+    let mut out = String::with_capacity(expression.len() + 16);
+    let mut chars = expression.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        if c.is_ascii_alphabetic() || c == '_' {
+            let mut end = start + c.len_utf8();
+            while let Some(&(i, d)) = chars.peek() {
+                if d.is_ascii_alphanumeric() || d == '_' {
+                    end = i + d.len_utf8();
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let word = &expression[start..end];
+            if names.contains(&word) {
+                out.push_str(prefix);
+                out.push('_');
+            }
+            out.push_str(word);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The points of one query's series, oldest first.
@@ -63,23 +113,97 @@ impl CloudWatchReader {
     }
 }
 
-fn to_sdk(q: &StatQuery) -> MetricDataQuery {
+fn stat_query(
+    id: &str,
+    namespace: &str,
+    metric: &str,
+    dimensions: &[Dimension],
+    stat: &str,
+    period: u32,
+    return_data: bool,
+) -> MetricDataQuery {
     let metric = Metric::builder()
-        .namespace(&q.namespace)
-        .metric_name(&q.metric)
-        .set_dimensions(Some(crate::sink::to_sdk_dimensions(&q.dimensions)))
+        .namespace(namespace)
+        .metric_name(metric)
+        .set_dimensions(Some(crate::sink::to_sdk_dimensions(dimensions)))
         .build();
     MetricDataQuery::builder()
-        .id(&q.id)
+        .id(id)
         .metric_stat(
             MetricStat::builder()
                 .metric(metric)
-                .period(i32::try_from(q.period).unwrap_or(i32::MAX))
-                .stat(&q.stat)
+                .period(i32::try_from(period).unwrap_or(i32::MAX))
+                .stat(stat)
                 .build(),
         )
-        .return_data(true)
+        .return_data(return_data)
         .build()
+}
+
+/// The `MetricDataQuery` entries one query needs: the statistic alone, or, for metric math,
+/// every input (not returned) and the expression (returned under the query's id).
+pub fn wire_queries(q: &StatQuery) -> Vec<MetricDataQuery> {
+    let Some(math) = &q.math else {
+        return vec![stat_query(
+            &q.id,
+            &q.namespace,
+            &q.metric,
+            &q.dimensions,
+            &q.stat,
+            q.period,
+            true,
+        )];
+    };
+    let mut out = Vec::with_capacity(math.inputs.len() + 2);
+    out.push(stat_query(
+        &format!("{}_m", q.id),
+        &q.namespace,
+        &q.metric,
+        &q.dimensions,
+        &q.stat,
+        q.period,
+        false,
+    ));
+    for (name, input) in &math.inputs {
+        out.push(stat_query(
+            &format!("{}_{name}", q.id),
+            &input.namespace,
+            &input.metric,
+            &input.dimensions,
+            &input.stat,
+            q.period,
+            false,
+        ));
+    }
+    let mut names: Vec<&str> = math.inputs.iter().map(|(n, _)| n.as_str()).collect();
+    names.push("m");
+    out.push(
+        MetricDataQuery::builder()
+            .id(&q.id)
+            .expression(prefix_identifiers(&math.expression, &names, &q.id))
+            .period(i32::try_from(q.period).unwrap_or(i32::MAX))
+            .return_data(true)
+            .build(),
+    );
+    out
+}
+
+/// Packs the queries into `GetMetricData` calls of at most [`CW_MAX_QUERIES_PER_GET`] entries,
+/// keeping each query's entries (a math expression and its inputs) in one call.
+pub fn plan_calls(queries: &[StatQuery]) -> Vec<Vec<MetricDataQuery>> {
+    let mut calls: Vec<Vec<MetricDataQuery>> = Vec::new();
+    let mut current: Vec<MetricDataQuery> = Vec::new();
+    for q in queries {
+        let entries = wire_queries(q);
+        if !current.is_empty() && current.len() + entries.len() > CW_MAX_QUERIES_PER_GET {
+            calls.push(std::mem::take(&mut current));
+        }
+        current.extend(entries);
+    }
+    if !current.is_empty() {
+        calls.push(current);
+    }
+    calls
 }
 
 fn to_sdk_time(t: DateTime<Utc>) -> SdkDateTime {
@@ -94,13 +218,13 @@ impl MetricReader for CloudWatchReader {
         end: DateTime<Utc>,
     ) -> Result<Fetched> {
         let mut fetched = Fetched::default();
-        for chunk in queries.chunks(CW_MAX_QUERIES_PER_GET) {
+        for call in plan_calls(queries) {
             let mut token: Option<String> = None;
             loop {
                 let out = self
                     .client
                     .get_metric_data()
-                    .set_metric_data_queries(Some(chunk.iter().map(to_sdk).collect()))
+                    .set_metric_data_queries(Some(call.clone()))
                     .start_time(to_sdk_time(start))
                     .end_time(to_sdk_time(end))
                     .scan_by(ScanBy::TimestampAscending)
@@ -134,5 +258,92 @@ impl MetricReader for CloudWatchReader {
             series.sort_by_key(|(t, _)| *t);
         }
         Ok(fetched)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(id: &str) -> StatQuery {
+        StatQuery {
+            id: id.to_owned(),
+            namespace: "Shop".into(),
+            metric: "requests".into(),
+            dimensions: vec![],
+            stat: "Sum".into(),
+            period: 60,
+            math: None,
+        }
+    }
+
+    fn math(id: &str, inputs: usize) -> StatQuery {
+        let mut q = stat(id);
+        q.math = Some(Math {
+            expression: "100 * errors / m".into(),
+            inputs: (0..inputs)
+                .map(|i| {
+                    (
+                        if i == 0 {
+                            "errors".to_owned()
+                        } else {
+                            format!("x{i}")
+                        },
+                        MathInput {
+                            namespace: "Shop".into(),
+                            metric: "errors".into(),
+                            dimensions: vec![],
+                            stat: "Sum".into(),
+                        },
+                    )
+                })
+                .collect(),
+        });
+        q
+    }
+
+    #[test]
+    fn identifiers_are_prefixed_functions_are_not() {
+        assert_eq!(
+            prefix_identifiers(
+                "100 * RATE(errors) / FILL(m, 0) + errors2",
+                &["errors", "m"],
+                "r7"
+            ),
+            "100 * RATE(r7_errors) / FILL(r7_m, 0) + errors2"
+        );
+    }
+
+    #[test]
+    fn math_queries_return_only_the_expression() {
+        let wire = wire_queries(&math("r3", 1));
+        let ids: Vec<&str> = wire.iter().filter_map(|q| q.id()).collect();
+        assert_eq!(ids, ["r3_m", "r3_errors", "r3"]);
+        let returned: Vec<bool> = wire
+            .iter()
+            .map(|q| q.return_data().unwrap_or(true))
+            .collect();
+        assert_eq!(returned, [false, false, true]);
+        assert_eq!(wire[2].expression(), Some("100 * r3_errors / r3_m"));
+        assert_eq!(wire[2].period(), Some(60));
+    }
+
+    #[test]
+    fn calls_hold_at_most_500_entries_and_keep_expressions_whole() {
+        let queries: Vec<StatQuery> = (0..1000).map(|i| stat(&format!("r{i}"))).collect();
+        let calls = plan_calls(&queries);
+        assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), [500, 500]);
+
+        // 3 entries per math query: 166 fit in a call (498), the 167th starts the next.
+        let queries: Vec<StatQuery> = (0..200).map(|i| math(&format!("r{i}"), 1)).collect();
+        let calls = plan_calls(&queries);
+        assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), [498, 102]);
+        for call in &calls {
+            let returned = call
+                .iter()
+                .filter(|q| q.return_data() == Some(true))
+                .count();
+            assert_eq!(returned * 3, call.len());
+        }
     }
 }

@@ -94,6 +94,34 @@ pub fn query_for(rule: &Rule, index: usize) -> StatQuery {
         dimensions: rule.metric.dimensions(),
         stat: rule.metric.stat.clone(),
         period: u32::try_from(rule.metric.period.seconds()).unwrap_or(u32::MAX),
+        math: rule
+            .expression
+            .as_ref()
+            .map(|expression| vigil_shared::Math {
+                expression: expression.clone(),
+                inputs: rule
+                    .inputs
+                    .iter()
+                    .map(|(name, input)| {
+                        (
+                            name.clone(),
+                            vigil_shared::MathInput {
+                                namespace: input.namespace.clone(),
+                                metric: input.name.clone(),
+                                dimensions: input
+                                    .dimensions
+                                    .iter()
+                                    .map(|(k, v)| vigil_shared::Dimension {
+                                        name: k.clone(),
+                                        value: v.clone(),
+                                    })
+                                    .collect(),
+                                stat: input.stat.clone(),
+                            },
+                        )
+                    })
+                    .collect(),
+            }),
     }
 }
 
@@ -154,13 +182,20 @@ pub fn notification(rule: &Rule, transition: &Transition, at: DateTime<Utc>) -> 
             fired_at.to_rfc3339_opts(SecondsFormat::Secs, true)
         ),
     };
-    let mut text = format!(
-        "{headline}\n\n{metric} ({stat} per {period}) in {ns} {{{dims}}} was {value} at {at}; \
-         the rule fires when {m} of {n} data points are {op} {threshold}.\n",
+    let measured = format!(
+        "{metric} ({stat} per {period}) in {ns} {{{dims}}}",
         metric = rule.metric.name,
         stat = rule.metric.stat,
         period = rule.metric.period,
         ns = rule.metric.namespace,
+    );
+    let compared = match &rule.expression {
+        None => measured,
+        Some(e) => format!("{e} (m = {measured})"),
+    };
+    let mut text = format!(
+        "{headline}\n\n{compared} was {value} at {at}; \
+         the rule fires when {m} of {n} data points are {op} {threshold}.\n",
         value = show(value),
         at = at.to_rfc3339_opts(SecondsFormat::Secs, true),
         m = rule.datapoints_to_alarm(),
@@ -219,6 +254,7 @@ pub fn notification(rule: &Rule, transition: &Transition, at: DateTime<Utc>) -> 
             "dimensions": rule.metric.dimensions,
             "stat": rule.metric.stat,
             "period_seconds": rule.metric.period.seconds(),
+            "expression": rule.expression,
             "operator": c.operator.symbol(),
             "threshold": c.threshold,
             "datapoints_to_alarm": rule.datapoints_to_alarm(),
@@ -926,6 +962,43 @@ groups:
         assert_eq!(
             evaluate(&r, &series(&[("2026-11-25T07:40:00Z", 999.0)]), now),
             Outcome::NoData
+        );
+    }
+
+    #[test]
+    fn metric_math_rules_query_and_describe_their_expression() {
+        let math = RULES.replace(
+            "        condition: {operator: \">\", threshold: 250}",
+            "        expression: \"100 * errors / m\"\n        inputs:\n          errors: {namespace: Shop, name: errors, dimensions: {service: api}, stat: Sum}\n        condition: {operator: \">\", threshold: 5}",
+        );
+        let r = load("t.yaml", &math).expect("valid").remove(0);
+        let q = query_for(&r, 4);
+        let m = q.math.as_ref().expect("math");
+        assert_eq!(m.expression, "100 * errors / m");
+        assert_eq!(m.inputs[0].0, "errors");
+        assert_eq!(m.inputs[0].1.dimensions[0].value, "api");
+        let wire = vigil_shared::reader::wire_queries(&q);
+        assert_eq!(
+            wire.last().and_then(|w| w.expression()),
+            Some("100 * r4_errors / r4_m")
+        );
+        let firing = Transition::Firing {
+            value: Some(7.5),
+            active_since: t("2026-11-25T07:58:00Z"),
+        };
+        let n = notification(&r, &firing, t("2026-11-25T08:00:00Z"));
+        assert!(
+            n.message.contains(
+                "100 * errors / m (m = latency (Average per 1m) in Shop {service=api}) was 7.5"
+            ),
+            "{}",
+            n.message
+        );
+        assert_eq!(
+            n.details
+                .as_ref()
+                .map(|d| d["condition"]["expression"].clone()),
+            Some(serde_json::json!("100 * errors / m"))
         );
     }
 

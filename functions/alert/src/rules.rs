@@ -41,6 +41,12 @@ pub struct Group {
 pub struct Rule {
     pub alert: String,
     pub metric: MetricSpec,
+    /// Metric math compared instead of `metric`: `metric` is `m` in it, `inputs` are the
+    /// other statistics it names (same period), for example `100 * errors / m`.
+    #[serde(default)]
+    pub expression: Option<String>,
+    #[serde(default)]
+    pub inputs: BTreeMap<String, InputSpec>,
     pub condition: Condition,
     /// How far back to read; the newest complete data points in it are compared. Defaults to
     /// `evaluation_periods` + 4 periods.
@@ -66,6 +72,31 @@ pub struct Rule {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// A statistic a metric-math expression reads (its period is the rule's).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub dimensions: BTreeMap<String, String>,
+    pub stat: String,
+}
+
+fn valid_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The lower-case identifiers of an expression (inputs; functions are upper-case).
+fn identifiers(expression: &str) -> Vec<&str> {
+    expression
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.chars().next().is_some_and(|c| c.is_ascii_lowercase()))
+        .collect()
 }
 
 /// What an evaluation with no data means (CloudWatch alarms' `TreatMissingData`).
@@ -272,6 +303,43 @@ pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::
                     ),
                 );
             }
+            if let Some(expression) = &rule.expression {
+                if expression.trim().is_empty() {
+                    return fail("expression", "must not be empty".to_owned());
+                }
+                for (id, input) in &rule.inputs {
+                    if !valid_id(id) || id == "m" {
+                        return fail(
+                            &format!("inputs.{id}"),
+                            "input names start with a lower-case letter, use letters, digits and _, and are not `m`".to_owned(),
+                        );
+                    }
+                    if let Err(r) = validate_namespace(&input.namespace) {
+                        return fail(&format!("inputs.{id}.namespace"), r.to_string());
+                    }
+                    if !valid_stat(&input.stat) {
+                        return fail(
+                            &format!("inputs.{id}.stat"),
+                            format!("{:?} is not a CloudWatch statistic", input.stat),
+                        );
+                    }
+                }
+                for word in identifiers(expression) {
+                    if word != "m" && !rule.inputs.contains_key(word) {
+                        return fail(
+                            "expression",
+                            format!(
+                                "{word:?} is neither `m` (the rule's metric) nor one of its inputs"
+                            ),
+                        );
+                    }
+                }
+            } else if !rule.inputs.is_empty() {
+                return fail(
+                    "inputs",
+                    "inputs need an expression that uses them".to_owned(),
+                );
+            }
             if !rule.condition.threshold.is_finite() {
                 return fail("condition.threshold", "must be a finite number".to_owned());
             }
@@ -390,6 +458,36 @@ groups:
         assert!(lint(&load("rules.yaml", &fixed).expect("valid")).is_empty());
         let quiet = GOOD.replace("severity: page", "severity: ticket");
         assert!(lint(&load("rules.yaml", &quiet).expect("valid")).is_empty());
+    }
+
+    #[test]
+    fn metric_math_is_validated() {
+        let math = GOOD.replace(
+            "        condition: {operator: \">\", threshold: 250}",
+            "        expression: \"100 * errors / m\"\n        inputs:\n          errors: {namespace: Shop/Checkout, name: errors, stat: Sum}\n        condition: {operator: \">\", threshold: 5}",
+        );
+        let rule = load("rules.yaml", &math).expect("valid").remove(0);
+        assert_eq!(rule.expression.as_deref(), Some("100 * errors / m"));
+        let unknown = math.replace("100 * errors / m", "100 * RATE(faults) / m");
+        let err = load("rules.yaml", &unknown)
+            .expect_err("unknown input")
+            .to_string();
+        assert!(
+            err.contains("expression") && err.contains("faults"),
+            "{err}"
+        );
+        let bad_name = math
+            .replace("          errors:", "          Errors:")
+            .replace("100 * errors / m", "100 * m");
+        let err = load("rules.yaml", &bad_name)
+            .expect_err("bad input name")
+            .to_string();
+        assert!(err.contains("inputs.Errors"), "{err}");
+        let orphan = math.replace("        expression: \"100 * errors / m\"\n", "");
+        let err = load("rules.yaml", &orphan)
+            .expect_err("inputs without expression")
+            .to_string();
+        assert!(err.contains("inputs"), "{err}");
     }
 
     #[test]
