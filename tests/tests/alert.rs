@@ -592,6 +592,56 @@ async fn a_thousand_rules_take_two_get_metric_data_calls() {
     assert!(rules.iter().all(|r| r["condition"] == "ok"));
 }
 
+/// With `group_by`, the alerts of one team that fire in the same run make one message.
+#[tokio::test]
+async fn alerts_of_a_group_arrive_as_one_message() {
+    let s = setup().await;
+    let rules = format!(
+        "policy:\n  group_by: [team]\n{}",
+        sample_config("rules.example.yaml").replace("Vigil/Demo", &s.namespace)
+    );
+    s.aws.put_object(&s.bucket, "grouped.yaml", rules).await;
+    let now = whole_minute_ago(0);
+    // Latency breaches and no orders arrive at all: both checkout rules fire.
+    put_points(
+        &s.aws,
+        &s.namespace,
+        "latency",
+        &[
+            (now - Duration::minutes(2), 400.0),
+            (now - Duration::minutes(1), 410.0),
+        ],
+    )
+    .await;
+    let mut function = alert(&s, "grouped.yaml").await;
+    let summary = function
+        .invoke(&scheduled_event(now))
+        .await
+        .expect_response();
+    assert_eq!(
+        states(&summary),
+        [pair("firing", "breaching"), pair("firing", "no_data")]
+    );
+    assert_eq!(
+        summary["sent"].as_object().map(|o| o.len()),
+        Some(1),
+        "{summary}"
+    );
+    let messages = s
+        .aws
+        .receive_sns(&s.queue, 1, StdDuration::from_secs(20))
+        .await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(
+        messages[0]["Subject"],
+        "[FIRING:2] team=checkout: CheckoutLatencyHigh, CheckoutOrdersStopped"
+    );
+    let body: Value =
+        serde_json::from_str(messages[0]["Message"].as_str().expect("message")).expect("JSON body");
+    assert_eq!(body["alerts"].as_array().map(Vec::len), Some(2));
+    assert_eq!(body["group"]["team"], "checkout");
+}
+
 #[tokio::test]
 async fn an_invalid_rules_file_fails_with_file_line_and_field() {
     let s = setup().await;

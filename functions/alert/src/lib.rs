@@ -24,7 +24,7 @@ use serde_json::Value;
 use vigil_shared::aws::required_env;
 use vigil_shared::reader::{Series, StatQuery};
 use vigil_shared::{
-    ConfigSource, Error, MetricReader, Notification, Notifier, ObjectStore, Result,
+    ConfigSource, Error, MetricReader, Notification, Notifier, ObjectStore, Result, Span,
 };
 
 use policy::{Muted, Policy, Silence};
@@ -315,7 +315,25 @@ pub struct Owed {
     pub rule: String,
     #[serde(default)]
     pub severity: String,
+    /// The alert's labels, for grouping.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// For a grouped message: the keys of the notifications it carries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
     pub notification: Notification,
+}
+
+/// Notifications of one group waiting for their message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupState {
+    #[serde(default)]
+    pub pending: Vec<Owed>,
+    /// When the oldest pending notification arrived.
+    pub since: DateTime<Utc>,
+    /// When the group's last message was claimed.
+    #[serde(default)]
+    pub last_sent: Option<DateTime<Utc>>,
 }
 
 /// How many sent deduplication keys the state keeps.
@@ -333,19 +351,184 @@ pub struct StateFile {
     /// Labels of the CloudWatch alarms in ALARM, by alarm name: they can inhibit too.
     #[serde(default)]
     pub alarms: BTreeMap<String, BTreeMap<String, String>>,
+    /// Groups with notifications waiting (`policy.group_by`), by group key.
+    #[serde(default)]
+    pub groups: BTreeMap<String, GroupState>,
 }
 
 impl StateFile {
     fn knows(&self, key: &str) -> bool {
-        self.sent.iter().any(|k| k == key) || self.outbox.iter().any(|o| o.key == key)
+        self.sent.iter().any(|k| k == key)
+            || self
+                .outbox
+                .iter()
+                .any(|o| o.key == key || o.members.iter().any(|m| m == key))
+            || self
+                .groups
+                .values()
+                .any(|g| g.pending.iter().any(|o| o.key == key))
     }
 
     fn mark_sent(&mut self, key: &str) {
+        let members: Vec<String> = self
+            .outbox
+            .iter()
+            .filter(|o| o.key == key)
+            .flat_map(|o| o.members.clone())
+            .collect();
         self.outbox.retain(|o| o.key != key);
-        self.sent.push_back(key.to_owned());
+        for k in std::iter::once(key.to_owned()).chain(members) {
+            self.sent.push_back(k);
+        }
         while self.sent.len() > SENT_KEYS_KEPT {
             self.sent.pop_front();
         }
+    }
+
+    /// Queues a notification: straight to the outbox, or, with `group_by`, to its group.
+    pub fn enqueue(&mut self, policy: &Policy, owed: Owed, now: DateTime<Utc>) {
+        if policy.group_by.is_empty() {
+            self.outbox.push(owed);
+            return;
+        }
+        let mut key = owed.topic_arn.clone();
+        for label in &policy.group_by {
+            key.push('|');
+            key.push_str(label);
+            key.push('=');
+            key.push_str(owed.labels.get(label).map_or("", String::as_str));
+        }
+        let group = self.groups.entry(key).or_insert_with(|| GroupState {
+            pending: Vec::new(),
+            since: now,
+            last_sent: None,
+        });
+        if group.pending.is_empty() {
+            group.since = now;
+        }
+        group.pending.push(owed);
+    }
+
+    /// Moves every group that is due into the outbox as one message: a new group once
+    /// `group_wait` has passed, a notified group no sooner than `group_interval` after its last
+    /// message.
+    pub fn flush_groups(&mut self, policy: &Policy, now: DateTime<Utc>) {
+        let secs =
+            |s: Span| Duration::seconds(i64::try_from(s.seconds()).unwrap_or(i64::MAX / 1000));
+        let (wait, interval) = (secs(policy.group_wait), secs(policy.group_interval));
+        for (key, group) in &mut self.groups {
+            if group.pending.is_empty() {
+                continue;
+            }
+            let due = match group.last_sent {
+                None => now - group.since >= wait,
+                Some(last) => now - last >= interval,
+            };
+            if !due {
+                continue;
+            }
+            let members = std::mem::take(&mut group.pending);
+            group.last_sent = Some(now);
+            self.outbox.push(grouped(key, &policy.group_by, members));
+        }
+        self.groups.retain(|_, g| {
+            !g.pending.is_empty() || g.last_sent.is_some_and(|l| now - l < interval)
+        });
+    }
+}
+
+/// One message for the notifications of a group: the members' texts under a common subject.
+fn grouped(group_key: &str, group_by: &[String], members: Vec<Owed>) -> Owed {
+    if members.len() == 1 {
+        let mut only = members;
+        return only.remove(0);
+    }
+    let firing = members
+        .iter()
+        .filter(|m| {
+            m.notification
+                .attributes
+                .iter()
+                .any(|(k, v)| k == "status" && v == "firing")
+        })
+        .count();
+    let status = if firing > 0 { "firing" } else { "resolved" };
+    let common: BTreeMap<String, String> = group_by
+        .iter()
+        .filter_map(|l| members[0].labels.get(l).map(|v| (l.clone(), v.clone())))
+        .collect();
+    let names: Vec<&str> = members.iter().map(|m| m.rule.as_str()).collect();
+    let group_text = common
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let subject = format!(
+        "[{}:{}] {}: {}",
+        status.to_uppercase(),
+        if firing > 0 { firing } else { members.len() },
+        if group_text.is_empty() {
+            "alerts"
+        } else {
+            group_text.as_str()
+        },
+        names.join(", ")
+    );
+    let mut text = format!(
+        "{} notifications for {}: {firing} firing, {} resolved.\n",
+        members.len(),
+        if group_text.is_empty() {
+            "one group".to_owned()
+        } else {
+            group_text.clone()
+        },
+        members.len() - firing
+    );
+    for m in &members {
+        text.push_str(&format!(
+            "\n----- {}\n{}\n",
+            m.notification.subject, m.notification.message
+        ));
+    }
+    let mut attributes = vec![
+        ("alertname".to_owned(), names.join(",")),
+        ("status".to_owned(), status.to_owned()),
+    ];
+    for label in ATTRIBUTE_LABELS {
+        let values: std::collections::BTreeSet<&str> = members
+            .iter()
+            .filter_map(|m| m.labels.get(label).map(String::as_str))
+            .collect();
+        if values.len() == 1 {
+            if let Some(v) = values.first() {
+                attributes.push((label.to_owned(), (*v).to_owned()));
+            }
+        }
+    }
+    let keys: Vec<String> = members.iter().map(|m| m.key.clone()).collect();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in keys.join("\n").bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    Owed {
+        key: format!("group/{hash:016x}"),
+        topic_arn: members[0].topic_arn.clone(),
+        rule: "group".to_owned(),
+        severity: members[0].severity.clone(),
+        labels: common.clone(),
+        notification: Notification {
+            subject,
+            message: text,
+            attributes,
+            details: Some(serde_json::json!({
+                "version": 1,
+                "status": status,
+                "group": common,
+                "group_key": group_key,
+                "alerts": members.iter().map(|m| m.notification.details.clone()).collect::<Vec<_>>(),
+            })),
+        },
+        members: keys,
     }
 }
 
@@ -442,6 +625,8 @@ fn heartbeat(
         topic_arn: policy.topic(&labels, default_topic).to_owned(),
         rule: policy::WATCHDOG.to_owned(),
         severity: labels.get("severity").cloned().unwrap_or_default(),
+        labels: labels.clone(),
+        members: Vec::new(),
         notification: Notification {
             details: Some(serde_json::json!({
                 "version": 1,
@@ -680,13 +865,16 @@ pub async fn run(
                     }
                     s.notified_at = Some(now);
                 }
-                state.outbox.push(Owed {
+                let owed = Owed {
                     key,
                     topic_arn: policy.topic(labels, default_topic).to_owned(),
                     rule: rule.alert.clone(),
                     severity: rule.labels.get("severity").cloned().unwrap_or_default(),
+                    labels: labels.clone(),
+                    members: Vec::new(),
                     notification: notification(rule, &t, at),
-                });
+                };
+                state.enqueue(policy, owed, now);
             }
         }
         let phase = match &next {
@@ -707,6 +895,7 @@ pub async fn run(
         });
     }
 
+    state.flush_groups(policy, now);
     if let Some(watchdog) = &policy.watchdog {
         heartbeat(&mut state, policy, watchdog, default_topic, now);
     }
@@ -850,15 +1039,19 @@ pub async fn handle_alarm(
     if let Some(status) = status.filter(|s| *s == "firing" || was_alarming) {
         let key = change.dedup_key(status);
         if muted.is_none() && !state.knows(&key) {
-            state.outbox.push(Owed {
+            let owed = Owed {
                 key,
                 topic_arn: policy.topic(&labels, &config.topic_arn).to_owned(),
                 rule: change.name.clone(),
                 severity: labels.get("severity").cloned().unwrap_or_default(),
+                labels: labels.clone(),
+                members: Vec::new(),
                 notification: change.notification(status),
-            });
+            };
+            state.enqueue(&policy, owed, now);
         }
     }
+    state.flush_groups(&policy, now);
     let delivery = commit(notifier, store, &config.state, state, tag, now).await?;
     tracing::info!(alarm = %change.name, state = %change.state, sent = delivery.sent.len(), "alarm change handled");
     Ok(serde_json::json!({
@@ -1188,6 +1381,9 @@ groups:
         routes: Vec::new(),
         inhibit: Vec::new(),
         watchdog: None,
+        group_by: Vec::new(),
+        group_wait: Span(0),
+        group_interval: Span(300),
     };
 
     fn plan(rules: &[Rule]) -> Plan<'_> {
@@ -1353,6 +1549,133 @@ groups:
             .iter()
             .map(|n| n.subject.clone())
             .collect()
+    }
+
+    fn named(name: &str, threshold: f64) -> Rule {
+        let mut r = rule();
+        r.alert = name.to_owned();
+        r.condition.threshold = threshold;
+        r
+    }
+
+    /// Serves each rule's series by query id.
+    struct PerRule(Mutex<BTreeMap<String, Series>>);
+    impl MetricReader for PerRule {
+        async fn fetch(
+            &self,
+            queries: &[StatQuery],
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+        ) -> Result<Fetched> {
+            let map = self.0.lock().expect("lock");
+            Ok(Fetched {
+                series: queries
+                    .iter()
+                    .map(|q| (q.id.clone(), map.get(&q.id).cloned().unwrap_or_default()))
+                    .collect(),
+                calls: 1,
+            })
+        }
+    }
+
+    fn breaching_at(now: DateTime<Utc>) -> Series {
+        vec![
+            (now - Duration::minutes(2), 900.0),
+            (now - Duration::minutes(1), 900.0),
+        ]
+    }
+
+    #[tokio::test]
+    async fn a_group_gets_one_message_then_waits_group_interval() {
+        let (outbox, store) = (Outbox::default(), MemoryStore::default());
+        let policy: Policy =
+            vigil_shared::config::parse_yaml("p.yaml", "group_by: [team]\ngroup_interval: 5m\n")
+                .expect("policy");
+        let rules = [named("A", 250.0), named("B", 250.0), named("C", 250.0)];
+        let p = Plan {
+            policy: &policy,
+            ..plan(&rules)
+        };
+        let t0 = t("2026-11-25T08:00:00Z");
+        let reader = PerRule(Mutex::new(BTreeMap::new()));
+        // A and B fire together at t0: one message for both.
+        {
+            let mut m = reader.0.lock().expect("lock");
+            m.insert("r0".into(), breaching_at(t0));
+            m.insert("r1".into(), breaching_at(t0));
+        }
+        let s0 = run(&reader, &outbox, &store, p, t0).await.expect("run");
+        assert_eq!(s0.sent.len(), 1, "{:?}", s0.sent);
+        assert_eq!(subjects(&outbox), ["[FIRING:2] team=checkout: A, B"]);
+        // C joins a minute later: held until five minutes after the last message.
+        for minute in 1..=5 {
+            let now = t0 + Duration::minutes(minute);
+            {
+                let mut m = reader.0.lock().expect("lock");
+                for id in ["r0", "r1", "r2"] {
+                    m.insert(id.into(), breaching_at(now));
+                }
+            }
+            run(&reader, &outbox, &store, p, now).await.expect("run");
+            let expected = if minute < 5 { 1 } else { 2 };
+            assert_eq!(
+                outbox.sent.lock().expect("lock").len(),
+                expected,
+                "minute {minute}"
+            );
+        }
+        assert_eq!(subjects(&outbox)[1], "[FIRING] C: latency 900 > 250");
+        let sent = outbox.sent.lock().expect("lock");
+        let body = sent[0].details.as_ref().expect("details");
+        assert_eq!(body["alerts"].as_array().map(Vec::len), Some(2));
+        assert!(
+            sent[0]
+                .message
+                .contains("----- [FIRING] A: latency 900 > 250")
+        );
+    }
+
+    #[tokio::test]
+    async fn group_wait_collects_alerts_before_the_first_message() {
+        let (outbox, store) = (Outbox::default(), MemoryStore::default());
+        let policy: Policy =
+            vigil_shared::config::parse_yaml("p.yaml", "group_by: [team]\ngroup_wait: 2m\n")
+                .expect("policy");
+        let rules = [named("A", 250.0), named("B", 250.0)];
+        let p = Plan {
+            policy: &policy,
+            ..plan(&rules)
+        };
+        let t0 = t("2026-11-25T08:00:00Z");
+        let reader = PerRule(Mutex::new(BTreeMap::new()));
+        reader
+            .0
+            .lock()
+            .expect("lock")
+            .insert("r0".into(), breaching_at(t0));
+        run(&reader, &outbox, &store, p, t0).await.expect("run");
+        assert!(subjects(&outbox).is_empty());
+        let t1 = t0 + Duration::minutes(1);
+        {
+            let mut m = reader.0.lock().expect("lock");
+            m.insert("r0".into(), breaching_at(t1));
+            m.insert("r1".into(), breaching_at(t1));
+        }
+        run(&reader, &outbox, &store, p, t1).await.expect("run");
+        assert!(subjects(&outbox).is_empty());
+        let t2 = t0 + Duration::minutes(2);
+        {
+            let mut m = reader.0.lock().expect("lock");
+            m.insert("r0".into(), breaching_at(t2));
+            m.insert("r1".into(), breaching_at(t2));
+        }
+        run(&reader, &outbox, &store, p, t2).await.expect("run");
+        assert_eq!(subjects(&outbox), ["[FIRING:2] team=checkout: A, B"]);
+        // Delivered members are never sent again.
+        run(&reader, &outbox, &store, p, t2 + Duration::minutes(10))
+            .await
+            .expect("run");
+        assert_eq!(outbox.sent.lock().expect("lock").len(), 1);
     }
 
     #[tokio::test]

@@ -14,6 +14,9 @@
 //!       target_match: {team: checkout}
 //!       equal: [service]
 //!   watchdog: {interval: 1h, labels: {team: platform}}
+//!   group_by: [team, service]
+//!   group_wait: 0s
+//!   group_interval: 5m
 //! ```
 //!
 //! Silences live in their own JSON object (`VIGIL_SILENCES`), so that they can be added during
@@ -40,7 +43,7 @@ pub fn matches(matchers: &Matchers, labels: &BTreeMap<String, String>) -> bool {
         .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
 }
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Re-send a still-firing alert this often (none: never).
@@ -54,6 +57,35 @@ pub struct Policy {
     /// A heartbeat that always fires, so a receiver notices when Vigil itself stops.
     #[serde(default)]
     pub watchdog: Option<Watchdog>,
+    /// Notifications of alerts sharing these labels (and topic) go out as one message. Empty:
+    /// every alert is notified on its own.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// How long a new group waits for more alerts before its first message (default 0: the
+    /// alerts that change in the same run are grouped, nothing more is awaited).
+    #[serde(default)]
+    pub group_wait: Span,
+    /// The least time between two messages of one group (default 5m).
+    #[serde(default = "default_group_interval")]
+    pub group_interval: Span,
+}
+
+fn default_group_interval() -> Span {
+    Span(300)
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            repeat_interval: None,
+            routes: Vec::new(),
+            inhibit: Vec::new(),
+            watchdog: None,
+            group_by: Vec::new(),
+            group_wait: Span(0),
+            group_interval: default_group_interval(),
+        }
+    }
 }
 
 /// The Watchdog: every `interval` one `Watchdog` notification, whatever the metrics say. A
@@ -199,6 +231,13 @@ inhibit:
 "#,
         )
         .expect("policy")
+    }
+
+    #[test]
+    fn grouping_defaults() {
+        let p = policy();
+        assert!(p.group_by.is_empty());
+        assert_eq!((p.group_wait, p.group_interval), (Span(0), Span(300)));
     }
 
     #[test]
