@@ -94,6 +94,16 @@ pub trait MetricReader: Send + Sync {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> impl Future<Output = Result<Fetched>> + Send;
+
+    /// The dimension sets of the series of `metric` that have exactly the dimensions `fixed`
+    /// (with those values) and `any` (with any value), sorted.
+    fn list_series(
+        &self,
+        namespace: &str,
+        metric: &str,
+        fixed: &[Dimension],
+        any: &[String],
+    ) -> impl Future<Output = Result<Vec<Vec<Dimension>>>> + Send;
 }
 
 /// [`MetricReader`] on CloudWatch `GetMetricData`.
@@ -211,6 +221,60 @@ fn to_sdk_time(t: DateTime<Utc>) -> SdkDateTime {
 }
 
 impl MetricReader for CloudWatchReader {
+    async fn list_series(
+        &self,
+        namespace: &str,
+        metric: &str,
+        fixed: &[Dimension],
+        any: &[String],
+    ) -> Result<Vec<Vec<Dimension>>> {
+        use aws_sdk_cloudwatch::types::DimensionFilter;
+        let mut filters: Vec<DimensionFilter> = fixed
+            .iter()
+            .map(|d| {
+                DimensionFilter::builder()
+                    .name(&d.name)
+                    .value(&d.value)
+                    .build()
+            })
+            .collect();
+        filters.extend(
+            any.iter()
+                .map(|n| DimensionFilter::builder().name(n).build()),
+        );
+        let mut pages = self
+            .client
+            .list_metrics()
+            .namespace(namespace)
+            .metric_name(metric)
+            .set_dimensions(Some(filters))
+            .into_paginator()
+            .send();
+        let wanted = fixed.len() + any.len();
+        let mut series = std::collections::BTreeSet::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| Error::aws("CloudWatch", "ListMetrics", e))?;
+            for m in page.metrics() {
+                let mut dims: Vec<Dimension> = m
+                    .dimensions()
+                    .iter()
+                    .filter_map(|d| {
+                        Some(Dimension {
+                            name: d.name()?.to_owned(),
+                            value: d.value()?.to_owned(),
+                        })
+                    })
+                    .collect();
+                // Only series with exactly these dimensions: a series with more is another one.
+                if dims.len() == wanted {
+                    dims.sort();
+                    series.insert(dims);
+                }
+            }
+        }
+        Ok(series.into_iter().collect())
+    }
+
     async fn fetch(
         &self,
         queries: &[StatQuery],

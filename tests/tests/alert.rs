@@ -642,6 +642,80 @@ async fn alerts_of_a_group_arrive_as_one_message() {
     assert_eq!(body["group"]["team"], "checkout");
 }
 
+/// `service: "*"`: one alert per service CloudWatch lists, each with its own state.
+#[tokio::test]
+async fn a_wildcard_rule_alerts_per_series() {
+    let s = setup().await;
+    let rules = format!(
+        "groups:\n  - name: g\n    rules:\n      - alert: SlowService\n        \
+         metric: {{namespace: {ns}, name: latency, dimensions: {{service: \"*\"}}, stat: Maximum, period: 1m}}\n        \
+         condition: {{operator: \">\", threshold: 250}}\n        labels: {{severity: page}}\n",
+        ns = s.namespace
+    );
+    s.aws.put_object(&s.bucket, "wildcard.yaml", rules).await;
+    let now = whole_minute_ago(0);
+    for (service, value) in [("api", 400.0), ("web", 100.0), ("worker", 300.0)] {
+        let datum = MetricDatum::builder()
+            .metric_name("latency")
+            .dimensions(Dimension::builder().name("service").value(service).build())
+            .value(value)
+            .timestamp(CwDateTime::from_millis(
+                (now - Duration::minutes(1)).timestamp_millis(),
+            ))
+            .build();
+        s.aws
+            .cloudwatch
+            .put_metric_data()
+            .namespace(&s.namespace)
+            .metric_data(datum)
+            .send()
+            .await
+            .expect("PutMetricData");
+    }
+    let mut function = alert(&s, "wildcard.yaml").await;
+    let summary = function
+        .invoke(&scheduled_event(now))
+        .await
+        .expect_response();
+    let seen: Vec<(String, String)> = summary["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            (
+                r["series"]["service"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                r["state"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            pair("api", "firing"),
+            pair("web", "inactive"),
+            pair("worker", "firing")
+        ],
+        "{summary}"
+    );
+    let messages = s
+        .aws
+        .receive_sns(&s.queue, 2, StdDuration::from_secs(20))
+        .await;
+    let mut services: Vec<&str> = messages
+        .iter()
+        .map(|m| {
+            m["MessageAttributes"]["service"]["Value"]
+                .as_str()
+                .unwrap_or_default()
+        })
+        .collect();
+    services.sort_unstable();
+    assert_eq!(services, ["api", "worker"], "{messages:?}");
+}
+
 #[tokio::test]
 async fn an_invalid_rules_file_fails_with_file_line_and_field() {
     let s = setup().await;

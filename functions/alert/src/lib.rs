@@ -85,13 +85,22 @@ pub fn observe(rule: &Rule, outcome: &Outcome) -> Observation {
     }
 }
 
-/// The CloudWatch query for rule number `index`.
+/// The CloudWatch query for rule number `index`, on the rule's own dimensions.
 pub fn query_for(rule: &Rule, index: usize) -> StatQuery {
+    query_for_series(rule, rule.metric.dimensions(), index)
+}
+
+/// The CloudWatch query for one series of a rule (its `*` dimensions resolved to `dimensions`).
+pub fn query_for_series(
+    rule: &Rule,
+    dimensions: Vec<vigil_shared::Dimension>,
+    index: usize,
+) -> StatQuery {
     StatQuery {
         id: format!("r{index}"),
         namespace: rule.metric.namespace.clone(),
         metric: rule.metric.name.clone(),
-        dimensions: rule.metric.dimensions(),
+        dimensions,
         stat: rule.metric.stat.clone(),
         period: u32::try_from(rule.metric.period.seconds()).unwrap_or(u32::MAX),
         math: rule
@@ -158,16 +167,26 @@ pub fn render(template: &str, value: Option<f64>, labels: &BTreeMap<String, Stri
 
 /// The notification for a transition: a subject and text for people, attributes for filters.
 pub fn notification(rule: &Rule, transition: &Transition, at: DateTime<Utc>) -> Notification {
+    let target = Target::whole(rule);
+    notification_for(&target, transition, at)
+}
+
+/// [`notification`] for one series of a rule.
+pub fn notification_for(
+    target: &Target<'_>,
+    transition: &Transition,
+    at: DateTime<Utc>,
+) -> Notification {
+    let rule = target.rule;
     let c = rule.condition;
     let (status, value) = match transition {
         Transition::Firing { value, .. } => ("firing", *value),
         Transition::Resolved { value, .. } => ("resolved", *value),
     };
-    let dims = rule
-        .metric
+    let dims = target
         .dimensions
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|d| format!("{}={}", d.name, d.value))
         .collect::<Vec<_>>()
         .join(", ");
     let headline = match transition {
@@ -209,7 +228,7 @@ pub fn notification(rule: &Rule, transition: &Transition, at: DateTime<Utc>) -> 
         ("runbook_url", "Runbook"),
     ] {
         if let Some(v) = rule.annotations.get(key) {
-            text.push_str(&format!("\n{title}: {}", render(v, value, &rule.labels)));
+            text.push_str(&format!("\n{title}: {}", render(v, value, &target.labels)));
         }
     }
     if !rule.labels.is_empty() {
@@ -225,14 +244,14 @@ pub fn notification(rule: &Rule, transition: &Transition, at: DateTime<Utc>) -> 
         ("status".to_owned(), status.to_owned()),
     ];
     for label in ATTRIBUTE_LABELS {
-        if let Some(v) = rule.labels.get(label).filter(|v| !v.is_empty()) {
+        if let Some(v) = target.labels.get(label).filter(|v| !v.is_empty()) {
             attributes.push((label.to_owned(), v.clone()));
         }
     }
     let annotations: BTreeMap<&str, String> = rule
         .annotations
         .iter()
-        .map(|(k, v)| (k.as_str(), render(v, value, &rule.labels)))
+        .map(|(k, v)| (k.as_str(), render(v, value, &target.labels)))
         .collect();
     let active_since = match transition {
         Transition::Firing { active_since, .. } | Transition::Resolved { active_since, .. } => {
@@ -243,7 +262,7 @@ pub fn notification(rule: &Rule, transition: &Transition, at: DateTime<Utc>) -> 
         "version": 1,
         "status": status,
         "alertname": rule.alert,
-        "labels": rule.labels,
+        "labels": target.labels,
         "annotations": annotations,
         "value": value,
         "at": at,
@@ -251,7 +270,7 @@ pub fn notification(rule: &Rule, transition: &Transition, at: DateTime<Utc>) -> 
         "condition": {
             "namespace": rule.metric.namespace,
             "metric": rule.metric.name,
-            "dimensions": rule.metric.dimensions,
+            "dimensions": target.dimensions.iter().map(|d| (d.name.clone(), d.value.clone())).collect::<BTreeMap<_, _>>(),
             "stat": rule.metric.stat,
             "period_seconds": rule.metric.period.seconds(),
             "expression": rule.expression,
@@ -543,6 +562,9 @@ pub struct StateLocation {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RuleResult {
     pub alert: String,
+    /// The series' `*` dimensions, for a rule that watches several.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub series: BTreeMap<String, String>,
     #[serde(flatten)]
     pub outcome: Outcome,
     /// `inactive`, `pending` or `firing` after this run.
@@ -769,6 +791,94 @@ pub fn alert_labels(rule: &Rule) -> BTreeMap<String, String> {
     labels
 }
 
+/// One series a rule watches, with its own state: the rule's only series, or one of the
+/// series its `*` dimensions match.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target<'a> {
+    pub rule: &'a Rule,
+    /// The series' dimensions.
+    pub dimensions: Vec<vigil_shared::Dimension>,
+    /// The `*` dimensions with this series' values (empty for a rule without `*`).
+    pub series: BTreeMap<String, String>,
+    /// The state key: the alert name, then `{name=value,...}` of `series` when there is one.
+    pub key: String,
+    /// The rule's labels, `alertname`, and `series`.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl<'a> Target<'a> {
+    /// The rule's only series (no `*` dimension).
+    pub fn whole(rule: &'a Rule) -> Self {
+        Self::series(rule, rule.metric.dimensions())
+    }
+
+    /// The series of `rule` with these dimensions.
+    pub fn series(rule: &'a Rule, dimensions: Vec<vigil_shared::Dimension>) -> Self {
+        let series: BTreeMap<String, String> = dimensions
+            .iter()
+            .filter(|d| {
+                rule.metric
+                    .dimensions
+                    .get(&d.name)
+                    .is_some_and(|v| v == "*")
+            })
+            .map(|d| (d.name.clone(), d.value.clone()))
+            .collect();
+        let key = if series.is_empty() {
+            rule.alert.clone()
+        } else {
+            let parts: Vec<String> = series.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{}{{{}}}", rule.alert, parts.join(","))
+        };
+        let mut labels = alert_labels(rule);
+        labels.extend(series.clone());
+        Self {
+            rule,
+            dimensions,
+            series,
+            key,
+            labels,
+        }
+    }
+}
+
+/// Every series the rules watch: a rule without `*` is one; a rule with `*` dimensions is one
+/// per series CloudWatch lists for it (`ListMetrics`, which only knows series that received
+/// data in the last two weeks).
+pub async fn targets<'a>(reader: &impl MetricReader, rules: &'a [Rule]) -> Result<Vec<Target<'a>>> {
+    type Listing = (String, String, Vec<vigil_shared::Dimension>, Vec<String>);
+    let mut listed: BTreeMap<Listing, Vec<Vec<vigil_shared::Dimension>>> = BTreeMap::new();
+    let mut out = Vec::with_capacity(rules.len());
+    for rule in rules {
+        let (any, fixed): (Vec<_>, Vec<_>) = rule
+            .metric
+            .dimensions()
+            .into_iter()
+            .partition(|d| d.value == "*");
+        if any.is_empty() {
+            out.push(Target::whole(rule));
+            continue;
+        }
+        let names: Vec<String> = any.into_iter().map(|d| d.name).collect();
+        // Rules that watch the same series share one listing.
+        let listing = (
+            rule.metric.namespace.clone(),
+            rule.metric.name.clone(),
+            fixed,
+            names,
+        );
+        if !listed.contains_key(&listing) {
+            let (namespace, metric, fixed, names) = &listing;
+            let series = reader.list_series(namespace, metric, fixed, names).await?;
+            listed.insert(listing.clone(), series);
+        }
+        for dims in listed.get(&listing).into_iter().flatten() {
+            out.push(Target::series(rule, dims.clone()));
+        }
+    }
+    Ok(out)
+}
+
 pub async fn run(
     reader: &impl MetricReader,
     notifier: &impl Notifier,
@@ -785,10 +895,11 @@ pub async fn run(
     } = plan;
     let (mut state, tag) = load_state(store, location).await?;
 
-    let queries: Vec<StatQuery> = rules
+    let targets = targets(reader, rules).await?;
+    let queries: Vec<StatQuery> = targets
         .iter()
         .enumerate()
-        .map(|(i, r)| query_for(r, i))
+        .map(|(i, t)| query_for_series(t.rule, t.dimensions.clone(), i))
         .collect();
     let fetched = reader.fetch(&queries, read_start(rules, now), now).await?;
     let empty: Series = Vec::new();
@@ -798,35 +909,35 @@ pub async fn run(
         ..RunSummary::default()
     };
     let mut known: std::collections::BTreeSet<&str> =
-        rules.iter().map(|r| r.alert.as_str()).collect();
+        targets.iter().map(|t| t.key.as_str()).collect();
     if policy.watchdog.is_some() {
         known.insert(policy::WATCHDOG);
     }
     state.alerts.retain(|name, _| known.contains(name.as_str()));
-    // Step every rule first: inhibition needs to know which alerts fire after this run.
-    let mut stepped = Vec::with_capacity(rules.len());
-    for (rule, query) in rules.iter().zip(&queries) {
+    // Step every series first: inhibition needs to know which alerts fire after this run.
+    let mut stepped = Vec::with_capacity(targets.len());
+    for (target, query) in targets.iter().zip(&queries) {
+        let rule = target.rule;
         let series = fetched.series.get(&query.id).unwrap_or(&empty);
         let outcome = evaluate(rule, series, now);
-        let prev = state.alerts.get(&rule.alert).cloned();
+        let prev = state.alerts.get(&target.key).cloned();
         let (next, transition) =
             state::step(prev.as_ref(), observe(rule, &outcome), rule.timing(), now);
-        stepped.push((rule, outcome, prev, next, transition));
+        stepped.push((target, outcome, prev, next, transition));
     }
-    let labels: Vec<BTreeMap<String, String>> = rules.iter().map(alert_labels).collect();
     let alarms = state.alarms.clone();
     let firing: Vec<&BTreeMap<String, String>> = stepped
         .iter()
-        .zip(&labels)
-        .filter(|((_, _, _, next, _), _)| next.as_ref().is_some_and(|s| s.phase == Phase::Firing))
-        .map(|(_, l)| l)
+        .filter(|(_, _, _, next, _)| next.as_ref().is_some_and(|s| s.phase == Phase::Firing))
+        .map(|(t, ..)| &t.labels)
         .chain(alarms.values())
         .collect();
     let repeat = policy
         .repeat_interval
         .map(|r| Duration::seconds(i64::try_from(r.seconds()).unwrap_or(i64::MAX / 1000)));
 
-    for ((rule, outcome, prev, mut next, transition), labels) in stepped.into_iter().zip(&labels) {
+    for (target, outcome, prev, mut next, transition) in stepped {
+        let (rule, labels) = (target.rule, &target.labels);
         // The message names the data point compared, or the evaluation for no data.
         let at = match &outcome {
             Outcome::Breaching { at, .. } | Outcome::Ok { at, .. } => *at,
@@ -838,16 +949,16 @@ pub async fn run(
             (Some(t @ Transition::Resolved { .. }), _) => prev
                 .as_ref()
                 .filter(|p| p.notified_at.is_some())
-                .map(|_| (t.dedup_key(&rule.alert), t.clone())),
+                .map(|_| (t.dedup_key(&target.key), t.clone())),
             (_, Some(s)) if s.phase == Phase::Firing => {
                 let firing = Transition::Firing {
                     value: s.value,
                     active_since: s.active_since,
                 };
                 match s.notified_at {
-                    None => Some((firing.dedup_key(&rule.alert), firing)),
+                    None => Some((firing.dedup_key(&target.key), firing)),
                     Some(last) if repeat.is_some_and(|r| now - last >= r) => Some((
-                        format!("{}/repeat/{}", firing.dedup_key(&rule.alert), s.repeats + 1),
+                        format!("{}/repeat/{}", firing.dedup_key(&target.key), s.repeats + 1),
                         firing,
                     )),
                     Some(_) => None,
@@ -872,7 +983,7 @@ pub async fn run(
                     severity: rule.labels.get("severity").cloned().unwrap_or_default(),
                     labels: labels.clone(),
                     members: Vec::new(),
-                    notification: notification(rule, &t, at),
+                    notification: notification_for(target, &t, at),
                 };
                 state.enqueue(policy, owed, now);
             }
@@ -883,11 +994,12 @@ pub async fn run(
             Some(_) => "firing",
         };
         match next {
-            Some(s) => state.alerts.insert(rule.alert.clone(), s),
-            None => state.alerts.remove(&rule.alert),
+            Some(s) => state.alerts.insert(target.key.clone(), s),
+            None => state.alerts.remove(&target.key),
         };
         summary.rules.push(RuleResult {
             alert: rule.alert.clone(),
+            series: target.series.clone(),
             outcome,
             state: phase,
             transition: transition.as_ref().map(Transition::status),
@@ -1294,6 +1406,27 @@ groups:
     /// Serves one series to every query.
     struct FixedReader(Mutex<Series>);
     impl MetricReader for FixedReader {
+        async fn list_series(
+            &self,
+            _: &str,
+            _: &str,
+            fixed: &[vigil_shared::Dimension],
+            any: &[String],
+        ) -> Result<Vec<Vec<vigil_shared::Dimension>>> {
+            // Three series for each `*` dimension: a, b, c.
+            Ok(["a", "b", "c"]
+                .iter()
+                .map(|v| {
+                    let mut dims = fixed.to_vec();
+                    dims.extend(any.iter().map(|n| vigil_shared::Dimension {
+                        name: n.clone(),
+                        value: (*v).to_owned(),
+                    }));
+                    dims.sort();
+                    dims
+                })
+                .collect())
+        }
         async fn fetch(
             &self,
             queries: &[StatQuery],
@@ -1561,6 +1694,15 @@ groups:
     /// Serves each rule's series by query id.
     struct PerRule(Mutex<BTreeMap<String, Series>>);
     impl MetricReader for PerRule {
+        async fn list_series(
+            &self,
+            _: &str,
+            _: &str,
+            _: &[vigil_shared::Dimension],
+            _: &[String],
+        ) -> Result<Vec<Vec<vigil_shared::Dimension>>> {
+            Ok(Vec::new())
+        }
         async fn fetch(
             &self,
             queries: &[StatQuery],
@@ -1676,6 +1818,60 @@ groups:
             .await
             .expect("run");
         assert_eq!(outbox.sent.lock().expect("lock").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_wildcard_rule_keeps_one_state_per_series() {
+        let (reader, outbox, store) = (
+            breaching_reader(),
+            Outbox::default(),
+            MemoryStore::default(),
+        );
+        let mut r = rule();
+        r.metric.dimensions.insert("service".into(), "*".into());
+        r.labels.remove("service");
+        let rules = [r];
+        let now = t("2026-11-25T08:00:00Z");
+        let summary = run(&reader, &outbox, &store, plan(&rules), now)
+            .await
+            .expect("run");
+        assert_eq!(summary.rules.len(), 3);
+        let series: Vec<&str> = summary
+            .rules
+            .iter()
+            .map(|r| r.series["service"].as_str())
+            .collect();
+        assert_eq!(series, ["a", "b", "c"]);
+        assert_eq!(summary.sent.len(), 3);
+        assert!(
+            summary
+                .sent
+                .contains_key("HighLatency{service=b}/1795593600/firing"),
+            "{:?}",
+            summary.sent
+        );
+        let sent = outbox.sent.lock().expect("lock");
+        assert!(sent.iter().any(|n| {
+            n.attributes
+                .contains(&("service".to_owned(), "c".to_owned()))
+        }));
+        assert!(
+            sent[0].message.contains("{service=a}"),
+            "{}",
+            sent[0].message
+        );
+        drop(sent);
+        let state: StateFile =
+            serde_json::from_slice(&store.0.lock().expect("lock").as_ref().expect("state").0)
+                .expect("state");
+        assert_eq!(
+            state.alerts.keys().cloned().collect::<Vec<_>>(),
+            [
+                "HighLatency{service=a}",
+                "HighLatency{service=b}",
+                "HighLatency{service=c}"
+            ]
+        );
     }
 
     #[tokio::test]

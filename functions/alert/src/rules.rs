@@ -117,6 +117,8 @@ pub enum MissingData {
 pub struct MetricSpec {
     pub namespace: String,
     pub name: String,
+    /// A value of `*` watches every series with that dimension, each with its own state and
+    /// notifications (`service: "*"`: one alert per service).
     #[serde(default)]
     pub dimensions: BTreeMap<String, String>,
     pub stat: String,
@@ -303,7 +305,15 @@ pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::
                     ),
                 );
             }
+            let wildcard = rule.metric.dimensions.values().any(|v| v == "*");
             if let Some(expression) = &rule.expression {
+                if wildcard {
+                    return fail(
+                        "metric.dimensions",
+                        "`*` (one alert per series) cannot be combined with an expression"
+                            .to_owned(),
+                    );
+                }
                 if expression.trim().is_empty() {
                     return fail("expression", "must not be empty".to_owned());
                 }
