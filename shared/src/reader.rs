@@ -397,6 +397,8 @@ mod tests {
         let queries: Vec<StatQuery> = (0..1000).map(|i| stat(&format!("r{i}"))).collect();
         let calls = plan_calls(&queries);
         assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), [500, 500]);
+        let queries: Vec<StatQuery> = (0..10_000).map(|i| stat(&format!("r{i}"))).collect();
+        assert_eq!(plan_calls(&queries).len(), 20);
 
         // 3 entries per math query: 166 fit in a call (498), the 167th starts the next.
         let queries: Vec<StatQuery> = (0..200).map(|i| math(&format!("r{i}"), 1)).collect();
