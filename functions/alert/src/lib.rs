@@ -1509,15 +1509,7 @@ groups:
             bucket: "b".into(),
             key: "state.json".into(),
         });
-    static NO_POLICY: Policy = Policy {
-        repeat_interval: None,
-        routes: Vec::new(),
-        inhibit: Vec::new(),
-        watchdog: None,
-        group_by: Vec::new(),
-        group_wait: Span(0),
-        group_interval: Span(300),
-    };
+    static NO_POLICY: Policy = Policy::NONE;
 
     fn plan(rules: &[Rule]) -> Plan<'_> {
         Plan {

@@ -71,20 +71,26 @@ pub struct Policy {
 }
 
 fn default_group_interval() -> Span {
-    Span(300)
+    Policy::NONE.group_interval
+}
+
+impl Policy {
+    /// No routes, repeats, inhibition, watchdog or grouping: every alert notified on its own,
+    /// to the default topic.
+    pub const NONE: Policy = Policy {
+        repeat_interval: None,
+        routes: Vec::new(),
+        inhibit: Vec::new(),
+        watchdog: None,
+        group_by: Vec::new(),
+        group_wait: Span(0),
+        group_interval: Span(300),
+    };
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self {
-            repeat_interval: None,
-            routes: Vec::new(),
-            inhibit: Vec::new(),
-            watchdog: None,
-            group_by: Vec::new(),
-            group_wait: Span(0),
-            group_interval: default_group_interval(),
-        }
+        Self::NONE
     }
 }
 
