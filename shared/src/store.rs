@@ -12,6 +12,8 @@ pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
     pub last_modified: DateTime<Utc>,
+    /// The entity tag, quotes included, as S3 lists it.
+    pub etag: String,
 }
 
 /// Reads and writes objects.
@@ -60,6 +62,11 @@ impl S3Store {
         Self { client }
     }
 
+    /// The SDK client, for the operations beyond this trait.
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
     /// Builds the client from the shared SDK configuration.
     pub fn from_conf(conf: &aws_config::SdkConfig) -> Self {
         Self::new(crate::aws::s3_client(conf))
@@ -95,6 +102,7 @@ impl ObjectStore for S3Store {
                     key: key.to_owned(),
                     size: u64::try_from(object.size().unwrap_or(0)).unwrap_or(0),
                     last_modified,
+                    etag: object.e_tag().unwrap_or_default().to_owned(),
                 });
             }
         }

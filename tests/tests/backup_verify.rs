@@ -6,16 +6,216 @@ use serde_json::Value;
 use vigil_e2e::{Function, LocalAws, binary, scheduled_event};
 
 async fn verifier(aws: &LocalAws, sets: &str, report_bucket: &str) -> Function {
-    Function::start(
-        "backup-verify",
-        &binary("backup-verify"),
-        &[
-            ("VIGIL_AWS_ENDPOINT_URL", aws.endpoint.as_str()),
-            ("VIGIL_BACKUP_SETS", sets),
-            ("VIGIL_REPORT_BUCKET", report_bucket),
-        ],
+    verifier_with(aws, sets, report_bucket, &[]).await
+}
+
+async fn verifier_with(
+    aws: &LocalAws,
+    sets: &str,
+    report_bucket: &str,
+    extra: &[(&str, &str)],
+) -> Function {
+    let mut env = vec![
+        ("VIGIL_AWS_ENDPOINT_URL", aws.endpoint.as_str()),
+        ("VIGIL_BACKUP_SETS", sets),
+        ("VIGIL_REPORT_BUCKET", report_bucket),
+    ];
+    env.extend_from_slice(extra);
+    Function::start("backup-verify", &binary("backup-verify"), &env).await
+}
+
+fn statuses(set: &Value) -> Vec<(String, String)> {
+    set["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap_or_default().to_owned(),
+                c["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    (a.to_owned(), b.to_owned())
+}
+
+/// A protected set (versioned, locked, encrypted, replicated) passes every check; an
+/// unprotected one fails each, with evidence, and is announced in one SNS message.
+#[tokio::test]
+async fn protections_replicas_count_and_size_are_checked() {
+    use aws_sdk_s3::primitives::DateTime as S3DateTime;
+    use aws_sdk_s3::types::{
+        ObjectLockMode, ServerSideEncryption, ServerSideEncryptionByDefault,
+        ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    };
+    let aws = LocalAws::connect().await;
+    let reports = aws.create_bucket("vigil-reports").await;
+    let (topic, queue) = aws.topic_with_queue("vigil-backups").await;
+
+    // Protected: object lock (which enables versioning), default encryption, a replica.
+    let locked = vigil_e2e::unique("vigil-locked");
+    aws.s3
+        .create_bucket()
+        .bucket(&locked)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .expect("CreateBucket");
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::Aes256)
+                .build()
+                .expect("sse"),
+        )
+        .build();
+    aws.s3
+        .put_bucket_encryption()
+        .bucket(&locked)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .expect("config"),
+        )
+        .send()
+        .await
+        .expect("PutBucketEncryption");
+    let dr = aws.create_bucket("vigil-dr").await;
+    for (i, size) in [(1, 1000usize), (2, 1100), (3, 1050)] {
+        let key = format!("db/2026-11-2{i}.dump");
+        let mut put = aws
+            .s3
+            .put_object()
+            .bucket(&locked)
+            .key(&key)
+            .body(vec![i as u8; size].into());
+        if i == 3 {
+            let until = chrono::Utc::now() + chrono::Duration::days(40);
+            put = put
+                .object_lock_mode(ObjectLockMode::Compliance)
+                .object_lock_retain_until_date(S3DateTime::from_millis(until.timestamp_millis()));
+        }
+        put.send().await.expect("PutObject");
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    aws.put_object(&dr, "db/2026-11-23.dump", vec![3u8; 1050])
+        .await;
+
+    // Unprotected: two backups, the newest much smaller, no replica copy, no lock, versioning off.
+    let plain = aws.create_bucket("vigil-plain").await;
+    aws.put_object(&plain, "db/1.dump", vec![1u8; 5000]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    aws.put_object(&plain, "db/2.dump", vec![2u8; 900]).await;
+    // Drifted: the replica holds other bytes of the same size.
+    let drifted = aws.create_bucket("vigil-drifted").await;
+    aws.put_object(&drifted, "db/1.dump", vec![1u8; 700]).await;
+    aws.put_object(&dr, "drifted/1.dump", vec![9u8; 700]).await;
+
+    let sets = format!(
+        "backup_sets:\n\
+         \x20 - {{name: protected, bucket: {locked}, prefix: db/, max_age: 1h, min_count: 3, replicas: [{{bucket: {dr}}}],\n\
+         \x20    require: {{versioning: true, object_lock_days: 30, encryption: true}}}}\n\
+         \x20 - {{name: plain, bucket: {plain}, prefix: db/, max_age: 1h, min_count: 3, replicas: [{{bucket: {dr}}}],\n\
+         \x20    require: {{versioning: true, object_lock_days: 30}}, labels: {{team: data, severity: page}}}}\n\
+         \x20 - {{name: drifted, bucket: {drifted}, prefix: db/, max_age: 1h, replicas: [{{bucket: {dr}, prefix: drifted/}}]}}\n"
+    );
+    aws.put_object(&reports, "sets.yaml", sets).await;
+    let location = format!("s3://{reports}/sets.yaml");
+    let mut function = verifier_with(
+        &aws,
+        &location,
+        &reports,
+        &[("VIGIL_BACKUP_TOPIC_ARN", topic.as_str())],
     )
-    .await
+    .await;
+    let run_at = Utc::now();
+    let response = function
+        .invoke(&scheduled_event(run_at))
+        .await
+        .expect_response();
+    assert_eq!(response["summary"]["ok"], 1, "{response}");
+    assert_eq!(response["summary"]["failed"], 2, "{response}");
+
+    let key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);
+    let report: Value =
+        serde_json::from_slice(&aws.get_object(&reports, &key).await).expect("report JSON");
+    let protected = set_named(&report, "protected");
+    assert_eq!(
+        statuses(protected),
+        [
+            pair("freshness", "ok"),
+            pair("count", "ok"),
+            pair("size", "ok"),
+            pair("replica", "ok"),
+            pair("object_lock", "ok"),
+            pair("versioning", "ok"),
+            pair("encryption", "ok")
+        ],
+        "{protected}"
+    );
+    let plain_set = set_named(&report, "plain");
+    assert_eq!(
+        statuses(plain_set),
+        [
+            pair("freshness", "ok"),
+            pair("count", "failed"),
+            pair("size", "failed"),
+            pair("replica", "failed"),
+            pair("object_lock", "failed"),
+            pair("versioning", "failed")
+        ],
+        "{plain_set}"
+    );
+    let drifted_set = set_named(&report, "drifted");
+    let replica = drifted_set["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["check"] == "replica")
+        .expect("replica");
+    assert_eq!(replica["status"], "failed");
+    assert!(
+        replica["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("differs"),
+        "{replica}"
+    );
+
+    let messages = aws
+        .receive_sns(&queue, 2, std::time::Duration::from_secs(20))
+        .await;
+    let mut subjects: Vec<&str> = messages
+        .iter()
+        .map(|m| m["Subject"].as_str().unwrap_or_default())
+        .collect();
+    subjects.sort_unstable();
+    assert_eq!(
+        subjects,
+        [
+            "[BACKUP FAILED] drifted: replica",
+            "[BACKUP FAILED] plain: count, size, replica, object_lock, versioning"
+        ],
+        "{messages:?}"
+    );
+    let plain_message = messages
+        .iter()
+        .find(|m| m["Subject"].as_str().is_some_and(|s| s.contains("plain")))
+        .expect("plain");
+    assert_eq!(plain_message["MessageAttributes"]["team"]["Value"], "data");
+    let body: Value = serde_json::from_str(plain_message["Message"].as_str().expect("message"))
+        .expect("JSON body");
+    assert!(
+        body["text"]
+            .as_str()
+            .expect("text")
+            .contains("enable versioning"),
+        "{body}"
+    );
 }
 
 fn set_named<'a>(report: &'a Value, name: &str) -> &'a Value {

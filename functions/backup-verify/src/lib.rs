@@ -13,6 +13,8 @@
 //!     max_age: 26h
 //! ```
 
+pub mod checks;
+
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -20,7 +22,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vigil_shared::aws::required_env;
 use vigil_shared::config::parse_yaml;
-use vigil_shared::{ConfigSource, Error, ObjectInfo, ObjectStore, Result, Span};
+use vigil_shared::{
+    BucketInspector, ConfigSource, Error, Notification, Notifier, ObjectInfo, ObjectStore, Result,
+    Span, Unit, emf,
+};
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +42,55 @@ pub struct BackupSet {
     pub prefix: String,
     /// The recovery point objective: the newest backup must be younger.
     pub max_age: Span,
+    /// Backups that must be kept under the prefix.
+    #[serde(default = "one")]
+    pub min_count: usize,
+    /// The newest backup must be at least this large.
+    #[serde(default)]
+    pub min_size_bytes: u64,
+    /// The newest backup may be at most this fraction smaller than the median of the ones
+    /// before it (0.5: half the size is a finding).
+    #[serde(default = "half")]
+    pub max_size_drop: f64,
+    /// Other copies that must hold the newest backup (same size and ETag).
+    #[serde(default)]
+    pub replicas: Vec<Replica>,
+    #[serde(default)]
+    pub require: Requirements,
+    /// Labels for the failure message's attributes (`team`, `service`, `severity`).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+/// Another bucket (possibly in another region) that must hold a copy.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Replica {
+    pub bucket: String,
+    /// Defaults to the set's prefix.
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+/// The protections the primary bucket must have.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Requirements {
+    #[serde(default)]
+    pub versioning: bool,
+    /// Object lock retention of at least this many days on the newest backup.
+    #[serde(default)]
+    pub object_lock_days: Option<u64>,
+    #[serde(default)]
+    pub encryption: bool,
 }
 
 /// Parses and validates a backup sets file.
@@ -61,6 +115,15 @@ pub fn load(origin: &str, text: &str) -> Result<Vec<BackupSet>> {
         }
         if set.max_age.seconds() == 0 {
             return fail("max_age", "must be more than zero");
+        }
+        if set.min_count == 0 {
+            return fail("min_count", "must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&set.max_size_drop) {
+            return fail("max_size_drop", "must be between 0 and 1");
+        }
+        if set.replicas.iter().any(|r| r.bucket.len() < 3) {
+            return fail("replicas", "a replica bucket name is not valid");
         }
     }
     Ok(file.backup_sets)
@@ -168,21 +231,17 @@ fn worst(checks: &[CheckResult]) -> Status {
     }
 }
 
-/// Runs every check of every set. A storage error becomes that check's `error`; the other sets
-/// are still checked.
-pub async fn verify(store: &impl ObjectStore, sets: &[BackupSet], now: DateTime<Utc>) -> Report {
+/// Runs every check of every set. A storage error becomes that check's `error`; the other
+/// checks and sets still run.
+pub async fn verify(
+    store: &(impl ObjectStore + BucketInspector),
+    sets: &[BackupSet],
+    now: DateTime<Utc>,
+) -> Report {
     let mut reports = Vec::with_capacity(sets.len());
     let mut summary = Summary::default();
     for set in sets {
-        let checks = match store.list(&set.bucket, &set.prefix).await {
-            Ok(objects) => vec![check_freshness(set, &objects, now)],
-            Err(e) => vec![CheckResult {
-                check: "freshness",
-                status: Status::Error,
-                detail: format!("could not list s3://{}/{}: {e}", set.bucket, set.prefix),
-                evidence: Value::Null,
-            }],
-        };
+        let checks = check_set(store, set, now).await;
         let status = worst(&checks);
         match status {
             Status::Ok => summary.ok += 1,
@@ -207,6 +266,148 @@ pub async fn verify(store: &impl ObjectStore, sets: &[BackupSet], now: DateTime<
     }
 }
 
+fn errored(check: &'static str, what: String, e: &Error) -> CheckResult {
+    CheckResult {
+        check,
+        status: Status::Error,
+        detail: format!("could not {what}: {e}"),
+        evidence: Value::Null,
+    }
+}
+
+async fn check_set(
+    store: &(impl ObjectStore + BucketInspector),
+    set: &BackupSet,
+    now: DateTime<Utc>,
+) -> Vec<CheckResult> {
+    let objects = match store.list(&set.bucket, &set.prefix).await {
+        Ok(objects) => objects,
+        Err(e) => {
+            return vec![errored(
+                "freshness",
+                format!("list s3://{}/{}", set.bucket, set.prefix),
+                &e,
+            )];
+        }
+    };
+    let mut out = vec![
+        check_freshness(set, &objects, now),
+        checks::count(set, &objects),
+    ];
+    out.extend(checks::size(set, &objects));
+    let newest = objects.iter().max_by_key(|o| (o.last_modified, &o.key));
+    if let Some(newest) = newest {
+        for r in &set.replicas {
+            let relative = newest.key.strip_prefix(&set.prefix).unwrap_or(&newest.key);
+            let key = format!("{}{relative}", r.prefix.as_deref().unwrap_or(&set.prefix));
+            out.push(match store.head(&r.bucket, &key).await {
+                Ok(head) => checks::replica(newest, &r.bucket, &key, head.as_ref()),
+                Err(e) => errored("replica", format!("read s3://{}/{key}", r.bucket), &e),
+            });
+        }
+        if let Some(days) = set.require.object_lock_days {
+            out.push(match store.retention(&set.bucket, &newest.key).await {
+                Ok(retention) => checks::object_lock(newest, days, retention.as_ref(), now),
+                Err(e) => errored(
+                    "object_lock",
+                    format!("read the retention of {}", newest.key),
+                    &e,
+                ),
+            });
+        }
+    }
+    if set.require.versioning {
+        out.push(match store.versioning(&set.bucket).await {
+            Ok(status) => checks::versioning(&set.bucket, status.as_deref()),
+            Err(e) => errored(
+                "versioning",
+                format!("read the versioning of {}", set.bucket),
+                &e,
+            ),
+        });
+    }
+    if set.require.encryption {
+        out.push(match store.default_encryption(&set.bucket).await {
+            Ok(algorithm) => checks::encryption(&set.bucket, algorithm.as_deref()),
+            Err(e) => errored(
+                "encryption",
+                format!("read the encryption of {}", set.bucket),
+                &e,
+            ),
+        });
+    }
+    out
+}
+
+/// The message for a set that failed or could not be checked: what failed and what to do.
+pub fn failure_notification(
+    set: &SetReport,
+    labels: &std::collections::BTreeMap<String, String>,
+    report: &str,
+) -> Notification {
+    let failed: Vec<&CheckResult> = set
+        .checks
+        .iter()
+        .filter(|c| c.status != Status::Ok)
+        .collect();
+    let names: Vec<&str> = failed.iter().map(|c| c.check).collect();
+    let mut text = format!(
+        "Backup set {} (s3://{}/{}) is {}: {}.\n",
+        set.name,
+        set.bucket,
+        set.prefix,
+        if set.status == Status::Error {
+            "NOT VERIFIED"
+        } else {
+            "FAILING"
+        },
+        names.join(", ")
+    );
+    for c in &failed {
+        text.push_str(&format!(
+            "\n- {} ({}): {}",
+            c.check,
+            if c.status == Status::Error {
+                "error"
+            } else {
+                "failed"
+            },
+            c.detail
+        ));
+    }
+    text.push_str(&format!("\n\nFull report: {report}"));
+    let mut attributes = vec![
+        ("alertname".to_owned(), format!("BackupVerify:{}", set.name)),
+        ("status".to_owned(), "firing".to_owned()),
+    ];
+    for label in ["severity", "team", "service"] {
+        if let Some(v) = labels.get(label) {
+            attributes.push((label.to_owned(), v.clone()));
+        }
+    }
+    Notification {
+        subject: format!(
+            "[BACKUP {}] {}: {}",
+            if set.status == Status::Error {
+                "UNVERIFIED"
+            } else {
+                "FAILED"
+            },
+            set.name,
+            names.join(", ")
+        ),
+        message: text,
+        attributes,
+        details: Some(serde_json::json!({
+            "version": 1,
+            "set": set.name,
+            "status": set.status,
+            "checks": failed,
+            "report": report,
+        })),
+    }
+}
+
 /// Where the report of the run at `run_at` goes: one key per scheduled run, so a retried
 /// invocation overwrites its own report instead of adding a second one.
 pub fn report_key(prefix: &str, run_at: DateTime<Utc>) -> String {
@@ -225,6 +426,8 @@ pub struct VerifyConfig {
     pub report_bucket: String,
     /// `VIGIL_REPORT_PREFIX`, default `reports/backup-verify/`.
     pub report_prefix: String,
+    /// `VIGIL_BACKUP_TOPIC_ARN`: where a failing set is announced (optional).
+    pub topic_arn: Option<String>,
 }
 
 impl VerifyConfig {
@@ -234,6 +437,9 @@ impl VerifyConfig {
             report_bucket: required_env("VIGIL_REPORT_BUCKET")?,
             report_prefix: std::env::var("VIGIL_REPORT_PREFIX")
                 .unwrap_or_else(|_| "reports/backup-verify/".to_owned()),
+            topic_arn: std::env::var("VIGIL_BACKUP_TOPIC_ARN")
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
         })
     }
 }
@@ -242,7 +448,8 @@ impl VerifyConfig {
 /// report, and return where it went with the summary. A run with a check in `error` fails
 /// after writing its report, so Lambda retries it.
 pub async fn handle_scheduled(
-    store: &impl ObjectStore,
+    store: &(impl ObjectStore + BucketInspector),
+    notifier: &impl Notifier,
     config: &VerifyConfig,
     event: &Value,
     now: DateTime<Utc>,
@@ -265,6 +472,50 @@ pub async fn handle_scheduled(
     let location = format!("s3://{}/{key}", config.report_bucket);
     tracing::info!(report = %location, ok = report.summary.ok, failed = report.summary.failed,
         error = report.summary.error, "report written");
+    for (set, spec) in report.sets.iter().zip(&sets) {
+        // One EMF line per set: the age of its newest backup and its checks, as metrics.
+        let age = set
+            .checks
+            .iter()
+            .find(|c| c.check == "freshness")
+            .and_then(|c| c.evidence["age_seconds"].as_f64());
+        let failed = set
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Failed)
+            .count();
+        let errors = set
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Error)
+            .count();
+        let mut fields = serde_json::Map::new();
+        fields.insert("message".into(), "backup set verified".into());
+        fields.insert("status".into(), serde_json::json!(set.status));
+        let mut metrics = vec![
+            ("ChecksFailed", failed as f64, Unit::Count),
+            ("ChecksError", errors as f64, Unit::Count),
+        ];
+        if let Some(age) = age {
+            metrics.push(("NewestBackupAge", age, Unit::Seconds));
+        }
+        emf::emit(&emf::line(
+            "Vigil",
+            &[("Function", "backup-verify"), ("Set", &set.name)],
+            &metrics,
+            fields,
+            now,
+        ));
+        if set.status == Status::Ok {
+            continue;
+        }
+        if let Some(topic) = &config.topic_arn {
+            let id = notifier
+                .publish(topic, &failure_notification(set, &spec.labels, &location))
+                .await?;
+            tracing::info!(set = %set.name, message_id = %id, "failure announced");
+        }
+    }
     if report.summary.error > 0 {
         return Err(Error::Aws {
             service: "S3",
@@ -304,6 +555,7 @@ mod tests {
             key: key.into(),
             size: 10,
             last_modified: at,
+            etag: "\"e\"".into(),
         }
     }
 

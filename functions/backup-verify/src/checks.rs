@@ -1,0 +1,329 @@
+//! The checks beyond freshness: how many backups are kept, whether the newest is suspiciously
+//! small, whether every replica holds the same newest backup, and whether the bucket protects
+//! it (versioning, object lock retention, default encryption).
+//!
+//! Each check is a pure decision over what S3 answered, so that the rules are tested without a
+//! network; [`crate::verify`] does the asking.
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use serde_json::{Value, json};
+use vigil_shared::{ObjectHead, ObjectInfo, Retention};
+
+use crate::{BackupSet, CheckResult, Status};
+
+fn result(check: &'static str, ok: bool, detail: String, evidence: Value) -> CheckResult {
+    CheckResult {
+        check,
+        status: if ok { Status::Ok } else { Status::Failed },
+        detail,
+        evidence,
+    }
+}
+
+/// At least `min_count` backups are kept.
+pub fn count(set: &BackupSet, objects: &[ObjectInfo]) -> CheckResult {
+    let ok = objects.len() >= set.min_count;
+    result(
+        "count",
+        ok,
+        if ok {
+            format!(
+                "{} backups kept (at least {})",
+                objects.len(),
+                set.min_count
+            )
+        } else {
+            format!(
+                "{} backups kept, fewer than {}: check the retention or lifecycle rules, and that the job has not been failing",
+                objects.len(),
+                set.min_count
+            )
+        },
+        json!({ "objects": objects.len(), "min_count": set.min_count }),
+    )
+}
+
+/// The newest backup is at least `min_size_bytes`, and not smaller than `1 - max_size_drop` of
+/// the median of the (up to five) backups before it: a sudden drop in size is how a truncated
+/// or empty dump shows.
+pub fn size(set: &BackupSet, objects: &[ObjectInfo]) -> Option<CheckResult> {
+    let mut sorted: Vec<&ObjectInfo> = objects.iter().collect();
+    sorted.sort_by_key(|o| (o.last_modified, o.key.as_str()));
+    let (newest, before) = sorted.split_last()?;
+    let mut previous: Vec<u64> = before.iter().rev().take(5).map(|o| o.size).collect();
+    previous.sort_unstable();
+    let median = previous.get(previous.len() / 2).copied();
+    let floor = median.map(|m| (m as f64 * (1.0 - set.max_size_drop)).floor() as u64);
+    let too_small = newest.size < set.min_size_bytes;
+    let dropped = floor.is_some_and(|f| newest.size < f);
+    let detail = if too_small {
+        format!(
+            "newest backup {} is {} bytes, under the minimum of {}: the dump is probably empty or truncated",
+            newest.key, newest.size, set.min_size_bytes
+        )
+    } else if dropped {
+        format!(
+            "newest backup {} is {} bytes, {:.0} % less than the median of the backups before it ({} bytes): check that the dump is complete",
+            newest.key,
+            newest.size,
+            100.0 * (1.0 - newest.size as f64 / median.unwrap_or(1).max(1) as f64),
+            median.unwrap_or(0)
+        )
+    } else {
+        format!("newest backup is {} bytes", newest.size)
+    };
+    Some(result(
+        "size",
+        !too_small && !dropped,
+        detail,
+        json!({
+            "newest_key": newest.key,
+            "newest_size": newest.size,
+            "min_size_bytes": set.min_size_bytes,
+            "median_previous_size": median,
+            "max_size_drop": set.max_size_drop,
+        }),
+    ))
+}
+
+/// The newest backup exists in a replica with the same size and entity tag.
+pub fn replica(
+    newest: &ObjectInfo,
+    replica_bucket: &str,
+    replica_key: &str,
+    head: Option<&ObjectHead>,
+) -> CheckResult {
+    let location = format!("s3://{replica_bucket}/{replica_key}");
+    let evidence = json!({
+        "key": newest.key,
+        "size": newest.size,
+        "etag": newest.etag,
+        "replica": location,
+        "replica_size": head.map(|h| h.size),
+        "replica_etag": head.map(|h| h.etag.clone()),
+    });
+    match head {
+        None => result(
+            "replica",
+            false,
+            format!(
+                "{location} is missing: the backup exists in one copy only; check the replication rule or copy job"
+            ),
+            evidence,
+        ),
+        Some(h) if h.size != newest.size || h.etag != newest.etag => result(
+            "replica",
+            false,
+            format!(
+                "{location} differs from the primary (size {} vs {}, ETag {} vs {}): the copies are not the same backup",
+                h.size, newest.size, h.etag, newest.etag
+            ),
+            evidence,
+        ),
+        Some(_) => result(
+            "replica",
+            true,
+            format!("{location} holds the same backup"),
+            evidence,
+        ),
+    }
+}
+
+/// Bucket versioning is enabled.
+pub fn versioning(bucket: &str, status: Option<&str>) -> CheckResult {
+    let ok = status == Some("Enabled");
+    result(
+        "versioning",
+        ok,
+        if ok {
+            format!("versioning is enabled on {bucket}")
+        } else {
+            format!(
+                "versioning is {} on {bucket}: an overwrite or delete destroys the backup; enable versioning",
+                status.unwrap_or("off")
+            )
+        },
+        json!({ "bucket": bucket, "status": status }),
+    )
+}
+
+/// The newest backup is under object lock retention for at least `days` from its creation.
+pub fn object_lock(
+    newest: &ObjectInfo,
+    days: u64,
+    retention: Option<&Retention>,
+    now: DateTime<Utc>,
+) -> CheckResult {
+    let needed = newest.last_modified + Duration::days(i64::try_from(days).unwrap_or(36_500));
+    let evidence = json!({
+        "key": newest.key,
+        "required_days": days,
+        "mode": retention.map(|r| r.mode.clone()),
+        "retain_until": retention.map(|r| r.retain_until.to_rfc3339_opts(SecondsFormat::Secs, true)),
+    });
+    match retention {
+        None => result(
+            "object_lock",
+            false,
+            format!(
+                "{} has no object lock retention: the credentials that wrote it can delete it; enable object lock with a default retention",
+                newest.key
+            ),
+            evidence,
+        ),
+        Some(r) if r.retain_until < needed || r.retain_until <= now => result(
+            "object_lock",
+            false,
+            format!(
+                "{} is retained until {} only, less than the required {days} days",
+                newest.key,
+                r.retain_until.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+            evidence,
+        ),
+        Some(r) => result(
+            "object_lock",
+            true,
+            format!(
+                "{} is locked ({}) until {}",
+                newest.key,
+                r.mode,
+                r.retain_until.to_rfc3339_opts(SecondsFormat::Secs, true)
+            ),
+            evidence,
+        ),
+    }
+}
+
+/// The bucket encrypts objects by default.
+pub fn encryption(bucket: &str, algorithm: Option<&str>) -> CheckResult {
+    result(
+        "encryption",
+        algorithm.is_some(),
+        match algorithm {
+            Some(a) => format!("{bucket} encrypts by default ({a})"),
+            None => format!("{bucket} has no default encryption: set SSE-S3 or SSE-KMS"),
+        },
+        json!({ "bucket": bucket, "algorithm": algorithm }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn set(yaml: &str) -> BackupSet {
+        crate::load(
+            "s.yaml",
+            &format!(
+                "backup_sets:\n  - {{name: db, bucket: backups, prefix: db/, max_age: 26h{yaml}}}\n"
+            ),
+        )
+        .expect("valid")
+        .remove(0)
+    }
+
+    fn t(h: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_593_600 + h * 3600, 0).expect("time")
+    }
+
+    fn object(key: &str, size: u64, h: i64) -> ObjectInfo {
+        ObjectInfo {
+            key: key.into(),
+            size,
+            last_modified: t(h),
+            etag: format!("\"{size}\""),
+        }
+    }
+
+    #[test]
+    fn count_and_size() {
+        let s = set(", min_count: 3, min_size_bytes: 100");
+        let kept = [
+            object("db/1", 1000, 0),
+            object("db/2", 1100, 24),
+            object("db/3", 1050, 48),
+        ];
+        assert_eq!(count(&s, &kept).status, Status::Ok);
+        assert_eq!(count(&s, &kept[..2]).status, Status::Failed);
+        assert_eq!(size(&s, &kept).map(|c| c.status), Some(Status::Ok));
+        let dropped = [kept[0].clone(), kept[1].clone(), object("db/3", 400, 48)];
+        let c = size(&s, &dropped).expect("check");
+        assert_eq!(c.status, Status::Failed);
+        assert!(c.detail.contains("less than the median"), "{}", c.detail);
+        let tiny = [object("db/1", 50, 0)];
+        assert!(
+            size(&s, &tiny)
+                .expect("check")
+                .detail
+                .contains("under the minimum")
+        );
+        assert!(size(&s, &[]).is_none());
+    }
+
+    #[test]
+    fn replicas_must_match() {
+        let newest = object("db/3", 1050, 48);
+        let same = ObjectHead {
+            size: 1050,
+            etag: "\"1050\"".into(),
+        };
+        let other = ObjectHead {
+            size: 1050,
+            etag: "\"x\"".into(),
+        };
+        assert_eq!(
+            replica(&newest, "dr", "db/3", Some(&same)).status,
+            Status::Ok
+        );
+        assert!(
+            replica(&newest, "dr", "db/3", Some(&other))
+                .detail
+                .contains("differs")
+        );
+        assert!(
+            replica(&newest, "dr", "db/3", None)
+                .detail
+                .contains("missing")
+        );
+    }
+
+    #[test]
+    fn protections() {
+        assert_eq!(versioning("b", Some("Enabled")).status, Status::Ok);
+        assert_eq!(versioning("b", Some("Suspended")).status, Status::Failed);
+        assert_eq!(versioning("b", None).status, Status::Failed);
+        assert_eq!(encryption("b", Some("AES256")).status, Status::Ok);
+        assert_eq!(encryption("b", None).status, Status::Failed);
+        let newest = object("db/3", 1050, 0);
+        let long = Retention {
+            mode: "COMPLIANCE".into(),
+            retain_until: t(24 * 31),
+        };
+        let short = Retention {
+            mode: "GOVERNANCE".into(),
+            retain_until: t(24 * 5),
+        };
+        assert_eq!(
+            object_lock(&newest, 30, Some(&long), t(1)).status,
+            Status::Ok
+        );
+        assert_eq!(
+            object_lock(&newest, 30, Some(&short), t(1)).status,
+            Status::Failed
+        );
+        assert_eq!(object_lock(&newest, 30, None, t(1)).status, Status::Failed);
+    }
+
+    proptest! {
+        #[test]
+        fn size_never_panics(sizes in proptest::collection::vec(0u64..u64::MAX / 4, 0..12), drop in 0.0f64..1.0) {
+            let mut s = set("");
+            s.max_size_drop = drop;
+            let objects: Vec<ObjectInfo> = sizes.iter().enumerate().map(|(i, z)| object(&format!("db/{i}"), *z, i as i64)).collect();
+            let c = size(&s, &objects);
+            prop_assert_eq!(c.is_some(), !objects.is_empty());
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! What a backup check asks of S3 beyond objects: an object's metadata, and a bucket's
+//! protections (versioning, object lock, default encryption).
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::store::S3Store;
+use crate::{Error, Result};
+
+/// An object's metadata, without its body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub etag: String,
+}
+
+/// An object's lock retention.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// `GOVERNANCE` or `COMPLIANCE`.
+    pub mode: String,
+    pub retain_until: DateTime<Utc>,
+}
+
+/// Bucket and object metadata.
+pub trait BucketInspector: Send + Sync {
+    /// `None` when there is no such object.
+    fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<ObjectHead>>> + Send;
+    /// The versioning status: `Enabled`, `Suspended`, or `None` when never enabled.
+    fn versioning(&self, bucket: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// The object's lock retention, `None` when it has none.
+    fn retention(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Retention>>> + Send;
+    /// The default encryption algorithm (`AES256`, `aws:kms`, ...), `None` when none is set.
+    fn default_encryption(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
+}
+
+fn code_of<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> Option<String> {
+    e.code().map(str::to_owned)
+}
+
+impl BucketInspector for S3Store {
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>> {
+        match self
+            .client()
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectHead {
+                size: u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0),
+                etag: out.e_tag().unwrap_or_default().to_owned(),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(Error::aws("S3", "HeadObject", e)),
+        }
+    }
+
+    async fn versioning(&self, bucket: &str) -> Result<Option<String>> {
+        let out = self
+            .client()
+            .get_bucket_versioning()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| Error::aws("S3", "GetBucketVersioning", e))?;
+        Ok(out.status().map(|s| s.as_str().to_owned()))
+    }
+
+    async fn retention(&self, bucket: &str, key: &str) -> Result<Option<Retention>> {
+        match self
+            .client()
+            .get_object_retention()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.retention().and_then(|r| {
+                let until = r.retain_until_date()?.to_millis().ok()?;
+                Some(Retention {
+                    mode: r.mode().map(|m| m.as_str().to_owned()).unwrap_or_default(),
+                    retain_until: DateTime::from_timestamp_millis(until)?,
+                })
+            })),
+            Err(e) => {
+                let code = e.as_service_error().and_then(code_of);
+                match code.as_deref() {
+                    Some("NoSuchObjectLockConfiguration")
+                    | Some("ObjectLockConfigurationNotFoundError")
+                    | Some("InvalidRequest") => Ok(None),
+                    _ => Err(Error::aws("S3", "GetObjectRetention", e)),
+                }
+            }
+        }
+    }
+
+    async fn default_encryption(&self, bucket: &str) -> Result<Option<String>> {
+        match self
+            .client()
+            .get_bucket_encryption()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .server_side_encryption_configuration()
+                .and_then(|c| c.rules().first())
+                .and_then(|r| r.apply_server_side_encryption_by_default())
+                .map(|d| d.sse_algorithm().as_str().to_owned())),
+            Err(e) => {
+                let code = e.as_service_error().and_then(code_of);
+                if code.as_deref() == Some("ServerSideEncryptionConfigurationNotFoundError") {
+                    Ok(None)
+                } else {
+                    Err(Error::aws("S3", "GetBucketEncryption", e))
+                }
+            }
+        }
+    }
+}
