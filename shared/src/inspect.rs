@@ -133,3 +133,89 @@ impl BucketInspector for S3Store {
         }
     }
 }
+
+/// Streams an object through a blocking reader: the body arrives in chunks over a bounded
+/// channel, so memory stays at a few chunks whatever the object's size.
+pub trait ObjectStreamer: Send + Sync {
+    /// Runs `f` on a blocking thread with a reader over the object's bytes.
+    fn read_with<T, F>(
+        &self,
+        bucket: &str,
+        key: &str,
+        f: F,
+    ) -> impl Future<Output = Result<T>> + Send
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn std::io::Read) -> T + Send + 'static;
+}
+
+/// Chunks in flight between the download and the reader.
+const STREAM_CHUNKS: usize = 8;
+
+struct ChannelReader {
+    chunks: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    current: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+impl ObjectStreamer for S3Store {
+    async fn read_with<T, F>(&self, bucket: &str, key: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn std::io::Read) -> T + Send + 'static,
+    {
+        let out = self
+            .client()
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| Error::aws("S3", "GetObject", e))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHUNKS);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut r = ChannelReader {
+                chunks: rx,
+                current: bytes::Bytes::new(),
+            };
+            f(&mut r)
+        });
+        let mut body = out.body;
+        loop {
+            let next = body.next().await;
+            let item = match next {
+                None => break,
+                Some(Ok(chunk)) => Ok(chunk),
+                Some(Err(e)) => Err(std::io::Error::other(format!(
+                    "reading s3://{bucket}/{key}: {e}"
+                ))),
+            };
+            let failed = item.is_err();
+            // A closed channel means the reader stopped early (it found what it needed).
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+        drop(tx);
+        reader.await.map_err(|e| Error::Aws {
+            service: "S3",
+            operation: "GetObject",
+            message: format!("the reader of s3://{bucket}/{key} failed: {e}"),
+            retryable: false,
+        })
+    }
+}

@@ -23,7 +23,7 @@ pub use aws::sdk_config;
 pub use config::ConfigSource;
 pub use duration::Span;
 pub use error::{Error, Result};
-pub use inspect::{BucketInspector, ObjectHead, Retention};
+pub use inspect::{BucketInspector, ObjectHead, ObjectStreamer, Retention};
 pub use metric::{Datum, Dimension, Rejection, Rejections, Unit};
 pub use notify::{Notification, Notifier, SnsNotifier};
 pub use reader::{CloudWatchReader, Math, MathInput, MetricReader, StatQuery};

@@ -21,6 +21,42 @@ pub fn whole_minute_ago(minutes_ago: i64) -> DateTime<Utc> {
         .expect("a minute boundary")
 }
 
+/// `data` gzip-compressed, as a backup job writes a `.gz` dump.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+/// A `.tar.gz` archive of `files`.
+pub fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut builder = tar::Builder::new(gz);
+    for (name, data) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, name, *data)
+            .expect("tar entry");
+    }
+    builder.into_inner().expect("tar").finish().expect("gzip")
+}
+
+/// The manifest a backup job writes beside `key`: `{"key", "size", "sha256"}`.
+pub fn manifest(key: &str, data: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    let sha: String = sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    serde_json::json!({"key": key, "size": data.len(), "sha256": sha})
+        .to_string()
+        .into_bytes()
+}
+
 /// A sample event from `events/`.
 pub fn sample_event(name: &str) -> Value {
     let path = aws::workspace_root().join("events").join(name);

@@ -152,6 +152,7 @@ async fn protections_replicas_count_and_size_are_checked() {
             pair("size", "ok"),
             pair("replica", "ok"),
             pair("object_lock", "ok"),
+            pair("restore", "ok"),
             pair("versioning", "ok"),
             pair("encryption", "ok")
         ],
@@ -166,6 +167,7 @@ async fn protections_replicas_count_and_size_are_checked() {
             pair("size", "failed"),
             pair("replica", "failed"),
             pair("object_lock", "failed"),
+            pair("restore", "ok"),
             pair("versioning", "failed")
         ],
         "{plain_set}"
@@ -232,10 +234,18 @@ async fn fresh_stale_and_missing_backups_are_reported() {
     let aws = LocalAws::connect().await;
     let backups = aws.create_bucket("vigil-backups").await;
     let reports = aws.create_bucket("vigil-reports").await;
-    aws.put_object(&backups, "orders/2026-11-24.tar.gz", vec![1u8; 2048])
-        .await;
-    aws.put_object(&backups, "orders/2026-11-25.tar.gz", vec![2u8; 4096])
-        .await;
+    aws.put_object(
+        &backups,
+        "orders/2026-11-24.tar.gz",
+        vigil_e2e::tar_gz(&[("db.sql", &[1u8; 2048])]),
+    )
+    .await;
+    aws.put_object(
+        &backups,
+        "orders/2026-11-25.tar.gz",
+        vigil_e2e::tar_gz(&[("db.sql", &[2u8; 4096])]),
+    )
+    .await;
     aws.put_object(&backups, "billing/2026-11-25.dump", vec![3u8; 100])
         .await;
     let sets = format!(
@@ -256,9 +266,6 @@ async fn fresh_stale_and_missing_backups_are_reported() {
         .invoke(&scheduled_event(run_at))
         .await
         .expect_response();
-    assert_eq!(response["summary"]["ok"], 1, "{response}");
-    assert_eq!(response["summary"]["failed"], 2, "{response}");
-
     let url = response["report"].as_str().expect("report location");
     let key = url
         .strip_prefix(&format!("s3://{reports}/"))
@@ -269,6 +276,8 @@ async fn fresh_stale_and_missing_backups_are_reported() {
     );
     let report: Value =
         serde_json::from_slice(&aws.get_object(&reports, key).await).expect("report JSON");
+    assert_eq!(response["summary"]["ok"], 1, "{report}");
+    assert_eq!(response["summary"]["failed"], 2, "{report}");
 
     let orders = set_named(&report, "orders");
     assert_eq!(orders["status"], "ok");
@@ -324,4 +333,92 @@ async fn an_unreadable_bucket_is_an_error_never_ok_and_fails_the_run() {
             .contains("NoSuchBucket"),
         "{ghost}"
     );
+}
+
+/// Test restores through the real binary: a complete archive with its manifest restores; a
+/// truncated gzip, a flipped byte, and bytes that no longer match their manifest are each found.
+#[tokio::test]
+async fn test_restores_find_truncation_corruption_and_manifest_mismatch() {
+    let aws = LocalAws::connect().await;
+    let reports = aws.create_bucket("vigil-reports").await;
+    let backups = aws.create_bucket("vigil-restore").await;
+    let archive = vigil_e2e::tar_gz(&[("velero-backup.json", b"{}"), ("db.sql", &[5u8; 200_000])]);
+    let put = |prefix: &'static str, data: Vec<u8>, manifest_of: Vec<u8>| {
+        let aws = aws.clone();
+        let backups = backups.clone();
+        async move {
+            let key = format!("{prefix}/2026-11-25.tar.gz");
+            aws.put_object(
+                &backups,
+                &format!("{key}.manifest.json"),
+                vigil_e2e::manifest(&key, &manifest_of),
+            )
+            .await;
+            aws.put_object(&backups, &key, data).await;
+        }
+    };
+    put("good", archive.clone(), archive.clone()).await;
+    put(
+        "truncated",
+        archive[..archive.len() - 30].to_vec(),
+        archive[..archive.len() - 30].to_vec(),
+    )
+    .await;
+    let mut flipped = archive.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x55;
+    put("corrupted", flipped.clone(), flipped).await;
+    // The manifest describes the archive as written; the stored bytes differ from it.
+    put("mismatch", archive.clone(), {
+        let mut other = archive.clone();
+        other[10] ^= 0x01;
+        other
+    })
+    .await;
+    let sets: String = ["good", "truncated", "corrupted", "mismatch"]
+        .iter()
+        .map(|p| {
+            format!(
+                "  - {{name: {p}, bucket: {backups}, prefix: {p}/, max_age: 1h, manifest: true}}\n"
+            )
+        })
+        .collect();
+    aws.put_object(&reports, "sets.yaml", format!("backup_sets:\n{sets}"))
+        .await;
+    let location = format!("s3://{reports}/sets.yaml");
+    let mut function = verifier(&aws, &location, &reports).await;
+    let run_at = Utc::now();
+    let response = function
+        .invoke(&scheduled_event(run_at))
+        .await
+        .expect_response();
+    let key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);
+    let report: Value =
+        serde_json::from_slice(&aws.get_object(&reports, &key).await).expect("report JSON");
+    assert_eq!(response["summary"]["ok"], 1, "{report}");
+    let restore = |name: &str| -> Value {
+        set_named(&report, name)["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["check"] == "restore")
+            .cloned()
+            .unwrap_or_else(|| panic!("no restore check for {name}"))
+    };
+    let good = restore("good");
+    assert_eq!(good["status"], "ok", "{good}");
+    assert_eq!(good["evidence"]["entries"], 2);
+    assert_eq!(good["evidence"]["bytes"], archive.len());
+    for (name, words) in [
+        ("truncated", "incomplete"),
+        ("corrupted", "restore"),
+        ("mismatch", "does not match its manifest"),
+    ] {
+        let check = restore(name);
+        assert_eq!(check["status"], "failed", "{name}: {check}");
+        assert!(
+            check["detail"].as_str().expect("detail").contains(words),
+            "{name}: {check}"
+        );
+    }
 }

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod checks;
+pub mod restore;
 
 use std::collections::BTreeSet;
 
@@ -23,8 +24,8 @@ use serde_json::Value;
 use vigil_shared::aws::required_env;
 use vigil_shared::config::parse_yaml;
 use vigil_shared::{
-    BucketInspector, ConfigSource, Error, Notification, Notifier, ObjectInfo, ObjectStore, Result,
-    Span, Unit, emf,
+    BucketInspector, ConfigSource, Error, Notification, Notifier, ObjectInfo, ObjectStore,
+    ObjectStreamer, Result, Span, Unit, emf,
 };
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -60,6 +61,82 @@ pub struct BackupSet {
     /// Labels for the failure message's attributes (`team`, `service`, `severity`).
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Which backups to test-restore: `latest` (default), `all`, or a number sampled at random.
+    #[serde(default)]
+    pub restore: Sample,
+    /// The format to validate, when the key's suffix does not tell it.
+    #[serde(default)]
+    pub format: Option<restore::Format>,
+    /// Every backup must have a manifest (`<key>.manifest.json`: `{"key", "size", "sha256"}`)
+    /// that its bytes match. Without this, a manifest that exists is still checked.
+    #[serde(default)]
+    pub manifest: bool,
+}
+
+/// Which backups a run restores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sample {
+    #[default]
+    Latest,
+    All,
+    Random(usize),
+    None,
+}
+
+impl<'de> Deserialize<'de> for Sample {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Word(String),
+            Count(usize),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Word(w) if w == "latest" => Ok(Sample::Latest),
+            Raw::Word(w) if w == "all" => Ok(Sample::All),
+            Raw::Word(w) if w == "none" => Ok(Sample::None),
+            Raw::Count(n) if n > 0 => Ok(Sample::Random(n)),
+            _ => Err(serde::de::Error::custom(
+                "restore is latest, all, none or a positive number",
+            )),
+        }
+    }
+}
+
+/// Suffix of manifest objects, which are not backups themselves.
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+
+/// A manifest written by the backup job beside the backup.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The backups to restore this run: the newest, all, or `n` picked by a generator seeded with
+/// the run's time (different backups on different days, the same ones on a retry).
+pub fn sample(objects: &[ObjectInfo], how: Sample, seed: i64) -> Vec<&ObjectInfo> {
+    let mut sorted: Vec<&ObjectInfo> = objects.iter().collect();
+    sorted.sort_by_key(|o| (o.last_modified, o.key.as_str()));
+    match how {
+        Sample::None => Vec::new(),
+        Sample::Latest => sorted.last().copied().into_iter().collect(),
+        Sample::All => sorted,
+        Sample::Random(n) if n >= sorted.len() => sorted,
+        Sample::Random(n) => {
+            let mut state = seed as u64 ^ 0x9e37_79b9_7f4a_7c15;
+            let mut picked = Vec::with_capacity(n);
+            while picked.len() < n {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let o = sorted.remove((state >> 33) as usize % sorted.len());
+                picked.push(o);
+            }
+            picked
+        }
+    }
 }
 
 fn one() -> usize {
@@ -234,7 +311,7 @@ fn worst(checks: &[CheckResult]) -> Status {
 /// Runs every check of every set. A storage error becomes that check's `error`; the other
 /// checks and sets still run.
 pub async fn verify(
-    store: &(impl ObjectStore + BucketInspector),
+    store: &(impl ObjectStore + BucketInspector + ObjectStreamer),
     sets: &[BackupSet],
     now: DateTime<Utc>,
 ) -> Report {
@@ -276,12 +353,16 @@ fn errored(check: &'static str, what: String, e: &Error) -> CheckResult {
 }
 
 async fn check_set(
-    store: &(impl ObjectStore + BucketInspector),
+    store: &(impl ObjectStore + BucketInspector + ObjectStreamer),
     set: &BackupSet,
     now: DateTime<Utc>,
 ) -> Vec<CheckResult> {
+    // Manifests sit beside the backups; they are not backups themselves.
     let objects = match store.list(&set.bucket, &set.prefix).await {
-        Ok(objects) => objects,
+        Ok(objects) => objects
+            .into_iter()
+            .filter(|o| !o.key.ends_with(MANIFEST_SUFFIX))
+            .collect::<Vec<_>>(),
         Err(e) => {
             return vec![errored(
                 "freshness",
@@ -316,6 +397,9 @@ async fn check_set(
             });
         }
     }
+    for backup in sample(&objects, set.restore, now.timestamp() / 86_400) {
+        out.push(test_restore(store, set, backup).await);
+    }
     if set.require.versioning {
         out.push(match store.versioning(&set.bucket).await {
             Ok(status) => checks::versioning(&set.bucket, status.as_deref()),
@@ -337,6 +421,110 @@ async fn check_set(
         });
     }
     out
+}
+
+/// Restores one backup: streams it, validates its format, recomputes its SHA-256 and compares
+/// it with its manifest.
+async fn test_restore(
+    store: &(impl ObjectStore + ObjectStreamer),
+    set: &BackupSet,
+    backup: &ObjectInfo,
+) -> CheckResult {
+    let manifest_key = format!("{}{MANIFEST_SUFFIX}", backup.key);
+    let manifest = match store.get_tagged(&set.bucket, &manifest_key).await {
+        Ok(None) => None,
+        Ok(Some((bytes, _))) => match serde_json::from_slice::<Manifest>(&bytes) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                return CheckResult {
+                    check: "restore",
+                    status: Status::Failed,
+                    detail: format!("manifest {manifest_key} is unreadable: {e}"),
+                    evidence: serde_json::json!({ "key": backup.key }),
+                };
+            }
+        },
+        Err(e) => return errored("restore", format!("read {manifest_key}"), &e),
+    };
+    let format = set
+        .format
+        .unwrap_or_else(|| restore::Format::detect(&backup.key));
+    let started = std::time::Instant::now();
+    let outcome = store
+        .read_with(&set.bucket, &backup.key, move |r| {
+            restore::validate(r, format, false)
+        })
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let restored = match outcome {
+        Err(e) => {
+            return errored(
+                "restore",
+                format!("read s3://{}/{}", set.bucket, backup.key),
+                &e,
+            );
+        }
+        Ok(Err(why)) => {
+            return CheckResult {
+                check: "restore",
+                status: Status::Failed,
+                detail: format!("{} does not restore: {why}", backup.key),
+                evidence: serde_json::json!({ "key": backup.key, "format": format, "size": backup.size }),
+            };
+        }
+        Ok(Ok(r)) => r,
+    };
+    let mut evidence = serde_json::json!({
+        "key": backup.key,
+        "format": restored.format,
+        "bytes": restored.bytes,
+        "sha256": restored.sha256,
+        "entries": restored.entries,
+        "seconds": seconds,
+        "mb_per_second": restored.bytes as f64 / 1e6 / seconds.max(1e-9),
+    });
+    let mismatch = match &manifest {
+        None if set.manifest => Some(format!("{} has no manifest ({manifest_key})", backup.key)),
+        None => None,
+        Some(m) => {
+            evidence["manifest"] = serde_json::json!({ "size": m.size, "sha256": m.sha256 });
+            if !m.sha256.eq_ignore_ascii_case(&restored.sha256) || m.size != restored.bytes {
+                Some(format!(
+                    "{} does not match its manifest: sha256 {} against {}, {} bytes against {}; the backup was corrupted after it was written",
+                    backup.key, restored.sha256, m.sha256, restored.bytes, m.size
+                ))
+            } else {
+                None
+            }
+        }
+    };
+    match mismatch {
+        Some(detail) => CheckResult {
+            check: "restore",
+            status: Status::Failed,
+            detail,
+            evidence,
+        },
+        None => CheckResult {
+            check: "restore",
+            status: Status::Ok,
+            detail: format!(
+                "{} restored: {} bytes{}, SHA-256 {}",
+                backup.key,
+                restored.bytes,
+                restored
+                    .entries
+                    .map(|n| format!(", {n} archive entries"))
+                    .unwrap_or_default(),
+                if manifest.is_some() {
+                    "matches the manifest"
+                } else {
+                    "recorded"
+                }
+            ),
+            evidence,
+        },
+    }
 }
 
 /// The message for a set that failed or could not be checked: what failed and what to do.
@@ -448,7 +636,7 @@ impl VerifyConfig {
 /// report, and return where it went with the summary. A run with a check in `error` fails
 /// after writing its report, so Lambda retries it.
 pub async fn handle_scheduled(
-    store: &(impl ObjectStore + BucketInspector),
+    store: &(impl ObjectStore + BucketInspector + ObjectStreamer),
     notifier: &impl Notifier,
     config: &VerifyConfig,
     event: &Value,
@@ -603,6 +791,43 @@ mod tests {
         assert_eq!(
             report_key("reports/", t("2026-11-25T08:00:00Z")),
             "reports/2026/11/25/2026-11-25T08-00-00Z.json"
+        );
+    }
+
+    #[test]
+    fn restores_are_sampled() {
+        let now = t("2026-11-25T08:00:00Z");
+        let objects: Vec<ObjectInfo> = (0..10)
+            .map(|i| object(&format!("db/{i}"), now - Duration::hours(10 - i)))
+            .collect();
+        let keys = |v: Vec<&ObjectInfo>| v.into_iter().map(|o| o.key.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(sample(&objects, Sample::Latest, 1)), ["db/9"]);
+        assert_eq!(sample(&objects, Sample::All, 1).len(), 10);
+        assert!(sample(&objects, Sample::None, 1).is_empty());
+        let three = keys(sample(&objects, Sample::Random(3), 42));
+        assert_eq!(three.len(), 3);
+        assert_eq!(three.iter().collect::<BTreeSet<_>>().len(), 3);
+        assert_eq!(
+            three,
+            keys(sample(&objects, Sample::Random(3), 42)),
+            "same seed, same sample"
+        );
+        assert_eq!(sample(&objects, Sample::Random(30), 1).len(), 10);
+        let parsed = load(
+            "s.yaml",
+            "backup_sets:\n  - {name: a, bucket: bbb, max_age: 1h, restore: 3}\n  - {name: b, bucket: bbb, max_age: 1h, restore: all}\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            (parsed[0].restore, parsed[1].restore),
+            (Sample::Random(3), Sample::All)
+        );
+        assert!(
+            load(
+                "s.yaml",
+                "backup_sets:\n  - {name: a, bucket: bbb, max_age: 1h, restore: some}\n"
+            )
+            .is_err()
         );
     }
 

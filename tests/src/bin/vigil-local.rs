@@ -199,7 +199,15 @@ async fn main() {
     aws.put_object(&bucket, "config/backup-sets.yaml", sets)
         .await;
     let key = format!("orders-db/{}.sql.gz", Utc::now().format("%Y-%m-%d"));
-    aws.put_object(&backups, &key, vec![0u8; 4096]).await;
+    let dump =
+        vigil_e2e::gzip(b"-- orders-db dump\nCREATE TABLE orders (id bigint primary key);\n");
+    aws.put_object(
+        &backups,
+        &format!("{key}.manifest.json"),
+        vigil_e2e::manifest(&key, &dump),
+    )
+    .await;
+    aws.put_object(&backups, &key, dump).await;
     println!("Uploaded backup s3://{backups}/{key}");
     let sets_location = format!("s3://{bucket}/config/backup-sets.yaml");
     let mut verifier = Function::start(
