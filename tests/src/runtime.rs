@@ -268,6 +268,11 @@ impl Function {
         }
     }
 
+    /// The process id of the running bootstrap.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The function's log lines (its stdout) so far.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().expect("log lock").clone()

@@ -1,0 +1,110 @@
+//! `vigil-restore-bench [MIB]`: test-restore throughput and memory of backup-verify.
+//!
+//! 1. Writes a file of MIB MiB (default 1024) of pseudo-random bytes.
+//! 2. Times `sha256sum` on it (the baseline) and the restore validation (`restore::validate`,
+//!    raw format: stream and SHA-256) on the same file, in the same run: the throughput ratio.
+//! 3. Uploads it to the local emulator, runs the real backup-verify binary on a set whose
+//!    latest backup it is, and reads the process's peak resident memory (VmHWM) afterwards.
+//!
+//! Needs the emulator (`scripts/local-aws start`) and the release bootstrap in
+//! `VIGIL_BIN_DIR` (for example target/release).
+
+use std::io::Write;
+use std::time::Instant;
+
+use serde_json::Value;
+use vigil_backup_verify::restore::{Format, validate};
+use vigil_e2e::{Function, LocalAws, binary, scheduled_event};
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+#[tokio::main]
+async fn main() {
+    let mib: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1024);
+    let path = std::env::temp_dir().join(format!("vigil-restore-bench-{}.bin", std::process::id()));
+    {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut block = vec![0u8; 1 << 20];
+        for _ in 0..mib {
+            for chunk in block.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+            }
+            file.write_all(&block).expect("write");
+        }
+    }
+    let bytes = mib * 1024 * 1024;
+    let mbs = |secs: f64| bytes as f64 / 1e6 / secs;
+
+    let t = Instant::now();
+    let out = std::process::Command::new("sha256sum").arg(&path).output().expect("sha256sum");
+    let baseline = t.elapsed().as_secs_f64();
+    let expected = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned();
+
+    let t = Instant::now();
+    let mut file = std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(&path).expect("open"));
+    let restored = validate(&mut file, Format::Raw, false).expect("restores");
+    let ours = t.elapsed().as_secs_f64();
+    assert_eq!(restored.sha256, expected, "SHA-256 differs from sha256sum");
+    println!("file: {mib} MiB");
+    println!("sha256sum (baseline):      {:8.1} MB/s", mbs(baseline));
+    println!("restore validate (raw):    {:8.1} MB/s", mbs(ours));
+    println!("ratio restore / sha256sum: {:.2} (target at least 0.9)", baseline / ours);
+
+    // The real binary against the emulator: peak memory of the process that streamed it.
+    let aws = LocalAws::connect().await;
+    let bucket = aws.create_bucket("vigil-bench").await;
+    aws.s3
+        .put_object()
+        .bucket(&bucket)
+        .key("big/backup.bin")
+        .body(aws_sdk_s3::primitives::ByteStream::from_path(&path).await.expect("stream file"))
+        .send()
+        .await
+        .expect("PutObject");
+    let sets = format!("backup_sets:\n  - {{name: big, bucket: {bucket}, prefix: big/, max_age: 1h}}\n");
+    aws.put_object(&bucket, "sets.yaml", sets).await;
+    let location = format!("s3://{bucket}/sets.yaml");
+    let mut function = Function::start(
+        "backup-verify",
+        &binary("backup-verify"),
+        &[
+            ("VIGIL_AWS_ENDPOINT_URL", aws.endpoint.as_str()),
+            ("VIGIL_BACKUP_SETS", location.as_str()),
+            ("VIGIL_REPORT_BUCKET", bucket.as_str()),
+        ],
+    )
+    .await;
+    let idle = function.pid().and_then(peak_rss_kib).unwrap_or(0);
+    let t = Instant::now();
+    let response = function.invoke(&scheduled_event(chrono::Utc::now())).await.expect_response();
+    let through_s3 = t.elapsed().as_secs_f64();
+    let peak = function.pid().and_then(peak_rss_kib).unwrap_or(0);
+    let key = response["report"].as_str().unwrap_or_default().trim_start_matches(&format!("s3://{bucket}/")).to_owned();
+    let report: Value = serde_json::from_slice(&aws.get_object(&bucket, &key).await).expect("report");
+    let restore = report["sets"][0]["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["check"] == "restore").cloned())
+        .unwrap_or(Value::Null);
+    assert_eq!(restore["status"], "ok", "{restore}");
+    assert_eq!(restore["evidence"]["sha256"], expected.as_str());
+    println!(
+        "backup-verify through S3 (LocalStack): {:.1} MB/s for the whole run; peak RSS {:.1} MiB (at start {:.1} MiB)",
+        mbs(through_s3),
+        peak as f64 / 1024.0,
+        idle as f64 / 1024.0
+    );
+    let _ = std::fs::remove_file(&path);
+}
