@@ -44,6 +44,13 @@ pub trait BucketInspector: Send + Sync {
         &self,
         bucket: &str,
     ) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// The SHA-256 checksum S3 stored for the object (base64; a multipart upload's composite
+    /// checksum ends in `-<parts>`), `None` when it was uploaded without one.
+    fn stored_sha256(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<String>>> + Send;
 }
 
 fn code_of<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> Option<String> {
@@ -51,6 +58,22 @@ fn code_of<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> Option<String> 
 }
 
 impl BucketInspector for S3Store {
+    async fn stored_sha256(&self, bucket: &str, key: &str) -> Result<Option<String>> {
+        let out = self
+            .client()
+            .get_object_attributes()
+            .bucket(bucket)
+            .key(key)
+            .object_attributes(aws_sdk_s3::types::ObjectAttributes::Checksum)
+            .send()
+            .await
+            .map_err(|e| Error::aws("S3", "GetObjectAttributes", e))?;
+        Ok(out
+            .checksum()
+            .and_then(|c| c.checksum_sha256())
+            .map(str::to_owned))
+    }
+
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>> {
         match self
             .client()

@@ -354,7 +354,16 @@ async fn test_restores_find_truncation_corruption_and_manifest_mismatch() {
                 vigil_e2e::manifest(&key, &manifest_of),
             )
             .await;
-            aws.put_object(&backups, &key, data).await;
+            // Uploaded with a SHA-256 checksum, as `aws s3 cp --checksum-algorithm SHA256` does.
+            aws.s3
+                .put_object()
+                .bucket(&backups)
+                .key(&key)
+                .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+                .body(data.into())
+                .send()
+                .await
+                .expect("PutObject");
         }
     };
     put("good", archive.clone(), archive.clone()).await;
@@ -405,6 +414,26 @@ async fn test_restores_find_truncation_corruption_and_manifest_mismatch() {
             .cloned()
             .unwrap_or_else(|| panic!("no restore check for {name}"))
     };
+    // Without downloading: S3's stored SHA-256 against the manifest.
+    let integrity = |name: &str| -> Value {
+        set_named(&report, name)["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["check"] == "integrity")
+            .cloned()
+            .unwrap_or_else(|| panic!("no integrity check for {name}: {report}"))
+    };
+    assert_eq!(integrity("good")["status"], "ok", "{}", integrity("good"));
+    let mismatch = integrity("mismatch");
+    assert_eq!(mismatch["status"], "failed", "{mismatch}");
+    assert!(
+        mismatch["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("the manifest says"),
+        "{mismatch}"
+    );
     let good = restore("good");
     assert_eq!(good["status"], "ok", "{good}");
     assert_eq!(good["evidence"]["entries"], 2);

@@ -129,6 +129,70 @@ pub fn replica(
     }
 }
 
+/// S3's stored SHA-256 of the newest backup matches its manifest (and each replica's stored
+/// checksum), without downloading it. A multipart upload's composite checksum (`...-N`) is not
+/// a whole-object hash: it is compared with the replicas only.
+pub fn integrity(
+    newest: &ObjectInfo,
+    stored_b64: &str,
+    manifest_hex: Option<&str>,
+    replicas: &[(String, Option<String>)],
+) -> CheckResult {
+    use base64::Engine;
+    let composite = stored_b64.contains('-');
+    let stored_hex = if composite {
+        None
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(stored_b64)
+            .ok()
+            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+    };
+    let mut problems = Vec::new();
+    if let (Some(stored), Some(expected)) = (&stored_hex, manifest_hex) {
+        if !stored.eq_ignore_ascii_case(expected) {
+            problems.push(format!(
+                "S3 holds SHA-256 {stored} for {}, the manifest says {expected}",
+                newest.key
+            ));
+        }
+    }
+    for (replica, checksum) in replicas {
+        if let Some(other) = checksum {
+            if other != stored_b64 {
+                problems.push(format!(
+                    "{replica} has checksum {other}, the primary {stored_b64}"
+                ));
+            }
+        }
+    }
+    let evidence = json!({
+        "key": newest.key,
+        "stored_sha256": stored_b64,
+        "composite": composite,
+        "manifest_sha256": manifest_hex,
+        "replicas": replicas.iter().map(|(r, c)| json!({"replica": r, "stored_sha256": c})).collect::<Vec<_>>(),
+    });
+    if problems.is_empty() {
+        result(
+            "integrity",
+            true,
+            format!("{}: stored checksums agree", newest.key),
+            evidence,
+        )
+    } else {
+        result(
+            "integrity",
+            false,
+            format!(
+                "{}; the stored bytes are not the backup that was written",
+                problems.join("; ")
+            ),
+            evidence,
+        )
+    }
+}
+
 /// Bucket versioning is enabled.
 pub fn versioning(bucket: &str, status: Option<&str>) -> CheckResult {
     let ok = status == Some("Enabled");
@@ -286,6 +350,31 @@ mod tests {
             replica(&newest, "dr", "db/3", None)
                 .detail
                 .contains("missing")
+        );
+    }
+
+    #[test]
+    fn stored_checksums_are_compared_without_download() {
+        let newest = object("db/3", 1050, 48);
+        // base64 of 32 bytes of 0x11 and its hex.
+        let b64 = "ERERERERERERERERERERERERERERERERERERERERERE=";
+        let hex = "11".repeat(32);
+        assert_eq!(integrity(&newest, b64, Some(&hex), &[]).status, Status::Ok);
+        let other = "22".repeat(32);
+        assert!(
+            integrity(&newest, b64, Some(&other), &[])
+                .detail
+                .contains("the manifest says")
+        );
+        let replicas = [("s3://dr/db/3".to_owned(), Some("AAAA".to_owned()))];
+        assert_eq!(
+            integrity(&newest, b64, None, &replicas).status,
+            Status::Failed
+        );
+        // A composite checksum is only compared with the replicas.
+        assert_eq!(
+            integrity(&newest, "abc=-3", Some(&other), &[]).status,
+            Status::Ok
         );
     }
 

@@ -379,12 +379,16 @@ async fn check_set(
     let newest = objects.iter().max_by_key(|o| (o.last_modified, &o.key));
     if let Some(newest) = newest {
         for r in &set.replicas {
-            let relative = newest.key.strip_prefix(&set.prefix).unwrap_or(&newest.key);
-            let key = format!("{}{relative}", r.prefix.as_deref().unwrap_or(&set.prefix));
+            let key = replica_key(set, r, &newest.key);
             out.push(match store.head(&r.bucket, &key).await {
                 Ok(head) => checks::replica(newest, &r.bucket, &key, head.as_ref()),
                 Err(e) => errored("replica", format!("read s3://{}/{key}", r.bucket), &e),
             });
+        }
+        match integrity_check(store, set, newest).await {
+            Ok(Some(check)) => out.push(check),
+            Ok(None) => {}
+            Err(check) => out.push(check),
         }
         if let Some(days) = set.require.object_lock_days {
             out.push(match store.retention(&set.bucket, &newest.key).await {
@@ -423,6 +427,79 @@ async fn check_set(
     out
 }
 
+/// The replica key of a backup.
+fn replica_key(set: &BackupSet, replica: &Replica, key: &str) -> String {
+    let relative = key.strip_prefix(&set.prefix).unwrap_or(key);
+    format!(
+        "{}{relative}",
+        replica.prefix.as_deref().unwrap_or(&set.prefix)
+    )
+}
+
+/// Reads the manifest beside `key`, if there is one; the `Err` is the failed check to report.
+async fn read_manifest(
+    store: &impl ObjectStore,
+    check: &'static str,
+    bucket: &str,
+    key: &str,
+) -> std::result::Result<Option<Manifest>, CheckResult> {
+    let manifest_key = format!("{key}{MANIFEST_SUFFIX}");
+    match store.get_tagged(bucket, &manifest_key).await {
+        Ok(None) => Ok(None),
+        Ok(Some((bytes, _))) => serde_json::from_slice::<Manifest>(&bytes)
+            .map(Some)
+            .map_err(|e| CheckResult {
+                check,
+                status: Status::Failed,
+                detail: format!("manifest {manifest_key} is unreadable: {e}"),
+                evidence: serde_json::json!({ "key": key }),
+            }),
+        Err(e) => Err(errored(check, format!("read {manifest_key}"), &e)),
+    }
+}
+
+/// The integrity check without download, when S3 stored a SHA-256 for the newest backup and
+/// there is something to compare it with (a manifest, a replica's stored checksum).
+async fn integrity_check(
+    store: &(impl ObjectStore + BucketInspector),
+    set: &BackupSet,
+    newest: &ObjectInfo,
+) -> std::result::Result<Option<CheckResult>, CheckResult> {
+    let stored = match store.stored_sha256(&set.bucket, &newest.key).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            return Err(errored(
+                "integrity",
+                format!("read the checksum of {}", newest.key),
+                &e,
+            ));
+        }
+    };
+    let manifest = read_manifest(store, "integrity", &set.bucket, &newest.key).await?;
+    let mut replicas = Vec::new();
+    for r in &set.replicas {
+        let key = replica_key(set, r, &newest.key);
+        let checksum = store.stored_sha256(&r.bucket, &key).await.map_err(|e| {
+            errored(
+                "integrity",
+                format!("read the checksum of s3://{}/{key}", r.bucket),
+                &e,
+            )
+        })?;
+        replicas.push((format!("s3://{}/{key}", r.bucket), checksum));
+    }
+    if manifest.is_none() && replicas.iter().all(|(_, c)| c.is_none()) {
+        return Ok(None);
+    }
+    Ok(Some(checks::integrity(
+        newest,
+        &stored,
+        manifest.as_ref().map(|m| m.sha256.as_str()),
+        &replicas,
+    )))
+}
+
 /// Restores one backup: streams it, validates its format, recomputes its SHA-256 and compares
 /// it with its manifest.
 async fn test_restore(
@@ -431,20 +508,9 @@ async fn test_restore(
     backup: &ObjectInfo,
 ) -> CheckResult {
     let manifest_key = format!("{}{MANIFEST_SUFFIX}", backup.key);
-    let manifest = match store.get_tagged(&set.bucket, &manifest_key).await {
-        Ok(None) => None,
-        Ok(Some((bytes, _))) => match serde_json::from_slice::<Manifest>(&bytes) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                return CheckResult {
-                    check: "restore",
-                    status: Status::Failed,
-                    detail: format!("manifest {manifest_key} is unreadable: {e}"),
-                    evidence: serde_json::json!({ "key": backup.key }),
-                };
-            }
-        },
-        Err(e) => return errored("restore", format!("read {manifest_key}"), &e),
+    let manifest = match read_manifest(store, "restore", &set.bucket, &backup.key).await {
+        Ok(m) => m,
+        Err(check) => return check,
     };
     let format = set
         .format

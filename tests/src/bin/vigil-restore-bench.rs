@@ -29,7 +29,10 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 
 #[tokio::main]
 async fn main() {
-    let mib: u64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(1024);
+    let mib: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1024);
     let path = std::env::temp_dir().join(format!("vigil-restore-bench-{}.bin", std::process::id()));
     {
         let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
@@ -49,19 +52,30 @@ async fn main() {
     let mbs = |secs: f64| bytes as f64 / 1e6 / secs;
 
     let t = Instant::now();
-    let out = std::process::Command::new("sha256sum").arg(&path).output().expect("sha256sum");
+    let out = std::process::Command::new("sha256sum")
+        .arg(&path)
+        .output()
+        .expect("sha256sum");
     let baseline = t.elapsed().as_secs_f64();
-    let expected = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned();
+    let expected = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
 
     let t = Instant::now();
-    let mut file = std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(&path).expect("open"));
+    let mut file =
+        std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(&path).expect("open"));
     let restored = validate(&mut file, Format::Raw, false).expect("restores");
     let ours = t.elapsed().as_secs_f64();
     assert_eq!(restored.sha256, expected, "SHA-256 differs from sha256sum");
     println!("file: {mib} MiB");
     println!("sha256sum (baseline):      {:8.1} MB/s", mbs(baseline));
     println!("restore validate (raw):    {:8.1} MB/s", mbs(ours));
-    println!("ratio restore / sha256sum: {:.2} (target at least 0.9)", baseline / ours);
+    println!(
+        "ratio restore / sha256sum: {:.2} (target at least 0.9)",
+        baseline / ours
+    );
 
     // The real binary against the emulator: peak memory of the process that streamed it.
     let aws = LocalAws::connect().await;
@@ -70,11 +84,16 @@ async fn main() {
         .put_object()
         .bucket(&bucket)
         .key("big/backup.bin")
-        .body(aws_sdk_s3::primitives::ByteStream::from_path(&path).await.expect("stream file"))
+        .body(
+            aws_sdk_s3::primitives::ByteStream::from_path(&path)
+                .await
+                .expect("stream file"),
+        )
         .send()
         .await
         .expect("PutObject");
-    let sets = format!("backup_sets:\n  - {{name: big, bucket: {bucket}, prefix: big/, max_age: 1h}}\n");
+    let sets =
+        format!("backup_sets:\n  - {{name: big, bucket: {bucket}, prefix: big/, max_age: 1h}}\n");
     aws.put_object(&bucket, "sets.yaml", sets).await;
     let location = format!("s3://{bucket}/sets.yaml");
     let mut function = Function::start(
@@ -89,11 +108,19 @@ async fn main() {
     .await;
     let idle = function.pid().and_then(peak_rss_kib).unwrap_or(0);
     let t = Instant::now();
-    let response = function.invoke(&scheduled_event(chrono::Utc::now())).await.expect_response();
+    let response = function
+        .invoke(&scheduled_event(chrono::Utc::now()))
+        .await
+        .expect_response();
     let through_s3 = t.elapsed().as_secs_f64();
     let peak = function.pid().and_then(peak_rss_kib).unwrap_or(0);
-    let key = response["report"].as_str().unwrap_or_default().trim_start_matches(&format!("s3://{bucket}/")).to_owned();
-    let report: Value = serde_json::from_slice(&aws.get_object(&bucket, &key).await).expect("report");
+    let key = response["report"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches(&format!("s3://{bucket}/"))
+        .to_owned();
+    let report: Value =
+        serde_json::from_slice(&aws.get_object(&bucket, &key).await).expect("report");
     let restore = report["sets"][0]["checks"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["check"] == "restore").cloned())
