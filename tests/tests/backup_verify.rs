@@ -395,7 +395,14 @@ async fn test_restores_find_truncation_corruption_and_manifest_mismatch() {
     aws.put_object(&reports, "sets.yaml", format!("backup_sets:\n{sets}"))
         .await;
     let location = format!("s3://{reports}/sets.yaml");
-    let mut function = verifier(&aws, &location, &reports).await;
+    let (topic, queue) = aws.topic_with_queue("vigil-restore-alerts").await;
+    let mut function = verifier_with(
+        &aws,
+        &location,
+        &reports,
+        &[("VIGIL_BACKUP_TOPIC_ARN", topic.as_str())],
+    )
+    .await;
     let run_at = Utc::now();
     let response = function
         .invoke(&scheduled_event(run_at))
@@ -450,4 +457,22 @@ async fn test_restores_find_truncation_corruption_and_manifest_mismatch() {
             "{name}: {check}"
         );
     }
+    // One SNS message per failing set, naming what failed.
+    let messages = aws
+        .receive_sns(&queue, 3, std::time::Duration::from_secs(20))
+        .await;
+    let mut subjects: Vec<&str> = messages
+        .iter()
+        .map(|m| m["Subject"].as_str().unwrap_or_default())
+        .collect();
+    subjects.sort_unstable();
+    assert_eq!(
+        subjects,
+        [
+            "[BACKUP FAILED] corrupted: restore",
+            "[BACKUP FAILED] mismatch: integrity, restore",
+            "[BACKUP FAILED] truncated: restore",
+        ],
+        "{messages:?}"
+    );
 }
