@@ -476,3 +476,92 @@ async fn test_restores_find_truncation_corruption_and_manifest_mismatch() {
         "{messages:?}"
     );
 }
+
+/// A Velero backup location: the newest backup's archive against its `velero-backup.json`.
+#[tokio::test]
+async fn velero_backups_are_checked_against_their_metadata() {
+    let aws = LocalAws::connect().await;
+    let reports = aws.create_bucket("vigil-reports").await;
+    let bucket = aws.create_bucket("vigil-velero").await;
+    let archive = vigil_e2e::tar_gz(&[
+        ("metadata/version", b"1"),
+        ("resources/deployments.apps/namespaces/shop/api.json", b"{}"),
+        (
+            "resources/deployments.apps/v1-preferredversion/namespaces/shop/api.json",
+            b"{}",
+        ),
+        ("resources/namespaces/cluster/shop.json", b"{}"),
+    ]);
+    let backup = |location: &'static str, name: &'static str, phase: &'static str, items: u64| {
+        let (aws, bucket, archive) = (aws.clone(), bucket.clone(), archive.clone());
+        async move {
+            let dir = format!("{location}/backups/{name}");
+            aws.put_object(&bucket, &format!("{dir}/{name}.tar.gz"), archive)
+                .await;
+            aws.put_object(
+                &bucket,
+                &format!("{dir}/{name}-logs.gz"),
+                vigil_e2e::gzip(b"log"),
+            )
+            .await;
+            let metadata = serde_json::json!({"kind": "Backup", "metadata": {"name": name},
+                "status": {"phase": phase, "progress": {"itemsBackedUp": items, "totalItems": items}}});
+            aws.put_object(
+                &bucket,
+                &format!("{dir}/velero-backup.json"),
+                metadata.to_string(),
+            )
+            .await;
+        }
+    };
+    backup("good", "daily-1", "Completed", 2).await;
+    backup("partial", "daily-1", "PartiallyFailed", 2).await;
+    backup("short", "daily-1", "Completed", 5).await;
+    let sets: String = ["good", "partial", "short"]
+        .iter()
+        .map(|l| {
+            format!(
+                "  - {{name: {l}, bucket: {bucket}, prefix: {l}/, max_age: 1h, velero: true}}\n"
+            )
+        })
+        .collect();
+    aws.put_object(&reports, "sets.yaml", format!("backup_sets:\n{sets}"))
+        .await;
+    let location = format!("s3://{reports}/sets.yaml");
+    let mut function = verifier(&aws, &location, &reports).await;
+    let run_at = Utc::now();
+    function
+        .invoke(&scheduled_event(run_at))
+        .await
+        .expect_response();
+    let key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);
+    let report: Value =
+        serde_json::from_slice(&aws.get_object(&reports, &key).await).expect("report JSON");
+    let restore = |name: &str| -> Value {
+        let set = set_named(&report, name);
+        // Only the archive counts as a backup, not its logs or metadata.
+        assert_eq!(set["checks"][1]["evidence"]["objects"], 1, "{set}");
+        set["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["check"] == "restore")
+            .cloned()
+            .expect("restore")
+    };
+    let good = restore("good");
+    assert_eq!(good["status"], "ok", "{good}");
+    assert_eq!(good["evidence"]["velero"]["items_in_archive"], 2);
+    assert!(
+        restore("partial")["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("PartiallyFailed")
+    );
+    assert!(
+        restore("short")["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("incomplete")
+    );
+}

@@ -15,6 +15,7 @@
 
 pub mod checks;
 pub mod restore;
+pub mod velero;
 
 use std::collections::BTreeSet;
 
@@ -71,6 +72,10 @@ pub struct BackupSet {
     /// that its bytes match. Without this, a manifest that exists is still checked.
     #[serde(default)]
     pub manifest: bool,
+    /// The bucket and prefix are a Velero backup location: the backups are
+    /// `<prefix>backups/<name>/<name>.tar.gz`, each checked against its `velero-backup.json`.
+    #[serde(default)]
+    pub velero: bool,
 }
 
 /// Which backups a run restores.
@@ -362,6 +367,7 @@ async fn check_set(
         Ok(objects) => objects
             .into_iter()
             .filter(|o| !o.key.ends_with(MANIFEST_SUFFIX))
+            .filter(|o| !set.velero || velero::backup_name(&set.prefix, &o.key).is_some())
             .collect::<Vec<_>>(),
         Err(e) => {
             return vec![errored(
@@ -515,10 +521,11 @@ async fn test_restore(
     let format = set
         .format
         .unwrap_or_else(|| restore::Format::detect(&backup.key));
+    let keep_names = set.velero;
     let started = std::time::Instant::now();
     let outcome = store
         .read_with(&set.bucket, &backup.key, move |r| {
-            restore::validate(r, format, false)
+            restore::validate(r, format, keep_names)
         })
         .await;
     let seconds = started.elapsed().as_secs_f64();
@@ -549,6 +556,19 @@ async fn test_restore(
         "seconds": seconds,
         "mb_per_second": restored.bytes as f64 / 1e6 / seconds.max(1e-9),
     });
+    if set.velero {
+        match velero_check(store, set, backup, &restored.names).await {
+            Ok(found) => evidence["velero"] = found,
+            Err(detail) => {
+                return CheckResult {
+                    check: "restore",
+                    status: Status::Failed,
+                    detail,
+                    evidence,
+                };
+            }
+        }
+    }
     let mismatch = match &manifest {
         None if set.manifest => Some(format!("{} has no manifest ({manifest_key})", backup.key)),
         None => None,
@@ -591,6 +611,28 @@ async fn test_restore(
             evidence,
         },
     }
+}
+
+/// A Velero backup's `velero-backup.json` against the archive that was just read.
+async fn velero_check(
+    store: &impl ObjectStore,
+    set: &BackupSet,
+    backup: &ObjectInfo,
+    names: &[String],
+) -> std::result::Result<Value, String> {
+    let name = velero::backup_name(&set.prefix, &backup.key)
+        .ok_or_else(|| format!("{} is not a Velero backup archive", backup.key))?;
+    let metadata_key = format!("{}backups/{name}/velero-backup.json", set.prefix);
+    let metadata = match store.get_tagged(&set.bucket, &metadata_key).await {
+        Ok(Some((bytes, _))) => bytes,
+        Ok(None) => {
+            return Err(format!(
+                "{metadata_key} is missing: Velero cannot restore this backup"
+            ));
+        }
+        Err(e) => return Err(format!("could not read {metadata_key}: {e}")),
+    };
+    velero::consistent(&name, &metadata, names)
 }
 
 /// The message for a set that failed or could not be checked: what failed and what to do.

@@ -1,0 +1,120 @@
+//! Velero backup locations: `<prefix>backups/<name>/` holds `<name>.tar.gz` (the resources)
+//! beside `velero-backup.json` (the Backup object). A backup is restorable when Velero recorded
+//! it `Completed` and its archive holds the items Velero says it backed up.
+
+use serde_json::{Value, json};
+
+/// The backup's name when `key` is `<prefix>backups/<name>/<name>.tar.gz`.
+pub fn backup_name(prefix: &str, key: &str) -> Option<String> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix("backups/")?;
+    let (name, file) = rest.split_once('/')?;
+    (file == format!("{name}.tar.gz")).then(|| name.to_owned())
+}
+
+/// Resource items in an archive: `resources/<group-resource>/.../<item>.json`, not counting the
+/// copies Velero writes under `<version>-preferredversion/` directories.
+pub fn items_in(names: &[String]) -> usize {
+    names
+        .iter()
+        .filter(|n| {
+            let n = n.trim_start_matches("./");
+            n.starts_with("resources/")
+                && n.ends_with(".json")
+                && !n.split('/').any(|part| part.ends_with("-preferredversion"))
+        })
+        .count()
+}
+
+/// Checks `velero-backup.json` against the archive's entry names. `Ok` is the evidence.
+pub fn consistent(name: &str, metadata: &[u8], names: &[String]) -> Result<Value, String> {
+    let backup: Value = serde_json::from_slice(metadata)
+        .map_err(|e| format!("velero-backup.json of {name} is not JSON: {e}"))?;
+    let recorded = backup
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if recorded != name {
+        return Err(format!(
+            "velero-backup.json names backup {recorded:?}, not {name:?}"
+        ));
+    }
+    let phase = backup
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("(none)");
+    if phase != "Completed" {
+        return Err(format!(
+            "Velero recorded backup {name} as {phase}, not Completed: it may not restore; see its logs (backups/{name}/{name}-logs.gz)"
+        ));
+    }
+    let found = items_in(names);
+    let expected = backup
+        .pointer("/status/progress/itemsBackedUp")
+        .and_then(Value::as_u64);
+    if let Some(expected) = expected {
+        if expected != found as u64 {
+            return Err(format!(
+                "Velero backed up {expected} items for {name}, the archive holds {found}: the archive is incomplete"
+            ));
+        }
+    }
+    Ok(
+        json!({ "backup": name, "phase": phase, "items_backed_up": expected, "items_in_archive": found }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn backup_names_come_from_the_layout() {
+        assert_eq!(
+            backup_name("velero/", "velero/backups/daily-1/daily-1.tar.gz").as_deref(),
+            Some("daily-1")
+        );
+        assert_eq!(
+            backup_name("velero/", "velero/backups/daily-1/daily-1-logs.gz"),
+            None
+        );
+        assert_eq!(
+            backup_name("velero/", "velero/backups/daily-1/velero-backup.json"),
+            None
+        );
+        assert_eq!(
+            backup_name("velero/", "other/backups/daily-1/daily-1.tar.gz"),
+            None
+        );
+    }
+
+    #[test]
+    fn metadata_must_match_the_archive() {
+        let archive = names(&[
+            "metadata/version",
+            "resources/deployments.apps/namespaces/shop/api.json",
+            "resources/deployments.apps/v1-preferredversion/namespaces/shop/api.json",
+            "resources/namespaces/cluster/shop.json",
+        ]);
+        assert_eq!(items_in(&archive), 2);
+        let ok = br#"{"metadata":{"name":"daily-1"},"status":{"phase":"Completed","progress":{"itemsBackedUp":2,"totalItems":2}}}"#;
+        assert!(consistent("daily-1", ok, &archive).is_ok());
+        let partial = br#"{"metadata":{"name":"daily-1"},"status":{"phase":"PartiallyFailed"}}"#;
+        assert!(
+            consistent("daily-1", partial, &archive)
+                .expect_err("phase")
+                .contains("PartiallyFailed")
+        );
+        let more = br#"{"metadata":{"name":"daily-1"},"status":{"phase":"Completed","progress":{"itemsBackedUp":5}}}"#;
+        assert!(
+            consistent("daily-1", more, &archive)
+                .expect_err("count")
+                .contains("incomplete")
+        );
+        assert!(consistent("daily-2", ok, &archive).is_err());
+        assert!(consistent("daily-1", b"not json", &archive).is_err());
+    }
+}
