@@ -444,6 +444,15 @@ async fn test_restores_find_truncation_corruption_and_manifest_mismatch() {
     let good = restore("good");
     assert_eq!(good["status"], "ok", "{good}");
     assert_eq!(good["evidence"]["entries"], 2);
+    // The set's EMF line counts the bytes the restore verified.
+    let logs = function.logs();
+    let line: Value = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["Set"] == "good" && l["_aws"].is_object())
+        .unwrap_or_else(|| panic!("no EMF line for set good in {logs:?}"));
+    assert_eq!(line["BytesVerified"], archive.len() as f64);
+    assert_eq!(line["ChecksFailed"], 0.0);
     assert_eq!(good["evidence"]["bytes"], archive.len());
     for (name, words) in [
         ("truncated", "incomplete"),

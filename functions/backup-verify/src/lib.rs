@@ -788,9 +788,16 @@ pub async fn handle_scheduled(
         let mut fields = serde_json::Map::new();
         fields.insert("message".into(), "backup set verified".into());
         fields.insert("status".into(), serde_json::json!(set.status));
+        let verified: f64 = set
+            .checks
+            .iter()
+            .filter(|c| c.check == "restore" && c.status == Status::Ok)
+            .filter_map(|c| c.evidence["bytes"].as_f64())
+            .sum();
         let mut metrics = vec![
             ("ChecksFailed", failed as f64, Unit::Count),
             ("ChecksError", errors as f64, Unit::Count),
+            ("BytesVerified", verified, Unit::Bytes),
         ];
         if let Some(age) = age {
             metrics.push(("NewestBackupAge", age, Unit::Seconds));
