@@ -201,14 +201,7 @@ impl ObjectStreamer for S3Store {
         T: Send + 'static,
         F: FnOnce(&mut dyn std::io::Read) -> T + Send + 'static,
     {
-        let out = self
-            .client()
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| Error::aws("S3", "GetObject", e))?;
+        let out = self.open(bucket, key).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHUNKS);
         let reader = tokio::task::spawn_blocking(move || {
             let mut r = ChannelReader {
