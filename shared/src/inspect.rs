@@ -201,7 +201,14 @@ impl ObjectStreamer for S3Store {
         T: Send + 'static,
         F: FnOnce(&mut dyn std::io::Read) -> T + Send + 'static,
     {
-        let out = self.open(bucket, key).await?;
+        let out = self
+            .client()
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| Error::aws("S3", "GetObject", e))?;
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_CHUNKS);
         let reader = tokio::task::spawn_blocking(move || {
             let mut r = ChannelReader {

@@ -62,21 +62,6 @@ impl S3Store {
         Self { client }
     }
 
-    /// Starts a `GetObject`: the response, its body not read yet.
-    pub(crate) async fn open(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput> {
-        self.client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| Error::aws("S3", "GetObject", e))
-    }
-
     /// The SDK client, for the operations beyond this trait.
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
@@ -125,7 +110,14 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {
-        let out = self.open(bucket, key).await?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| Error::aws("S3", "GetObject", e))?;
         let body = out.body.collect().await.map_err(|e| Error::Aws {
             service: "S3",
             operation: "GetObject",
