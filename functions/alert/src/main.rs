@@ -1,6 +1,10 @@
 //! Lambda wiring for `alert`: configuration and clients built once per execution environment,
 //! then the runtime loop. All logic lives in the library.
 
+// The handler's future nests the SDK's futures deeply; rustc's default query depth (128) is
+// close enough that a clean build of a slightly deeper chain fails computing its layout.
+#![recursion_limit = "256"]
+
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use vigil_alert::{AlertConfig, handle_event};
