@@ -249,6 +249,22 @@ async fn a_quiet_metric_sends_nothing() {
         .receive_sns(&s.queue, 1, StdDuration::from_secs(3))
         .await;
     assert!(messages.is_empty(), "{messages:?}");
+    // A completed run writes the heartbeat the stack's dead man's switch alarm watches.
+    let heartbeats: Vec<Value> = function
+        .logs()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l.get("Heartbeat").is_some())
+        .collect();
+    assert_eq!(heartbeats.len(), 1, "{:?}", function.logs());
+    let line = &heartbeats[0];
+    assert_eq!(line["Heartbeat"], 1.0);
+    assert_eq!(line["SeriesEvaluated"], 2.0);
+    assert_eq!(line["AlertsFiring"], 0.0);
+    assert_eq!(line["Function"], "alert");
+    let directive = &line["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "Vigil");
+    assert_eq!(directive["Dimensions"], serde_json::json!([["Function"]]));
 }
 
 /// pending (nothing sent during `for`) → firing (one message) → resolved (one message), with

@@ -12,6 +12,21 @@
 //! a retried run publishes what the failed one still owed and nothing it already sent.
 
 pub mod alarm;
+/// The environment variables alert reads (the template sets them; a test checks both agree).
+pub mod env {
+    /// `s3://bucket/key` or a path of the rules file (with its `policy`).
+    pub const RULES: &str = "VIGIL_RULES";
+    /// The default topic of notifications.
+    pub const TOPIC_ARN: &str = "VIGIL_ALERT_TOPIC_ARN";
+    /// The bucket of the alert state.
+    pub const STATE_BUCKET: &str = "VIGIL_STATE_BUCKET";
+    /// Optional: the state's key (default `state/alert.json`).
+    pub const STATE_KEY: &str = "VIGIL_STATE_KEY";
+    /// Optional: `s3://bucket/key` or a path of the silences (JSON).
+    pub const SILENCES: &str = "VIGIL_SILENCES";
+    pub const REQUIRED: &[&str] = &[RULES, TOPIC_ARN, STATE_BUCKET];
+    pub const OPTIONAL: &[&str] = &[STATE_KEY, SILENCES];
+}
 pub mod policy;
 pub mod rules;
 pub mod state;
@@ -1044,14 +1059,14 @@ pub struct AlertConfig {
 impl AlertConfig {
     pub fn from_env() -> Result<Self> {
         Ok(Self {
-            rules: required_env("VIGIL_RULES")?.parse()?,
-            topic_arn: required_env("VIGIL_ALERT_TOPIC_ARN")?,
+            rules: required_env(env::RULES)?.parse()?,
+            topic_arn: required_env(env::TOPIC_ARN)?,
             state: StateLocation {
-                bucket: required_env("VIGIL_STATE_BUCKET")?,
-                key: std::env::var("VIGIL_STATE_KEY")
+                bucket: required_env(env::STATE_BUCKET)?,
+                key: std::env::var(env::STATE_KEY)
                     .unwrap_or_else(|_| "state/alert.json".to_owned()),
             },
-            silences: match std::env::var("VIGIL_SILENCES") {
+            silences: match std::env::var(env::SILENCES) {
                 Ok(v) if !v.trim().is_empty() => Some(v.parse()?),
                 _ => None,
             },
@@ -1083,8 +1098,38 @@ pub async fn handle_scheduled(
         state: &config.state,
     };
     let summary = run(reader, notifier, store, plan, at).await?;
+    vigil_shared::emf::emit(&heartbeat_line(&summary, now));
     serde_json::to_value(summary)
         .map_err(|e| Error::InvalidInput(format!("summary not serializable: {e}")))
+}
+
+/// The EMF line a completed evaluation writes: `Heartbeat` 1 (the stack's dead man's switch
+/// alarms when it stops), with how many series were evaluated and how many are firing.
+pub fn heartbeat_line(summary: &RunSummary, now: DateTime<Utc>) -> String {
+    let firing = summary.rules.iter().filter(|r| r.state == "firing").count();
+    let mut fields = serde_json::Map::new();
+    fields.insert("message".into(), "evaluation completed".into());
+    fields.insert(
+        "evaluated_at".into(),
+        summary.evaluated_at.to_rfc3339().into(),
+    );
+    fields.insert("sent".into(), summary.sent.len().into());
+    fields.insert("superseded".into(), summary.superseded.into());
+    vigil_shared::emf::line(
+        "Vigil",
+        &[("Function", "alert")],
+        &[
+            ("Heartbeat", 1.0, vigil_shared::Unit::Count),
+            (
+                "SeriesEvaluated",
+                summary.rules.len() as f64,
+                vigil_shared::Unit::Count,
+            ),
+            ("AlertsFiring", firing as f64, vigil_shared::Unit::Count),
+        ],
+        fields,
+        now,
+    )
 }
 
 /// The policy and silences in force: the rules file's `policy` and `VIGIL_SILENCES`.
@@ -1906,6 +1951,35 @@ groups:
                 .attributes
                 .contains(&("team".to_owned(), "platform".to_owned()))
         );
+    }
+
+    #[test]
+    fn a_completed_run_beats_the_heartbeat() {
+        let at = t("2026-11-25T08:00:00Z");
+        let result = |state| RuleResult {
+            alert: "A".into(),
+            series: BTreeMap::new(),
+            outcome: Outcome::NoData,
+            state,
+            transition: None,
+            muted: None,
+        };
+        let summary = RunSummary {
+            evaluated_at: at,
+            rules: vec![result("firing"), result("inactive"), result("firing")],
+            ..RunSummary::default()
+        };
+        let line: Value = serde_json::from_str(&heartbeat_line(&summary, at)).expect("json");
+        assert_eq!(line["Heartbeat"], 1.0);
+        assert_eq!(line["SeriesEvaluated"], 3.0);
+        assert_eq!(line["AlertsFiring"], 2.0);
+        let names: Vec<&str> = line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .filter_map(|m| m["Name"].as_str())
+            .collect();
+        assert_eq!(names, ["Heartbeat", "SeriesEvaluated", "AlertsFiring"]);
     }
 
     #[tokio::test]
