@@ -257,6 +257,9 @@ impl MetricSink for EmfSink {
     }
 }
 
+/// The variable that chooses the sink: `cloudwatch` (default) or `emf`.
+pub const SINK_ENV: &str = "VIGIL_SINK";
+
 /// The sink chosen by configuration (`VIGIL_SINK`: `cloudwatch`, the default, or `emf`).
 #[derive(Clone, Debug)]
 pub enum ConfiguredSink {
@@ -267,7 +270,7 @@ pub enum ConfiguredSink {
 impl ConfiguredSink {
     /// Reads `VIGIL_SINK` and builds that sink.
     pub fn from_env(conf: &aws_config::SdkConfig) -> Result<Self> {
-        match std::env::var("VIGIL_SINK").as_deref() {
+        match std::env::var(SINK_ENV).as_deref() {
             Err(_) | Ok("") | Ok("cloudwatch") => {
                 Ok(Self::CloudWatch(CloudWatchSink::from_conf(conf)))
             }

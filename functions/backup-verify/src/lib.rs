@@ -13,6 +13,21 @@
 //!     max_age: 26h
 //! ```
 
+/// The environment variables backup-verify reads (the template sets them; a test checks both
+/// agree).
+pub mod env {
+    /// `s3://bucket/key` or a path of the backup sets file.
+    pub const BACKUP_SETS: &str = "VIGIL_BACKUP_SETS";
+    /// The bucket reports are written to.
+    pub const REPORT_BUCKET: &str = "VIGIL_REPORT_BUCKET";
+    /// Optional: the reports' key prefix (default `reports/backup-verify/`).
+    pub const REPORT_PREFIX: &str = "VIGIL_REPORT_PREFIX";
+    /// Optional: where a failing set is announced.
+    pub const TOPIC_ARN: &str = "VIGIL_BACKUP_TOPIC_ARN";
+    pub const REQUIRED: &[&str] = &[BACKUP_SETS, REPORT_BUCKET];
+    pub const OPTIONAL: &[&str] = &[REPORT_PREFIX, TOPIC_ARN];
+}
+
 pub mod checks;
 pub mod restore;
 pub mod velero;
@@ -729,11 +744,11 @@ pub struct VerifyConfig {
 impl VerifyConfig {
     pub fn from_env() -> Result<Self> {
         Ok(Self {
-            backup_sets: required_env("VIGIL_BACKUP_SETS")?.parse()?,
-            report_bucket: required_env("VIGIL_REPORT_BUCKET")?,
-            report_prefix: std::env::var("VIGIL_REPORT_PREFIX")
+            backup_sets: required_env(env::BACKUP_SETS)?.parse()?,
+            report_bucket: required_env(env::REPORT_BUCKET)?,
+            report_prefix: std::env::var(env::REPORT_PREFIX)
                 .unwrap_or_else(|_| "reports/backup-verify/".to_owned()),
-            topic_arn: std::env::var("VIGIL_BACKUP_TOPIC_ARN")
+            topic_arn: std::env::var(env::TOPIC_ARN)
                 .ok()
                 .filter(|v| !v.trim().is_empty()),
         })

@@ -19,6 +19,7 @@
 //!       dimensions: {status: status}
 //! ```
 
+use crate::env;
 use serde::Deserialize;
 use vigil_shared::config::parse_yaml;
 use vigil_shared::metric::validate_namespace;
@@ -97,18 +98,18 @@ impl IngestConfig {
     /// The configuration from the environment: the file named by `VIGIL_INGEST_CONFIG` if any,
     /// then `VIGIL_NAMESPACE` and `VIGIL_MAX_METRICS_PER_REQUEST` over its JSON push settings.
     pub async fn from_env(store: &impl ObjectStore) -> Result<Self> {
-        let mut config = match std::env::var("VIGIL_INGEST_CONFIG") {
+        let mut config = match std::env::var(env::CONFIG) {
             Ok(location) if !location.trim().is_empty() => {
                 let source: ConfigSource = location.parse()?;
                 Self::parse(&source.to_string(), &source.read(store).await?)?
             }
             _ => Self::default(),
         };
-        if let Ok(ns) = std::env::var("VIGIL_NAMESPACE") {
+        if let Ok(ns) = std::env::var(env::NAMESPACE) {
             validate_namespace(&ns).map_err(|r| Error::Config(format!("VIGIL_NAMESPACE: {r}")))?;
             config.json_push.namespace = ns;
         }
-        if let Ok(limit) = std::env::var("VIGIL_MAX_METRICS_PER_REQUEST") {
+        if let Ok(limit) = std::env::var(env::MAX_METRICS_PER_REQUEST) {
             config.json_push.max_metrics_per_request = limit.parse().map_err(|_| {
                 Error::Config(format!(
                     "VIGIL_MAX_METRICS_PER_REQUEST: {limit:?} is not a whole number"
@@ -116,7 +117,7 @@ impl IngestConfig {
             })?;
         }
         config.self_namespace =
-            std::env::var("VIGIL_SELF_NAMESPACE").unwrap_or_else(|_| "Vigil".to_owned());
+            std::env::var(env::SELF_NAMESPACE).unwrap_or_else(|_| "Vigil".to_owned());
         Ok(config)
     }
 

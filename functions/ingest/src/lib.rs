@@ -7,6 +7,28 @@
 //! [`mapping`]) and the JSON push ([`json_push`]); as events, CloudWatch Logs subscription
 //! batches ([`logs`]).
 
+/// The environment variables ingest reads (the template sets them; a test checks both agree).
+pub mod env {
+    /// Optional: `s3://bucket/key` or a path of the mapping and log rules file.
+    pub const CONFIG: &str = "VIGIL_INGEST_CONFIG";
+    /// Optional: the namespace of pushes that name none.
+    pub const NAMESPACE: &str = "VIGIL_NAMESPACE";
+    /// Optional: the most metrics one JSON push may carry.
+    pub const MAX_METRICS_PER_REQUEST: &str = "VIGIL_MAX_METRICS_PER_REQUEST";
+    /// Optional: the namespace of ingest's own counters (default `Vigil`).
+    pub const SELF_NAMESPACE: &str = "VIGIL_SELF_NAMESPACE";
+    /// Optional: `cloudwatch` (default) or `emf`.
+    pub const SINK: &str = vigil_shared::sink::SINK_ENV;
+    pub const REQUIRED: &[&str] = &[];
+    pub const OPTIONAL: &[&str] = &[
+        CONFIG,
+        NAMESPACE,
+        MAX_METRICS_PER_REQUEST,
+        SELF_NAMESPACE,
+        SINK,
+    ];
+}
+
 pub mod config;
 pub mod json_push;
 pub mod logs;
