@@ -1,0 +1,46 @@
+# Sourced by scripts/local-aws and scripts/tools: find a Python of a given minor version and
+# keep a project-local venv whose every version is pinned by a constraints file.
+
+# find_python 3.13: prints the path of a Python 3.13 on PATH or under pyenv, else fails.
+find_python() {
+    local want="$1" candidate
+    local check="import sys; sys.exit(0 if '%d.%d' % sys.version_info[:2] == '$want' else 1)"
+    for candidate in "python$want" python3; do
+        if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "$check" 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    if command -v pyenv >/dev/null 2>&1; then
+        for candidate in "$(pyenv root)/versions/$want"*/bin/python; do
+            if [ -x "$candidate" ] && "$candidate" -c "$check" 2>/dev/null; then
+                echo "$candidate"
+                return 0
+            fi
+        done
+    fi
+    return 1
+}
+
+# ensure_venv DIR PYTHON_VERSION CONSTRAINTS PACKAGE...: (re)creates DIR when the packages or
+# the constraints changed since it was made; otherwise does nothing.
+ensure_venv() {
+    local venv="$1" version="$2" constraints="$3"
+    shift 3
+    local stamp="$venv/.vigil-stamp" want py
+    want="$(printf '%s\n' "$@" | cat - "$constraints" | sha256sum | cut -d' ' -f1)"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    if ! py="$(find_python "$version")"; then
+        printf '%s: Python %s was not found on PATH or under pyenv.\n' "$(basename "$0")" "$version" >&2
+        printf 'Install it (for example "pyenv install %s", or python%s and python%s-venv from your distribution) and retry.\n' \
+            "$version" "$version" "$version" >&2
+        exit 1
+    fi
+    printf '%s: installing %s into %s with %s\n' "$(basename "$0")" "$*" "$venv" "$py" >&2
+    rm -rf "$venv"
+    "$py" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" -c "$constraints"
+    echo "$want" >"$stamp"
+}
