@@ -40,9 +40,19 @@ pub fn line(
     Value::Object(root).to_string()
 }
 
+static SILENCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Writes an EMF line to stdout, where Lambda ships it to CloudWatch Logs.
 pub fn emit(line: &str) {
-    println!("{line}");
+    if !SILENCED.load(std::sync::atomic::Ordering::Relaxed) {
+        println!("{line}");
+    }
+}
+
+/// Stops [`emit`] for the rest of the process: for the command line, which replays the
+/// functions' code on a terminal, where these lines would be noise and no metric is wanted.
+pub fn silence() {
+    SILENCED.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ pub mod url;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
-pub use aws::{LocalAws, unique};
-pub use runtime::{Function, Outcome, binary};
+pub use aws::{LocalAws, unique, workspace_root};
+pub use runtime::{Function, Outcome, bin_dir, binary};
 pub use url::FunctionUrl;
 
 /// The start of the minute `minutes_ago` minutes before now: a timestamp whose one-minute

@@ -1,0 +1,491 @@
+//! `vigil`: check, unit-test and backtest alert rules, and verify backups, with the code the
+//! functions run. Exit codes: 0 all good, 1 something was found (an invalid file, a failed
+//! test, a failing backup), 2 the command could not run (bad arguments, AWS unreachable).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use vigil_cli::backtest::{self, human};
+use vigil_cli::progress::Counted;
+use vigil_cli::rules_test;
+use vigil_cli::sim::{self, episodes};
+use vigil_cli::style::Style;
+use vigil_shared::duration::parse_span;
+use vigil_shared::{CloudWatchReader, ConfigSource, S3Store};
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Vigil's rules and backups, from a laptop or CI"
+)]
+struct Cli {
+    /// `text` for people (colours on a terminal only), `json` for scripts.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Alert rules files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Backup sets.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate and lint rules files; errors name the file, line and field.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Run rules unit tests (synthetic series, expected alerts at given times).
+    Test {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Replay rules over CloudWatch history: the notifications they would have sent.
+    Backtest {
+        file: PathBuf,
+        /// How far back to start, as a duration (14d, 36h).
+        #[arg(long, default_value = "14d")]
+        since: String,
+        /// Where to stop (RFC 3339); now by default.
+        #[arg(long)]
+        until: Option<DateTime<Utc>>,
+        /// The evaluation schedule to replay.
+        #[arg(long, default_value = "1m")]
+        every: String,
+        /// Write one SVG plot per series (metric, threshold, episodes) into this directory.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Run backup-verify's checks once on a backup sets file (a path or s3://bucket/key).
+    Verify {
+        config: String,
+        /// The time the checks take as now (RFC 3339); now by default.
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+        /// Also write the JSON report to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+}
+
+/// The command could not run; exit code 2.
+struct Fatal(String);
+
+impl<E: std::fmt::Display> From<E> for Fatal {
+    fn from(e: E) -> Self {
+        Self(e.to_string())
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The functions' code writes EMF lines for CloudWatch Logs; here they are not wanted.
+    vigil_shared::emf::silence();
+    let style = Style::detect();
+    let json = cli.output == Output::Json;
+    let result = match cli.command {
+        Command::Rules { command } => match command {
+            RulesCommand::Check { files } => rules_check(&files, json, style),
+            RulesCommand::Test { files } => rules_test(&files, json, style).await,
+            RulesCommand::Backtest {
+                file,
+                since,
+                until,
+                every,
+                plot,
+            } => rules_backtest(&file, &since, until, &every, plot.as_deref(), json, style).await,
+        },
+        Command::Backup { command } => match command {
+            BackupCommand::Verify { config, at, report } => {
+                backup_verify(&config, at, report.as_deref(), json, style).await
+            }
+        },
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(Fatal(message)) => {
+            if json {
+                println!("{}", json!({"error": message}));
+            } else {
+                eprintln!("vigil: {message}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+/// A progress bar on standard error, drawn only on a terminal and never in JSON mode.
+fn bar(len: Option<u64>, template: &str, json: bool) -> ProgressBar {
+    let bar = match len {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    if json {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    } else {
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+    }
+    if let Ok(s) = ProgressStyle::with_template(template) {
+        bar.set_style(s);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+fn rules_check(files: &[PathBuf], json: bool, style: Style) -> Result<bool, Fatal> {
+    let mut all_ok = true;
+    let mut out = Vec::new();
+    for path in files {
+        let name = path.display().to_string();
+        let loaded = std::fs::read_to_string(path)
+            .map_err(|e| format!("{name}: {e}"))
+            .and_then(|text| vigil_alert::load_file(&name, &text).map_err(|e| e.to_string()));
+        match loaded {
+            Ok((rules, _policy)) => {
+                let warnings = vigil_alert::lint(&rules);
+                if json {
+                    out.push(json!({"file": name, "ok": true, "rules": rules.len(), "warnings": warnings}));
+                } else {
+                    println!("{} {name}: {} rules", style.ok("ok  "), rules.len());
+                    for w in &warnings {
+                        println!("     {} {w}", style.warn("warning:"));
+                    }
+                }
+            }
+            Err(error) => {
+                all_ok = false;
+                if json {
+                    out.push(json!({"file": name, "ok": false, "error": error}));
+                } else {
+                    println!("{} {error}", style.bad("FAIL"));
+                }
+            }
+        }
+    }
+    if json {
+        print_json(&json!({"ok": all_ok, "files": out}));
+    }
+    Ok(all_ok)
+}
+
+async fn rules_test(files: &[PathBuf], json: bool, style: Style) -> Result<bool, Fatal> {
+    let mut results = Vec::new();
+    for path in files {
+        results.push(rules_test::run_file(path).await);
+    }
+    let all_ok = results.iter().all(rules_test::FileResult::passed);
+    if json {
+        print_json(&json!({"ok": all_ok, "files": results}));
+        return Ok(all_ok);
+    }
+    for r in &results {
+        if let Some(e) = &r.error {
+            println!("{} {e}", style.bad("FAIL"));
+            continue;
+        }
+        let verdict = if r.failures.is_empty() {
+            style.ok("ok  ")
+        } else {
+            style.bad("FAIL")
+        };
+        println!(
+            "{verdict} {}: {} tests, {} checks, {} failed",
+            r.file,
+            r.tests,
+            r.checks,
+            r.failures.len()
+        );
+        for f in &r.failures {
+            println!(
+                "     {} {} at {}: alert {}",
+                style.bad("failed:"),
+                f.test,
+                f.eval_time,
+                f.alertname
+            );
+            println!(
+                "       expected: {}",
+                serde_json::to_string(&f.expected).unwrap_or_default()
+            );
+            println!(
+                "       got:      {}",
+                serde_json::to_string(&f.got).unwrap_or_default()
+            );
+        }
+    }
+    Ok(all_ok)
+}
+
+fn span_arg(name: &str, text: &str) -> Result<Duration, Fatal> {
+    let span = parse_span(text).map_err(|e| Fatal(format!("--{name}: {e}")))?;
+    let secs = i64::try_from(span.seconds()).map_err(|_| Fatal(format!("--{name}: too long")))?;
+    if secs == 0 {
+        return Err(Fatal(format!("--{name}: must be longer than zero")));
+    }
+    Ok(Duration::seconds(secs))
+}
+
+async fn rules_backtest(
+    file: &Path,
+    since: &str,
+    until: Option<DateTime<Utc>>,
+    every: &str,
+    plot_dir: Option<&Path>,
+    json: bool,
+    style: Style,
+) -> Result<bool, Fatal> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: {e}"))?;
+    let (rules, policy) = vigil_alert::load_file(&name, &text)?;
+    let until = until.unwrap_or_else(Utc::now);
+    let since = until - span_arg("since", since)?;
+    let every = span_arg("every", every)?;
+    let times = backtest::schedule(since, until, every);
+    if times.is_empty() {
+        return Err(Fatal("the range holds no evaluation".to_owned()));
+    }
+
+    let conf = vigil_shared::sdk_config().await;
+    let cloudwatch = CloudWatchReader::from_conf(&conf);
+    let reading = bar(None, "{spinner} reading CloudWatch history {msg}", json);
+    let history = backtest::fetch_history(&cloudwatch, &rules, since, until).await?;
+    reading.finish_and_clear();
+
+    let replaying = bar(
+        Some(times.len() as u64),
+        "{bar:40} {pos}/{len} evaluations replayed ({eta} left)",
+        json,
+    );
+    let replay = sim::replay(&history.reader, &rules, &policy, &times, |n| {
+        replaying.set_position(n as u64);
+    })
+    .await?;
+    replaying.finish_and_clear();
+    let found = episodes(&replay.runs);
+    let report = backtest::summarize(
+        &rules,
+        &replay,
+        &found,
+        since,
+        until,
+        every,
+        history.get_metric_data_calls,
+    );
+
+    let mut plots = Vec::new();
+    if let Some(dir) = plot_dir {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for (alert, series, query) in &history.queries {
+            let Some(rule) = rules.iter().find(|r| r.alert == *alert) else {
+                continue;
+            };
+            let points = history.reader.points(query).cloned().unwrap_or_default();
+            let mine: Vec<&sim::Episode> = found
+                .iter()
+                .filter(|e| e.alert == *alert && e.series == *series)
+                .collect();
+            let label: Vec<String> = series.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let title = if label.is_empty() {
+                format!(
+                    "{alert}: {} vs {}",
+                    rule.metric.name, rule.condition.threshold
+                )
+            } else {
+                format!("{alert} {{{}}}: {}", label.join(","), rule.metric.name)
+            };
+            let stem: String = format!("{alert}-{}", label.join("-"))
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let path = dir.join(format!("{}.svg", stem.trim_end_matches('-')));
+            let svg = backtest::plot(
+                &title,
+                &points,
+                rule.condition.threshold,
+                &mine,
+                since,
+                until,
+            );
+            std::fs::write(&path, svg).map_err(|e| format!("{}: {e}", path.display()))?;
+            plots.push(path.display().to_string());
+        }
+    }
+
+    if json {
+        let mut value = serde_json::to_value(&report)?;
+        value["plots"] = json!(plots);
+        print_json(&value);
+        return Ok(true);
+    }
+    println!(
+        "{} {} to {} every {}: {} evaluations, {} GetMetricData calls",
+        style.bold("backtest"),
+        report.since,
+        report.until,
+        human(report.every_seconds),
+        report.evaluations,
+        report.get_metric_data_calls
+    );
+    println!();
+    let width = report
+        .rules
+        .iter()
+        .map(|r| r.alert.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!(
+        "{:<width$}  {:>13}  {:>8}  {:>6}  {:>12}  {:>10}",
+        "rule", "notifications", "episodes", "short", "firing time", "longest"
+    );
+    for r in &report.rules {
+        let count = format!("{:>13}", r.notifications);
+        let count = if r.notifications == 0 {
+            style.ok(&count)
+        } else {
+            style.warn(&count)
+        };
+        println!(
+            "{:<width$}  {count}  {:>8}  {:>6}  {:>12}  {:>10}",
+            r.alert,
+            r.episodes.len(),
+            r.short_episodes,
+            human(r.firing_seconds),
+            human(r.longest_seconds)
+        );
+    }
+    for r in report.rules.iter().filter(|r| !r.episodes.is_empty()) {
+        println!();
+        println!("{}", style.bold(&r.alert));
+        for e in &r.episodes {
+            let series: Vec<String> = e.series.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!(
+                "  {} -> {}  {}  {}",
+                e.start,
+                e.end.as_deref().unwrap_or("still firing"),
+                human(e.duration_seconds),
+                series.join(",")
+            );
+        }
+    }
+    for p in &plots {
+        println!("plot: {p}");
+    }
+    Ok(true)
+}
+
+async fn backup_verify(
+    config: &str,
+    at: Option<DateTime<Utc>>,
+    report_path: Option<&Path>,
+    json: bool,
+    style: Style,
+) -> Result<bool, Fatal> {
+    let conf = vigil_shared::sdk_config().await;
+    let source: ConfigSource = config.parse()?;
+    let s3 = S3Store::from_conf(&conf);
+    let text = source
+        .read(&s3)
+        .await
+        .map_err(|e| format!("{source}: {e}"))?;
+    let sets = vigil_backup_verify::load(&source.to_string(), &text)?;
+    let restoring = bar(
+        None,
+        "{spinner} {bytes} restored and checked ({bytes_per_sec})",
+        json,
+    );
+    let counter = restoring.clone();
+    let store = Counted {
+        inner: s3,
+        on_bytes: Arc::new(move |n| counter.inc(n)),
+    };
+    let now = at.unwrap_or_else(Utc::now);
+    let report = vigil_backup_verify::verify(&store, &sets, now).await;
+    let restored = restoring.position();
+    restoring.finish_and_clear();
+    let value = serde_json::to_value(&report)?;
+    if let Some(path) = report_path {
+        std::fs::write(path, serde_json::to_vec_pretty(&value)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let ok = report.summary.failed == 0 && report.summary.error == 0;
+    if json {
+        print_json(&value);
+        return Ok(ok);
+    }
+    for set in &report.sets {
+        let status = serde_json::to_value(set.status)?;
+        let label = status.as_str().unwrap_or("?");
+        let painted = match label {
+            "ok" => style.ok("ok    "),
+            "failed" => style.bad("FAILED"),
+            _ => style.bad("ERROR "),
+        };
+        println!(
+            "{painted} {} (s3://{}/{})",
+            set.name, set.bucket, set.prefix
+        );
+        for c in &set.checks {
+            let s = serde_json::to_value(c.status)?;
+            let s = s.as_str().unwrap_or("?");
+            let mark = match s {
+                "ok" => style.ok("ok"),
+                "failed" => style.bad("failed"),
+                _ => style.bad("error"),
+            };
+            println!("    {:<12} {mark}: {}", c.check, c.detail);
+        }
+    }
+    println!(
+        "{} sets: {} ok, {} failed, {} error; {} bytes restored",
+        report.summary.sets,
+        report.summary.ok,
+        report.summary.failed,
+        report.summary.error,
+        restored
+    );
+    Ok(ok)
+}

@@ -1,0 +1,349 @@
+//! `vigil rules test`: unit tests for alert rules, in the manner of `promtool test rules`.
+//! Synthetic series go through the alert function's own evaluation ([`crate::sim::replay`]),
+//! and the alerts firing at given times are compared with the expected ones.
+//!
+//! ```yaml
+//! rule_files: [rules.yaml]          # relative to this file
+//! evaluation_interval: 1m           # how often the rules run (default 1m)
+//! tests:
+//!   - name: two slow minutes page
+//!     interval: 1m                  # spacing of the values (default: evaluation_interval)
+//!     input_series:
+//!       - metric: {namespace: Shop, name: latency, dimensions: {service: checkout}}
+//!         values: "120 310 330 330"
+//!     alert_rule_test:
+//!       - eval_time: 4m
+//!         alertname: CheckoutLatencyHigh
+//!         exp_alerts:
+//!           - exp_labels: {severity: page}
+//!             exp_annotations: {summary: "Checkout requests take 330 ms"}
+//! ```
+//!
+//! A value at index `i` is the data point of the period starting at `i × interval`; the rules
+//! compare a period once it has ended, as in the function. Rules with an `expression` have no
+//! metric-math engine here: their series read as no data.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use vigil_alert::policy::Policy;
+use vigil_alert::{Outcome, Rule};
+use vigil_shared::Dimension;
+use vigil_shared::duration::Span;
+
+use crate::sim::{ReplayReader, SeriesKey, replay};
+use crate::values;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestFile {
+    pub rule_files: Vec<String>,
+    #[serde(default)]
+    pub evaluation_interval: Option<Span>,
+    pub tests: Vec<TestGroup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestGroup {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub interval: Option<Span>,
+    #[serde(default)]
+    pub input_series: Vec<InputSeries>,
+    #[serde(default)]
+    pub alert_rule_test: Vec<AlertTest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSeries {
+    pub metric: MetricRef,
+    pub values: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricRef {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub dimensions: BTreeMap<String, String>,
+    /// Matches any statistic when left out.
+    #[serde(default)]
+    pub stat: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertTest {
+    pub eval_time: Span,
+    pub alertname: String,
+    #[serde(default)]
+    pub exp_alerts: Vec<ExpectedAlert>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedAlert {
+    #[serde(default)]
+    pub exp_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub exp_annotations: BTreeMap<String, String>,
+}
+
+/// Where the synthetic timeline starts; test files speak in offsets from it.
+pub fn origin() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_767_225_600, 0).unwrap_or(DateTime::UNIX_EPOCH) // 2026-01-01
+}
+
+fn span(s: Span) -> Duration {
+    Duration::seconds(i64::try_from(s.seconds()).unwrap_or(i64::MAX / 1000))
+}
+
+/// An alert firing at an evaluation time, as the test compares it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FiringAlert {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// One failed expectation.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Failure {
+    pub test: String,
+    pub alertname: String,
+    pub eval_time: String,
+    pub expected: Vec<BTreeMap<String, BTreeMap<String, String>>>,
+    pub got: Vec<FiringAlert>,
+}
+
+/// A test file's result.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct FileResult {
+    pub file: String,
+    pub tests: usize,
+    pub checks: usize,
+    pub failures: Vec<Failure>,
+    /// Set when the file (or a rules file it names) could not be used at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl FileResult {
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.failures.is_empty()
+    }
+}
+
+/// Loads the rules files a test file names (paths relative to it).
+fn load_rules(dir: &Path, files: &[String]) -> Result<(Vec<Rule>, Policy), String> {
+    let mut rules = Vec::new();
+    let mut policy = None;
+    for f in files {
+        let path: PathBuf = dir.join(f);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (mut r, p) = vigil_alert::load_file(&path.display().to_string(), &text)
+            .map_err(|e| e.to_string())?;
+        rules.append(&mut r);
+        // The first file's policy governs, as one rules file does in the function.
+        policy.get_or_insert(p);
+    }
+    Ok((rules, policy.unwrap_or(Policy::NONE)))
+}
+
+/// Runs every test of one file.
+pub async fn run_file(path: &Path) -> FileResult {
+    let mut result = FileResult {
+        file: path.display().to_string(),
+        ..FileResult::default()
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            result.error = Some(format!("{}: {e}", path.display()));
+            return result;
+        }
+    };
+    let file: TestFile = match vigil_shared::config::parse_yaml(&result.file, &text) {
+        Ok(f) => f,
+        Err(e) => {
+            result.error = Some(e.to_string());
+            return result;
+        }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let (rules, policy) = match load_rules(dir, &file.rule_files) {
+        Ok(r) => r,
+        Err(e) => {
+            result.error = Some(e);
+            return result;
+        }
+    };
+    let every = span(file.evaluation_interval.unwrap_or(Span(60)));
+    if every <= Duration::zero() {
+        result.error = Some(format!(
+            "{}: evaluation_interval must be positive",
+            result.file
+        ));
+        return result;
+    }
+    for (i, group) in file.tests.iter().enumerate() {
+        let name = if group.name.is_empty() {
+            format!("tests[{i}]")
+        } else {
+            group.name.clone()
+        };
+        result.tests += 1;
+        match run_group(group, &rules, &policy, every).await {
+            Ok((checks, mut failures)) => {
+                result.checks += checks;
+                for f in &mut failures {
+                    f.test = name.clone();
+                }
+                result.failures.append(&mut failures);
+            }
+            Err(e) => {
+                result.error = Some(format!("{}: {name}: {e}", result.file));
+                return result;
+            }
+        }
+    }
+    result
+}
+
+async fn run_group(
+    group: &TestGroup,
+    rules: &[Rule],
+    policy: &Policy,
+    every: Duration,
+) -> Result<(usize, Vec<Failure>), String> {
+    let spacing = group.interval.map(span).unwrap_or(every);
+    if spacing <= Duration::zero() {
+        return Err("interval must be positive".to_owned());
+    }
+    let t0 = origin();
+    let mut reader = ReplayReader::default();
+    for (i, input) in group.input_series.iter().enumerate() {
+        let points =
+            values::parse(&input.values).map_err(|e| format!("input_series[{i}].values: {e}"))?;
+        let mut dimensions: Vec<Dimension> = input
+            .metric
+            .dimensions
+            .iter()
+            .map(|(k, v)| Dimension {
+                name: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        dimensions.sort();
+        let series = points
+            .iter()
+            .enumerate()
+            .filter_map(|(k, p)| p.map(|v| (t0 + spacing * k as i32, v)))
+            .collect();
+        reader.series.push((
+            SeriesKey {
+                namespace: input.metric.namespace.clone(),
+                metric: input.metric.name.clone(),
+                dimensions,
+                stat: input.metric.stat.clone(),
+                period: None,
+                math: None,
+            },
+            series,
+        ));
+    }
+    let last = group
+        .alert_rule_test
+        .iter()
+        .map(|t| span(t.eval_time))
+        .max()
+        .unwrap_or_else(Duration::zero);
+    let steps = last.num_seconds() / every.num_seconds().max(1);
+    let times: Vec<DateTime<Utc>> = (0..=steps).map(|k| t0 + every * k as i32).collect();
+    let replayed = replay(&reader, rules, policy, &times, |_| {})
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let mut failures = Vec::new();
+    for test in &group.alert_rule_test {
+        let at = t0 + span(test.eval_time);
+        // The run at eval_time, or the last one before it (times off the interval).
+        let Some(run) = replayed.runs.iter().rev().find(|r| r.evaluated_at <= at) else {
+            continue;
+        };
+        let rule = rules.iter().find(|r| r.alert == test.alertname);
+        let got: Vec<FiringAlert> = run
+            .rules
+            .iter()
+            .filter(|r| r.alert == test.alertname && r.state == "firing")
+            .filter_map(|r| {
+                let rule = rule?;
+                let mut labels = vigil_alert::alert_labels(rule);
+                labels.extend(r.series.clone());
+                let value = match &r.outcome {
+                    Outcome::Breaching { value, .. } | Outcome::Ok { value, .. } => Some(*value),
+                    Outcome::NoData => None,
+                };
+                let annotations = rule
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.clone(), vigil_alert::render(v, value, &labels)))
+                    .collect();
+                Some(FiringAlert {
+                    labels,
+                    annotations,
+                })
+            })
+            .collect();
+        if !matches(&test.exp_alerts, &got) {
+            failures.push(Failure {
+                test: String::new(),
+                alertname: test.alertname.clone(),
+                eval_time: test.eval_time.to_string(),
+                expected: test
+                    .exp_alerts
+                    .iter()
+                    .map(|e| {
+                        BTreeMap::from([
+                            ("labels".to_owned(), e.exp_labels.clone()),
+                            ("annotations".to_owned(), e.exp_annotations.clone()),
+                        ])
+                    })
+                    .collect(),
+                got,
+            });
+        }
+    }
+    Ok((group.alert_rule_test.len(), failures))
+}
+
+/// The expected alerts and the firing ones pair up one to one; each expected label and
+/// annotation is present with that value (labels and annotations not listed are not compared).
+fn matches(expected: &[ExpectedAlert], got: &[FiringAlert]) -> bool {
+    if expected.len() != got.len() {
+        return false;
+    }
+    let mut used = vec![false; got.len()];
+    expected.iter().all(|e| {
+        let found = got.iter().enumerate().position(|(i, g)| {
+            !used[i]
+                && e.exp_labels.iter().all(|(k, v)| g.labels.get(k) == Some(v))
+                && e.exp_annotations
+                    .iter()
+                    .all(|(k, v)| g.annotations.get(k) == Some(v))
+        });
+        match found {
+            Some(i) => {
+                used[i] = true;
+                true
+            }
+            None => false,
+        }
+    })
+}

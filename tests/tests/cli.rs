@@ -1,0 +1,316 @@
+//! The `vigil` command end to end: the real binary against the local emulator (backtest over
+//! CloudWatch history, backup verify over S3), and on the repository's example files.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use aws_sdk_cloudwatch::primitives::DateTime as CwDateTime;
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+use chrono::{Duration, Utc};
+use serde_json::Value;
+use vigil_e2e::{LocalAws, bin_dir, unique, whole_minute_ago, workspace_root};
+
+fn vigil() -> PathBuf {
+    let path = bin_dir().join("vigil");
+    assert!(
+        path.is_file(),
+        "{} not found: build it first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `vigil` with the emulator's endpoint and dummy credentials.
+async fn run(aws: Option<&LocalAws>, args: &[&str]) -> Output {
+    let mut command = tokio::process::Command::new(vigil());
+    command
+        .args(args)
+        .current_dir(workspace_root())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("NO_COLOR", "1");
+    if let Some(aws) = aws {
+        command.env("VIGIL_AWS_ENDPOINT_URL", &aws.endpoint);
+    }
+    command.output().await.expect("vigil runs")
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(name));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[tokio::test]
+async fn the_example_rules_pass_check_and_their_tests() {
+    let out = run(None, &["rules", "check", "config/rules.example.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 rules"));
+
+    let out = run(
+        None,
+        &[
+            "--output",
+            "json",
+            "rules",
+            "test",
+            "config/rules.example.test.yaml",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let result = json_of(&out);
+    assert_eq!(result["ok"], true);
+    assert_eq!(result["files"][0]["checks"], 7);
+}
+
+#[tokio::test]
+async fn invalid_files_and_failed_expectations_exit_1_with_their_place() {
+    let dir = temp_dir("vigil-cli-bad");
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        metric: {namespace: N, name: m, stat: Average, period: 1m}\n        condition: {operator: \">\", threshold: nope}\n",
+    )
+    .expect("write");
+    let rules_arg = rules.to_string_lossy().to_string();
+    let out = run(None, &["--output", "json", "rules", "check", &rules_arg]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let error = json_of(&out)["files"][0]["error"]
+        .as_str()
+        .expect("error")
+        .to_owned();
+    assert!(error.contains("rules.yaml:6"), "names the line: {error}");
+
+    // A test expecting an alert that the series never trigger fails, and says what it got.
+    std::fs::copy(
+        workspace_root().join("config/rules.example.yaml"),
+        dir.join("rules.example.yaml"),
+    )
+    .expect("copy");
+    let test = dir.join("wrong.test.yaml");
+    std::fs::write(
+        &test,
+        "rule_files: [rules.example.yaml]\ntests:\n  - name: quiet\n    input_series:\n      - metric: {namespace: Vigil/Demo, name: latency, dimensions: {service: checkout}}\n        values: \"100x10\"\n      - metric: {namespace: Vigil/Demo, name: orders, dimensions: {service: checkout}}\n        values: \"5x10\"\n    alert_rule_test:\n      - eval_time: 8m\n        alertname: CheckoutLatencyHigh\n        exp_alerts:\n          - exp_labels: {severity: page}\n",
+    )
+    .expect("write");
+    let test_arg = test.to_string_lossy().to_string();
+    let out = run(None, &["--output", "json", "rules", "test", &test_arg]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let failure = &json_of(&out)["files"][0]["failures"][0];
+    assert_eq!(failure["test"], "quiet");
+    assert_eq!(failure["alertname"], "CheckoutLatencyHigh");
+    assert_eq!(failure["got"], serde_json::json!([]));
+
+    // A malformed series is named, with the test file's place.
+    std::fs::write(
+        &test,
+        "rule_files: [rules.example.yaml]\ntests:\n  - input_series:\n      - metric: {namespace: N, name: m}\n        values: \"1 NaN\"\n",
+    )
+    .expect("write");
+    let out = run(None, &["rules", "test", &test_arg]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("input_series[0].values") && text.contains("NaN"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Ninety minutes of latency with one ten-minute breach: the backtest finds one episode and the
+/// two messages (firing, resolved) the function would have sent, and plots it.
+#[tokio::test]
+async fn a_backtest_replays_cloudwatch_history() {
+    let aws = LocalAws::connect().await;
+    let namespace = unique("Vigil/Backtest");
+    let now = whole_minute_ago(0);
+    let start = now - Duration::minutes(90);
+    let breach = (now - Duration::minutes(60), now - Duration::minutes(50));
+    let data: Vec<MetricDatum> = (0..90)
+        .map(|m| {
+            let t = start + Duration::minutes(m);
+            let v = if t >= breach.0 && t < breach.1 {
+                330.0
+            } else {
+                120.0
+            };
+            MetricDatum::builder()
+                .metric_name("latency")
+                .dimensions(
+                    Dimension::builder()
+                        .name("service")
+                        .value("checkout")
+                        .build(),
+                )
+                .value(v)
+                .timestamp(CwDateTime::from_millis(t.timestamp_millis()))
+                .build()
+        })
+        .collect();
+    for chunk in data.chunks(50) {
+        aws.cloudwatch
+            .put_metric_data()
+            .namespace(&namespace)
+            .set_metric_data(Some(chunk.to_vec()))
+            .send()
+            .await
+            .expect("PutMetricData");
+    }
+    let dir = temp_dir("vigil-backtest");
+    let rules = dir.join("rules.yaml");
+    std::fs::write(
+        &rules,
+        format!(
+            "groups:\n  - name: g\n    rules:\n      - alert: LatencyHigh\n        metric: {{namespace: {namespace}, name: latency, dimensions: {{service: checkout}}, stat: Average, period: 1m}}\n        condition: {{operator: \">\", threshold: 250}}\n        evaluation_periods: 3\n        datapoints_to_alarm: 2\n        labels: {{severity: page}}\n        annotations: {{runbook_url: https://runbooks.example.com/latency}}\n"
+        ),
+    )
+    .expect("write");
+    let plots = dir.join("plots");
+    let until = now.to_rfc3339();
+    let (rules_arg, plots_arg) = (
+        rules.to_string_lossy().to_string(),
+        plots.to_string_lossy().to_string(),
+    );
+    let out = run(
+        Some(&aws),
+        &[
+            "--output", "json", "rules", "backtest", &rules_arg, "--since", "80m", "--until",
+            &until, "--plot", &plots_arg,
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report = json_of(&out);
+    assert_eq!(report["evaluations"], 81, "{report}");
+    assert_eq!(
+        report["get_metric_data_calls"], 1,
+        "one read for the whole range"
+    );
+    let rule = &report["rules"][0];
+    assert_eq!(rule["alert"], "LatencyHigh");
+    let episodes = rule["episodes"].as_array().expect("episodes");
+    assert_eq!(episodes.len(), 1, "{report}");
+    assert_eq!(rule["notifications"], 2, "firing and resolved: {report}");
+    // Two of three complete minutes breach from the second breaching minute's end; the
+    // episode ends when two of the newest three no longer do: ten minutes after it began.
+    let duration = episodes[0]["duration_seconds"].as_i64().expect("duration");
+    assert_eq!(duration, 600, "{report}");
+    let begun: chrono::DateTime<Utc> = episodes[0]["start"]
+        .as_str()
+        .expect("start")
+        .parse()
+        .expect("time");
+    assert_eq!(begun, breach.0 + Duration::minutes(2));
+
+    let plot = report["plots"][0].as_str().expect("plot path");
+    let svg = std::fs::read_to_string(plot).expect("plot");
+    assert_eq!(svg.matches("class=\"episode\"").count(), 1);
+    assert!(svg.contains("class=\"threshold\""));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `vigil backup verify` runs backup-verify's checks on S3 from the command line: a good
+/// backup passes (exit 0, the bytes restored counted), a corrupted one fails (exit 1).
+#[tokio::test]
+async fn backup_verify_runs_the_functions_checks() {
+    let aws = LocalAws::connect().await;
+    let backups = aws.create_bucket("vigil-cli-backups").await;
+    let archive = vigil_e2e::tar_gz(&[("db.sql", &[7u8; 300_000])]);
+    let put = |prefix: &'static str, data: Vec<u8>| {
+        let aws = aws.clone();
+        let backups = backups.clone();
+        let manifest_of = archive.clone();
+        async move {
+            let key = format!("{prefix}/2026-11-25.tar.gz");
+            aws.put_object(
+                &backups,
+                &format!("{key}.manifest.json"),
+                vigil_e2e::manifest(&key, &manifest_of),
+            )
+            .await;
+            aws.put_object(&backups, &key, data).await;
+        }
+    };
+    put("good", archive.clone()).await;
+    let mut flipped = archive.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x55;
+    put("bad", flipped).await;
+    let sets = |prefix: &str| {
+        format!(
+            "backup_sets:\n  - {{name: {prefix}, bucket: {backups}, prefix: {prefix}/, max_age: 1h, manifest: true}}\n"
+        )
+    };
+    aws.put_object(&backups, "good.yaml", sets("good")).await;
+    aws.put_object(&backups, "bad.yaml", sets("bad")).await;
+
+    let dir = temp_dir("vigil-cli-verify");
+    let report_path = dir.join("report.json");
+    let report_arg = report_path.to_string_lossy().to_string();
+    let good = format!("s3://{backups}/good.yaml");
+    let out = run(
+        Some(&aws),
+        &[
+            "--output",
+            "json",
+            "backup",
+            "verify",
+            &good,
+            "--report",
+            &report_arg,
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report = json_of(&out);
+    assert_eq!(report["summary"]["ok"], 1, "{report}");
+    let restore = report["sets"][0]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["check"] == "restore")
+        .cloned()
+        .expect("a restore check");
+    assert_eq!(restore["status"], "ok", "{report}");
+    let written: Value =
+        serde_json::from_slice(&std::fs::read(&report_path).expect("report file")).expect("json");
+    assert_eq!(written, report, "the report file holds the same report");
+
+    // Text output: one line per check, the bytes restored counted.
+    let out = run(Some(&aws), &["backup", "verify", &good]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("{} bytes restored", archive.len())),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "no colour outside a terminal");
+
+    let bad = format!("s3://{backups}/bad.yaml");
+    let out = run(Some(&aws), &["--output", "json", "backup", "verify", &bad]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(json_of(&out)["summary"]["failed"], 1);
+
+    // An unreadable config is a command error, exit 2, with the reason.
+    let out = run(
+        Some(&aws),
+        &["backup", "verify", &format!("s3://{backups}/missing.yaml")],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yaml"));
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = Utc::now();
+}
