@@ -347,3 +347,44 @@ fn matches(expected: &[ExpectedAlert], got: &[FiringAlert]) -> bool {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn firing(labels: &[(&str, &str)]) -> FiringAlert {
+        FiringAlert {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    fn expect(labels: &[(&str, &str)]) -> ExpectedAlert {
+        ExpectedAlert {
+            exp_labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            exp_annotations: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn expected_alerts_pair_one_to_one() {
+        let got = [firing(&[("host", "a")]), firing(&[("host", "b")])];
+        assert!(matches(
+            &[expect(&[("host", "b")]), expect(&[("host", "a")])],
+            &got
+        ));
+        assert!(
+            !matches(&[expect(&[("host", "a")]), expect(&[("host", "a")])], &got),
+            "one firing alert cannot meet two expectations"
+        );
+        assert!(!matches(&[expect(&[])], &got), "counts must agree");
+        assert!(matches(&[], &[]));
+        assert!(!matches(&[expect(&[("host", "c")])], &got[..1]));
+    }
+}

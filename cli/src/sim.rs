@@ -322,3 +322,125 @@ pub fn episodes(runs: &[RunSummary]) -> Vec<Episode> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_alert::RuleResult;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().expect("time")
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_claims_like_s3() {
+        let store = MemoryStore::default();
+        let first = store
+            .put_if("b", "k", b"1".to_vec(), None)
+            .await
+            .expect("put")
+            .expect("created");
+        assert_eq!(
+            store
+                .put_if("b", "k", b"2".to_vec(), None)
+                .await
+                .expect("put"),
+            None,
+            "If-None-Match fails once the object exists"
+        );
+        let second = store
+            .put_if("b", "k", b"2".to_vec(), Some(&first))
+            .await
+            .expect("put")
+            .expect("matched");
+        assert_eq!(
+            store
+                .put_if("b", "k", b"3".to_vec(), Some(&first))
+                .await
+                .expect("put"),
+            None,
+            "a stale tag loses"
+        );
+        assert_eq!(
+            store.get_tagged("b", "k").await.expect("get"),
+            Some((b"2".to_vec(), second))
+        );
+    }
+
+    #[tokio::test]
+    async fn replayed_reads_keep_cloudwatchs_range() {
+        let q = StatQuery {
+            id: "r0".into(),
+            namespace: "N".into(),
+            metric: "m".into(),
+            dimensions: vec![],
+            stat: "Sum".into(),
+            period: 60,
+            math: None,
+        };
+        let points: Series = (0..5)
+            .map(|m| {
+                (
+                    t("2026-11-25T08:00:00Z") + chrono::Duration::minutes(m),
+                    m as f64,
+                )
+            })
+            .collect();
+        let reader = ReplayReader {
+            series: vec![(SeriesKey::of(&q), points)],
+        };
+        let got = reader
+            .fetch(
+                std::slice::from_ref(&q),
+                t("2026-11-25T08:01:00Z"),
+                t("2026-11-25T08:03:00Z"),
+            )
+            .await
+            .expect("fetch");
+        let values: Vec<f64> = got.series["r0"].iter().map(|(_, v)| *v).collect();
+        assert_eq!(values, [1.0, 2.0], "start inclusive, end exclusive");
+        let other = StatQuery {
+            stat: "Average".into(),
+            ..q
+        };
+        assert!(
+            reader.points(&other).is_none(),
+            "another statistic is another series"
+        );
+    }
+
+    #[test]
+    fn episodes_run_from_firing_to_resolved() {
+        let result = |transition| RuleResult {
+            alert: "A".into(),
+            series: BTreeMap::new(),
+            outcome: vigil_alert::Outcome::NoData,
+            state: "firing",
+            transition,
+            muted: None,
+        };
+        let run = |at: &str, transition| RunSummary {
+            evaluated_at: t(at),
+            rules: vec![result(transition)],
+            ..RunSummary::default()
+        };
+        let runs = [
+            run("2026-11-25T08:00:00Z", Some("firing")),
+            run("2026-11-25T08:01:00Z", None),
+            run("2026-11-25T08:05:00Z", Some("resolved")),
+            run("2026-11-25T08:09:00Z", Some("firing")),
+        ];
+        let found = episodes(&runs);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].end, Some(t("2026-11-25T08:05:00Z")));
+        assert_eq!(
+            found[0].duration(t("2026-11-25T09:00:00Z")),
+            chrono::Duration::minutes(5)
+        );
+        assert_eq!(found[1].end, None, "still firing");
+        assert_eq!(
+            found[1].duration(t("2026-11-25T08:10:00Z")),
+            chrono::Duration::minutes(1)
+        );
+    }
+}

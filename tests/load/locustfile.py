@@ -1,0 +1,216 @@
+"""Load test of Vigil's ingest Function URL: Prometheus remote-write and JSON pushes at rising
+rates.
+
+Locally, `scripts/load-test` starts the real ingest binary behind a local Function URL front
+(one execution environment, as one Lambda instance) against LocalStack and runs this file
+headless. Against a deployed stack, see README ("Load test"): the URL takes SigV4-signed
+requests only, which `VIGIL_LOAD_SIGV4=1` adds (credentials and region from the usual AWS
+environment).
+
+The offered load rises in steps (VIGIL_LOAD_STEPS, requests per second per step, default
+"2 4 6 8 10 12 16 20"; VIGIL_LOAD_STEP_SECONDS each, default 15). Every request's outcome and
+latency is recorded in its step; at the end a JSON summary per step goes to VIGIL_LOAD_RESULT
+(default load-result.json): offered and achieved requests per second, failures, p50 and p99
+latency, and the samples per second ingest reports stored in CloudWatch.
+"""
+
+import json
+import math
+import os
+import random
+import struct
+import time
+
+import cramjam
+from locust import HttpUser, LoadTestShape, constant_throughput, events, task
+
+STEPS = [float(s) for s in os.environ.get("VIGIL_LOAD_STEPS", "2 4 6 8 10 12 16 20").split()]
+STEP_SECONDS = float(os.environ.get("VIGIL_LOAD_STEP_SECONDS", "15"))
+# Each user sends one request per second; a step's users are its offered rate.
+USER_RATE = 1.0
+SERIES_PER_WRITE = int(os.environ.get("VIGIL_LOAD_SERIES", "500"))
+RESULT = os.environ.get("VIGIL_LOAD_RESULT", "load-result.json")
+SIGV4 = os.environ.get("VIGIL_LOAD_SIGV4") == "1"
+
+
+# --- Prometheus remote-write 1.0: protobuf WriteRequest, snappy block format -----------------
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _field(number, wire_type, payload):
+    key = _varint((number << 3) | wire_type)
+    if wire_type == 2:
+        return key + _varint(len(payload)) + payload
+    return key + payload
+
+
+def _label(name, value):
+    return _field(1, 2, name.encode()) + _field(2, 2, value.encode())
+
+
+def write_request(series, at_ms):
+    """A WriteRequest with one sample per series (what one scrape's batch looks like)."""
+    body = bytearray()
+    for labels, value in series:
+        ts = b"".join(_field(1, 2, _label(k, v)) for k, v in sorted(labels.items()))
+        sample = _field(1, 1, struct.pack("<d", value)) + _field(2, 0, _varint(at_ms))
+        body += _field(1, 2, ts + _field(2, 2, sample))
+    return bytes(body)
+
+
+def remote_write_body(worker):
+    at_ms = int(time.time() * 1000)
+    series = []
+    for i in range(SERIES_PER_WRITE):
+        labels = {
+            "__name__": "http_requests_total",
+            "job": "load",
+            "instance": f"worker-{worker}",
+            "route": f"/r{i % 50}",
+            "code": ("200", "404", "500")[i % 3],
+            "method": ("GET", "POST")[i % 2],
+            # A per-pod label; ingest's default mapping drops it.
+            "pod": f"load-{worker}-{i % 7}",
+        }
+        series.append((labels, float(random.randint(0, 10_000))))
+    return bytes(cramjam.snappy.compress_raw(write_request(series, at_ms)))
+
+
+def json_push_body(worker):
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return json.dumps({
+        "namespace": "Vigil/Load",
+        "metrics": [
+            {"name": "latency", "value": random.uniform(50, 400), "unit": "Milliseconds",
+             "dimensions": {"service": f"svc{j}", "worker": str(worker)}, "timestamp": now}
+            for j in range(20)
+        ],
+    })
+
+
+# --- per-step bookkeeping -------------------------------------------------------------------
+
+class Steps:
+    def __init__(self):
+        self.started = None
+        self.records = {}  # step index -> list of (latency_ms, ok, stored)
+
+    def step(self):
+        if self.started is None:
+            return None
+        index = int((time.monotonic() - self.started) // STEP_SECONDS)
+        return index if index < len(STEPS) else None
+
+    def record(self, latency_ms, ok, stored):
+        index = self.step()
+        if index is not None:
+            self.records.setdefault(index, []).append((latency_ms, ok, stored))
+
+    def summary(self):
+        out = []
+        for index, offered in enumerate(STEPS):
+            rows = self.records.get(index, [])
+            latencies = sorted(r[0] for r in rows)
+
+            def pct(p):
+                if not latencies:
+                    return None
+                return round(latencies[min(len(latencies) - 1, math.ceil(p * len(latencies)) - 1)], 1)
+
+            out.append({
+                "offered_rps": offered,
+                "requests": len(rows),
+                "achieved_rps": round(len(rows) / STEP_SECONDS, 2),
+                "failures": sum(1 for r in rows if not r[1]),
+                "p50_ms": pct(0.50),
+                "p99_ms": pct(0.99),
+                "samples_stored_per_s": round(sum(r[2] for r in rows) / STEP_SECONDS, 1),
+            })
+        return out
+
+
+STEPS_STATE = Steps()
+
+
+@events.test_start.add_listener
+def _start(environment, **_):
+    STEPS_STATE.started = time.monotonic()
+
+
+@events.test_stop.add_listener
+def _stop(environment, **_):
+    with open(RESULT, "w") as f:
+        json.dump({"step_seconds": STEP_SECONDS, "series_per_write": SERIES_PER_WRITE,
+                   "steps": STEPS_STATE.summary()}, f, indent=2)
+
+
+def _signed(method, url, body, headers):
+    """SigV4 headers for a deployed Function URL (service lambda)."""
+    import botocore.session
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    session = botocore.session.get_session()
+    request = AWSRequest(method=method, url=url, data=body, headers=headers)
+    SigV4Auth(session.get_credentials(), "lambda", session.get_config_variable("region")).add_auth(request)
+    return dict(request.headers)
+
+
+class IngestUser(HttpUser):
+    """Alternates remote-write batches (9 in 10) and JSON pushes, one request per second."""
+
+    wait_time = constant_throughput(USER_RATE)
+
+    def on_start(self):
+        self.worker = random.randint(0, 1_000_000)
+
+    def _post(self, path, body, headers, name):
+        if SIGV4:
+            headers = _signed("POST", self.host.rstrip("/") + path, body, headers)
+        started = time.perf_counter()
+        with self.client.post(path, data=body, headers=headers, name=name, catch_response=True) as r:
+            latency = (time.perf_counter() - started) * 1000
+            stored = 0
+            ok = r.status_code == 200
+            try:
+                stored = int(r.json().get("stored", 0))
+            except Exception:  # a non-JSON answer (a proxy's error page): counted as failed
+                ok = False
+            if ok:
+                r.success()
+            else:
+                r.failure(f"status {r.status_code}: {r.text[:200]}")
+            STEPS_STATE.record(latency, ok, stored)
+
+    @task(9)
+    def remote_write(self):
+        self._post("/api/v1/write", remote_write_body(self.worker), {
+            "Content-Type": "application/x-protobuf",
+            "Content-Encoding": "snappy",
+            "X-Prometheus-Remote-Write-Version": "0.1.0",
+        }, "remote-write")
+
+    @task(1)
+    def json_push(self):
+        self._post("/", json_push_body(self.worker).encode(), {"Content-Type": "application/json"}, "json-push")
+
+
+class RisingSteps(LoadTestShape):
+    """One user per request per second of the step's offered rate; stops after the last step."""
+
+    def tick(self):
+        index = STEPS_STATE.step() if STEPS_STATE.started else 0
+        if index is None:
+            return None
+        users = max(1, int(round(STEPS[index] / USER_RATE)))
+        return users, users
