@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
+use vigil_backup_verify::Status;
 use vigil_cli::backtest::{self, human};
 use vigil_cli::progress::Counted;
 use vigil_cli::rules_test;
@@ -457,24 +458,20 @@ async fn backup_verify(
         return Ok(ok);
     }
     for set in &report.sets {
-        let status = serde_json::to_value(set.status)?;
-        let label = status.as_str().unwrap_or("?");
-        let painted = match label {
-            "ok" => style.ok("ok    "),
-            "failed" => style.bad("FAILED"),
-            _ => style.bad("ERROR "),
+        let painted = match set.status {
+            Status::Ok => style.ok("ok    "),
+            Status::Failed => style.bad("FAILED"),
+            Status::Error => style.bad("ERROR "),
         };
         println!(
             "{painted} {} (s3://{}/{})",
             set.name, set.bucket, set.prefix
         );
         for c in &set.checks {
-            let s = serde_json::to_value(c.status)?;
-            let s = s.as_str().unwrap_or("?");
-            let mark = match s {
-                "ok" => style.ok("ok"),
-                "failed" => style.bad("failed"),
-                _ => style.bad("error"),
+            let mark = match c.status {
+                Status::Ok => style.ok("ok"),
+                Status::Failed => style.bad("failed"),
+                Status::Error => style.bad("error"),
             };
             println!("    {:<12} {mark}: {}", c.check, c.detail);
         }
