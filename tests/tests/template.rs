@@ -234,6 +234,8 @@ fn alert_is_built_triggered_configured_and_granted() {
     );
     let events = &f["Properties"]["Events"];
     assert_eq!(events["Evaluate"]["Type"], "ScheduleV2");
+    // No fixed schedule name: dev and prod may share an account and region.
+    assert_eq!(events["Evaluate"]["Properties"]["OmitName"], true);
     assert_retried_with_dead_letters(&events["Evaluate"], "alert schedule");
     let alarms = &events["AlarmStateChange"];
     assert_eq!(alarms["Type"], "EventBridgeRule");
@@ -321,6 +323,7 @@ fn backup_verify_is_built_triggered_configured_and_granted() {
     );
     let verify = &f["Properties"]["Events"]["Verify"];
     assert_eq!(verify["Type"], "ScheduleV2");
+    assert_eq!(verify["Properties"]["OmitName"], true);
     assert_retried_with_dead_letters(verify, "backup-verify schedule");
     assert_eq!(
         f["Properties"]["ReservedConcurrentExecutions"][1], 1,
