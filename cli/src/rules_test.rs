@@ -199,12 +199,9 @@ pub async fn run_file(path: &Path) -> FileResult {
             group.name.clone()
         };
         result.tests += 1;
-        match run_group(group, &rules, &policy, every).await {
+        match run_group(&name, group, &rules, &policy, every).await {
             Ok((checks, mut failures)) => {
                 result.checks += checks;
-                for f in &mut failures {
-                    f.test = name.clone();
-                }
                 result.failures.append(&mut failures);
             }
             Err(e) => {
@@ -217,6 +214,7 @@ pub async fn run_file(path: &Path) -> FileResult {
 }
 
 async fn run_group(
+    name: &str,
     group: &TestGroup,
     rules: &[Rule],
     policy: &Policy,
@@ -303,7 +301,7 @@ async fn run_group(
             .collect();
         if !matches(&test.exp_alerts, &got) {
             failures.push(Failure {
-                test: String::new(),
+                test: name.to_owned(),
                 alertname: test.alertname.clone(),
                 eval_time: test.eval_time.to_string(),
                 expected: test

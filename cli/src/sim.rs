@@ -134,6 +134,11 @@ impl MemoryStore {
     }
 }
 
+/// A version no object has had: entity tags never repeat, as S3's do not.
+fn next_version(objects: &Objects) -> u64 {
+    objects.values().map(|(_, v)| *v).max().unwrap_or(0) + 1
+}
+
 fn tag(version: u64) -> String {
     format!("\"{version}\"")
 }
@@ -164,7 +169,7 @@ impl ObjectStore for MemoryStore {
 
     async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, _: &str) -> Result<()> {
         let mut objects = self.lock();
-        let next = objects.values().map(|(_, v)| v).max().copied().unwrap_or(0) + 1;
+        let next = next_version(&objects);
         objects.insert((bucket.to_owned(), key.to_owned()), (body, next));
         Ok(())
     }
@@ -189,7 +194,7 @@ impl ObjectStore for MemoryStore {
         if current.as_deref() != expected {
             return Ok(None);
         }
-        let next = objects.values().map(|(_, v)| v).max().copied().unwrap_or(0) + 1;
+        let next = next_version(&objects);
         objects.insert(id, (body, next));
         Ok(Some(tag(next)))
     }
