@@ -254,13 +254,17 @@ async fn rules_test(files: &[PathBuf], json: bool, style: Style) -> Result<bool,
     Ok(all_ok)
 }
 
+/// A duration argument: longer than zero, at most ten years.
 fn span_arg(name: &str, text: &str) -> Result<Duration, Fatal> {
     let span = parse_span(text).map_err(|e| Fatal(format!("--{name}: {e}")))?;
-    let secs = i64::try_from(span.seconds()).map_err(|_| Fatal(format!("--{name}: too long")))?;
-    if secs == 0 {
+    if span.seconds() == 0 {
         return Err(Fatal(format!("--{name}: must be longer than zero")));
     }
-    Ok(Duration::seconds(secs))
+    if span.seconds() > rules_test::MAX_OFFSET_SECONDS {
+        return Err(Fatal(format!("--{name}: {span} is longer than ten years")));
+    }
+    // In range by the check above.
+    Ok(Duration::seconds(span.seconds() as i64))
 }
 
 async fn rules_backtest(
@@ -276,11 +280,42 @@ async fn rules_backtest(
     let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: {e}"))?;
     let (rules, policy) = vigil_alert::load_file(&name, &text)?;
     let until = until.unwrap_or_else(Utc::now);
-    let since = until - span_arg("since", since)?;
+    let range = span_arg("since", since)?;
+    let since = until
+        .checked_sub_signed(range)
+        .ok_or_else(|| Fatal("--since reaches before the start of time".to_owned()))?;
     let every = span_arg("every", every)?;
+    let evaluations = range.num_seconds() / every.num_seconds();
+    if evaluations > sim::MAX_EVALUATIONS as i64 {
+        return Err(Fatal(format!(
+            "--since {} every {} is {evaluations} evaluations; at most {}",
+            human(range.num_seconds()),
+            human(every.num_seconds()),
+            sim::MAX_EVALUATIONS
+        )));
+    }
     let times = backtest::schedule(since, until, every);
     if times.is_empty() {
         return Err(Fatal("the range holds no evaluation".to_owned()));
+    }
+    // CloudWatch keeps periods under a minute 3 hours, one-minute data 15 days, five-minute data
+    // 63 days: older points of a finer rule read back as nothing, which is no data to the rule.
+    let age = Utc::now() - since;
+    for rule in &rules {
+        let kept = match rule.metric.period.seconds() {
+            0..60 => Duration::hours(3),
+            60..300 => Duration::days(15),
+            300..3600 => Duration::days(63),
+            _ => Duration::days(455),
+        };
+        if age > kept {
+            eprintln!(
+                "vigil: warning: {}: CloudWatch keeps {}-second data {}; the start of the range reads as no data",
+                rule.alert,
+                rule.metric.period.seconds(),
+                human(kept.num_seconds())
+            );
+        }
     }
 
     let conf = vigil_shared::sdk_config().await;
@@ -341,7 +376,14 @@ async fn rules_backtest(
                     }
                 })
                 .collect();
-            let path = dir.join(format!("{}.svg", stem.trim_end_matches('-')));
+            // Distinct series can sanitize to one name: number the later ones.
+            let stem = stem.trim_end_matches('-').to_owned();
+            let mut path = dir.join(format!("{stem}.svg"));
+            let mut n = 1;
+            while plots.contains(&path.display().to_string()) {
+                n += 1;
+                path = dir.join(format!("{stem}-{n}.svg"));
+            }
             let svg = backtest::plot(
                 &title,
                 &points,

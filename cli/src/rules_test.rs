@@ -33,7 +33,7 @@ use vigil_alert::{Outcome, Rule};
 use vigil_shared::Dimension;
 use vigil_shared::duration::Span;
 
-use crate::sim::{ReplayReader, SeriesKey, replay};
+use crate::sim::{MAX_EVALUATIONS, ReplayReader, SeriesKey, replay};
 use crate::values;
 
 #[derive(Debug, Deserialize)]
@@ -100,8 +100,17 @@ pub fn origin() -> DateTime<Utc> {
     DateTime::from_timestamp(1_767_225_600, 0).unwrap_or(DateTime::UNIX_EPOCH) // 2026-01-01
 }
 
-fn span(s: Span) -> Duration {
-    Duration::seconds(i64::try_from(s.seconds()).unwrap_or(i64::MAX / 1000))
+/// The longest offset a test file may use (ten years): far beyond any test, far within
+/// chrono's range, so no time arithmetic below can overflow.
+pub const MAX_OFFSET_SECONDS: u64 = 10 * 365 * 86_400;
+
+/// A test file's duration as an offset, refused past [`MAX_OFFSET_SECONDS`].
+fn offset(s: Span, what: &str) -> Result<Duration, String> {
+    if s.seconds() > MAX_OFFSET_SECONDS {
+        return Err(format!("{what}: {s} is longer than ten years"));
+    }
+    // In range by the check above.
+    Ok(Duration::seconds(s.seconds() as i64))
 }
 
 /// An alert firing at an evaluation time, as the test compares it.
@@ -149,6 +158,15 @@ fn load_rules(dir: &Path, files: &[String]) -> Result<(Vec<Rule>, Policy), Strin
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let (mut r, p) = vigil_alert::load_file(&path.display().to_string(), &text)
             .map_err(|e| e.to_string())?;
+        for rule in &r {
+            if rules.iter().any(|known: &Rule| known.alert == rule.alert) {
+                return Err(format!(
+                    "{}: alert {:?} is also in an earlier rules file; names must be unique",
+                    path.display(),
+                    rule.alert
+                ));
+            }
+        }
         rules.append(&mut r);
         // The first file's policy governs, as one rules file does in the function.
         policy.get_or_insert(p);
@@ -184,14 +202,21 @@ pub async fn run_file(path: &Path) -> FileResult {
             return result;
         }
     };
-    let every = span(file.evaluation_interval.unwrap_or(Span(60)));
-    if every <= Duration::zero() {
-        result.error = Some(format!(
-            "{}: evaluation_interval must be positive",
-            result.file
-        ));
-        return result;
-    }
+    let every = match offset(
+        file.evaluation_interval.unwrap_or(Span(60)),
+        "evaluation_interval",
+    ) {
+        Ok(d) if d > Duration::zero() => Ok(d),
+        Ok(_) => Err("evaluation_interval must be positive".to_owned()),
+        Err(e) => Err(e),
+    };
+    let every = match every {
+        Ok(d) => d,
+        Err(e) => {
+            result.error = Some(format!("{}: {e}", result.file));
+            return result;
+        }
+    };
     for (i, group) in file.tests.iter().enumerate() {
         let name = if group.name.is_empty() {
             format!("tests[{i}]")
@@ -220,7 +245,10 @@ async fn run_group(
     policy: &Policy,
     every: Duration,
 ) -> Result<(usize, Vec<Failure>), String> {
-    let spacing = group.interval.map(span).unwrap_or(every);
+    let spacing = match group.interval {
+        Some(s) => offset(s, "interval")?,
+        None => every,
+    };
     if spacing <= Duration::zero() {
         return Err("interval must be positive".to_owned());
     }
@@ -239,10 +267,21 @@ async fn run_group(
             })
             .collect();
         dimensions.sort();
+        // Both factors are bounded (ten years, a million points): the product fits an i64.
+        let span_seconds = spacing.num_seconds() * points.len() as i64;
+        if span_seconds > MAX_OFFSET_SECONDS as i64 {
+            return Err(format!(
+                "input_series[{i}]: {} points every {} s span more than ten years",
+                points.len(),
+                spacing.num_seconds()
+            ));
+        }
         let series = points
             .iter()
             .enumerate()
-            .filter_map(|(k, p)| p.map(|v| (t0 + spacing * k as i32, v)))
+            .filter_map(|(k, p)| {
+                p.map(|v| (t0 + Duration::seconds(spacing.num_seconds() * k as i64), v))
+            })
             .collect();
         reader.series.push((
             SeriesKey {
@@ -256,21 +295,36 @@ async fn run_group(
             series,
         ));
     }
-    let last = group
-        .alert_rule_test
-        .iter()
-        .map(|t| span(t.eval_time))
-        .max()
-        .unwrap_or_else(Duration::zero);
+    let mut last = Duration::zero();
+    for (i, test) in group.alert_rule_test.iter().enumerate() {
+        last = last.max(offset(
+            test.eval_time,
+            &format!("alert_rule_test[{i}].eval_time"),
+        )?);
+        if !rules.iter().any(|r| r.alert == test.alertname) {
+            return Err(format!(
+                "alert_rule_test[{i}]: no rule is named {:?}",
+                test.alertname
+            ));
+        }
+    }
     let steps = last.num_seconds() / every.num_seconds().max(1);
-    let times: Vec<DateTime<Utc>> = (0..=steps).map(|k| t0 + every * k as i32).collect();
+    if steps >= MAX_EVALUATIONS as i64 {
+        return Err(format!(
+            "the last eval_time needs {steps} evaluations; at most {MAX_EVALUATIONS}"
+        ));
+    }
+    let times: Vec<DateTime<Utc>> = (0..=steps)
+        .map(|k| t0 + Duration::seconds(every.num_seconds() * k))
+        .collect();
     let replayed = replay(&reader, rules, policy, &times, |_| {})
         .await
         .map_err(|e| e.to_string())?;
 
     let mut failures = Vec::new();
     for test in &group.alert_rule_test {
-        let at = t0 + span(test.eval_time);
+        // Checked above: at most ten years.
+        let at = t0 + Duration::seconds(test.eval_time.seconds() as i64);
         // The run at eval_time, or the last one before it (times off the interval).
         let Some(run) = replayed.runs.iter().rev().find(|r| r.evaluated_at <= at) else {
             continue;
@@ -323,26 +377,45 @@ async fn run_group(
 
 /// The expected alerts and the firing ones pair up one to one; each expected label and
 /// annotation is present with that value (labels and annotations not listed are not compared).
+/// Since an expectation may fit several alerts, the pairing is a bipartite matching (augmenting
+/// paths), not a greedy first fit.
 fn matches(expected: &[ExpectedAlert], got: &[FiringAlert]) -> bool {
     if expected.len() != got.len() {
         return false;
     }
-    let mut used = vec![false; got.len()];
-    expected.iter().all(|e| {
-        let found = got.iter().enumerate().position(|(i, g)| {
-            !used[i]
-                && e.exp_labels.iter().all(|(k, v)| g.labels.get(k) == Some(v))
-                && e.exp_annotations
-                    .iter()
-                    .all(|(k, v)| g.annotations.get(k) == Some(v))
-        });
-        match found {
-            Some(i) => {
-                used[i] = true;
-                true
+    let fits = |e: &ExpectedAlert, g: &FiringAlert| {
+        e.exp_labels.iter().all(|(k, v)| g.labels.get(k) == Some(v))
+            && e.exp_annotations
+                .iter()
+                .all(|(k, v)| g.annotations.get(k) == Some(v))
+    };
+    let edges: Vec<Vec<usize>> = expected
+        .iter()
+        .map(|e| (0..got.len()).filter(|&j| fits(e, &got[j])).collect())
+        .collect();
+    // owner[j]: the expectation alert j is paired with.
+    let mut owner: Vec<Option<usize>> = vec![None; got.len()];
+    fn augment(
+        i: usize,
+        edges: &[Vec<usize>],
+        owner: &mut [Option<usize>],
+        seen: &mut [bool],
+    ) -> bool {
+        for &j in &edges[i] {
+            if seen[j] {
+                continue;
             }
-            None => false,
+            seen[j] = true;
+            if owner[j].is_none_or(|k| augment(k, edges, owner, seen)) {
+                owner[j] = Some(i);
+                return true;
+            }
         }
+        false
+    }
+    (0..expected.len()).all(|i| {
+        let mut seen = vec![false; got.len()];
+        augment(i, &edges, &mut owner, &mut seen)
     })
 }
 
@@ -384,5 +457,17 @@ mod tests {
         assert!(!matches(&[expect(&[])], &got), "counts must agree");
         assert!(matches(&[], &[]));
         assert!(!matches(&[expect(&[("host", "c")])], &got[..1]));
+    }
+
+    #[test]
+    fn a_loose_expectation_does_not_take_the_alert_a_strict_one_needs() {
+        let got = [
+            firing(&[("severity", "page"), ("service", "a")]),
+            firing(&[("severity", "page"), ("service", "b")]),
+        ];
+        assert!(matches(
+            &[expect(&[("severity", "page")]), expect(&[("service", "a")])],
+            &got
+        ));
     }
 }

@@ -134,7 +134,8 @@ impl MemoryStore {
     }
 }
 
-/// A version no object has had: entity tags never repeat, as S3's do not.
+/// A version no object has had. Tags here never repeat; S3's can (the same bytes written again
+/// have the same MD5), which only makes this store the stricter judge of a claim.
 fn next_version(objects: &Objects) -> u64 {
     objects.values().map(|(_, v)| *v).max().unwrap_or(0) + 1
 }
@@ -191,6 +192,13 @@ impl ObjectStore for MemoryStore {
         let mut objects = self.lock();
         let id = (bucket.to_owned(), key.to_owned());
         let current = objects.get(&id).map(|(_, v)| tag(*v));
+        if current.is_none() && expected.is_some() {
+            // S3 answers If-Match on a missing object with 404, which S3Store reports as an
+            // error, not as a lost race.
+            return Err(Error::InvalidInput(format!(
+                "s3://{bucket}/{key}: no such object to match"
+            )));
+        }
         if current.as_deref() != expected {
             return Ok(None);
         }
@@ -238,6 +246,10 @@ impl Notifier for Recorder {
         Ok(format!("replayed-{}", sent.len()))
     }
 }
+
+/// The most evaluations one replay may run: a typo such as `--every 1s --since 100000d` is an
+/// error, not an allocation of billions of times.
+pub const MAX_EVALUATIONS: usize = 1_000_000;
 
 /// Where replayed notifications say they went when the policy routes them nowhere else.
 pub const DEFAULT_TOPIC: &str = "arn:aws:sns:replay:000000000000:vigil-alerts";
@@ -368,7 +380,14 @@ mod tests {
         );
         assert_eq!(
             store.get_tagged("b", "k").await.expect("get"),
-            Some((b"2".to_vec(), second))
+            Some((b"2".to_vec(), second.clone()))
+        );
+        assert!(
+            store
+                .put_if("b", "other", b"1".to_vec(), Some(&second))
+                .await
+                .is_err(),
+            "If-Match on a missing object is an error, as S3's 404"
         );
     }
 

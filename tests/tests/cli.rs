@@ -126,6 +126,44 @@ async fn invalid_files_and_failed_expectations_exit_1_with_their_place() {
         text.contains("input_series[0].values") && text.contains("NaN"),
         "{text}"
     );
+
+    // Out-of-range times and unknown alerts are errors with their place, never a panic.
+    for (body, expected) in [
+        (
+            "      - eval_time: 100000000d\n        alertname: CheckoutLatencyHigh\n",
+            "longer than ten years",
+        ),
+        (
+            "      - eval_time: 5m\n        alertname: CheckoutLatencyHgh\n",
+            "no rule is named \"CheckoutLatencyHgh\"",
+        ),
+    ] {
+        std::fs::write(
+            &test,
+            format!("rule_files: [rules.example.yaml]\ntests:\n  - alert_rule_test:\n{body}"),
+        )
+        .expect("write");
+        let out = run(None, &["rules", "test", &test_arg]).await;
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(expected), "{text}");
+    }
+    // A backtest range that would take millions of evaluations is refused before any call.
+    let out = run(
+        None,
+        &[
+            "rules",
+            "backtest",
+            "config/rules.example.yaml",
+            "--since",
+            "30d",
+            "--every",
+            "1s",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("evaluations; at most 1000000"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
