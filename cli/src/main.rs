@@ -260,11 +260,7 @@ fn span_arg(name: &str, text: &str) -> Result<Duration, Fatal> {
     if span.seconds() == 0 {
         return Err(Fatal(format!("--{name}: must be longer than zero")));
     }
-    if span.seconds() > rules_test::MAX_OFFSET_SECONDS {
-        return Err(Fatal(format!("--{name}: {span} is longer than ten years")));
-    }
-    // In range by the check above.
-    Ok(Duration::seconds(span.seconds() as i64))
+    rules_test::offset(span, &format!("--{name}")).map_err(Fatal)
 }
 
 async fn rules_backtest(

@@ -104,8 +104,9 @@ pub fn origin() -> DateTime<Utc> {
 /// chrono's range, so no time arithmetic below can overflow.
 pub const MAX_OFFSET_SECONDS: u64 = 10 * 365 * 86_400;
 
-/// A test file's duration as an offset, refused past [`MAX_OFFSET_SECONDS`].
-fn offset(s: Span, what: &str) -> Result<Duration, String> {
+/// A duration as a chrono offset, refused past [`MAX_OFFSET_SECONDS`]; `what` names it in the
+/// error. Test files and the command line's duration arguments both go through it.
+pub fn offset(s: Span, what: &str) -> Result<Duration, String> {
     if s.seconds() > MAX_OFFSET_SECONDS {
         return Err(format!("{what}: {s} is longer than ten years"));
     }
