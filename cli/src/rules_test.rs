@@ -334,13 +334,17 @@ async fn run_group(
         let got: Vec<FiringAlert> = run
             .rules
             .iter()
-            .filter(|r| r.alert == test.alertname && r.state == "firing")
+            .filter(|r| {
+                r.alert == test.alertname && r.state == vigil_alert::state::Standing::Firing
+            })
             .filter_map(|r| {
                 let rule = rule?;
                 let mut labels = vigil_alert::alert_labels(rule);
                 labels.extend(r.series.clone());
                 let value = match &r.outcome {
-                    Outcome::Breaching { value, .. } | Outcome::Ok { value, .. } => Some(*value),
+                    Outcome::Breaching { value, .. }
+                    | Outcome::Ok { value, .. }
+                    | Outcome::Undecided { value, .. } => Some(*value),
                     Outcome::NoData => None,
                 };
                 let annotations = rule

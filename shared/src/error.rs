@@ -27,6 +27,14 @@ pub enum Error {
         /// Throttling, a 5xx, a timeout or a connection failure: the same call may pass later.
         retryable: bool,
     },
+    /// A conditional write lost to another writer more often than the bound allows: the work is
+    /// intact and may be tried again.
+    #[error("lost race: {0}")]
+    LostRace(String),
+    /// A fault inside Vigil (state that cannot be serialized, an invariant broken): a bug, not
+    /// the input's or AWS's doing.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -37,7 +45,7 @@ impl Error {
             Error::Aws {
                 retryable: true,
                 ..
-            }
+            } | Error::LostRace(_)
         )
     }
 
@@ -96,6 +104,8 @@ impl Error {
                 retryable: true, ..
             } => "Vigil.AwsRetryable",
             Error::Aws { .. } => "Vigil.Aws",
+            Error::LostRace(_) => "Vigil.LostRace",
+            Error::Internal(_) => "Vigil.Internal",
         }
     }
 }

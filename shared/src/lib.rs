@@ -15,8 +15,11 @@ pub mod limits;
 pub mod metric;
 pub mod notify;
 pub mod reader;
+pub mod schedule;
 pub mod sink;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tracing_init;
 
 pub use aws::sdk_config;
@@ -25,7 +28,7 @@ pub use duration::Span;
 pub use error::{Error, Result};
 pub use inspect::{BucketInspector, ObjectHead, ObjectStreamer, Retention};
 pub use metric::{Datum, Dimension, Rejection, Rejections, Unit};
-pub use notify::{Notification, Notifier, SnsNotifier};
+pub use notify::{Envelope, Notification, Notifier, Refusal, SnsNotifier};
 pub use reader::{CloudWatchReader, Math, MathInput, MetricReader, StatQuery};
 pub use sink::{CloudWatchSink, ConfiguredSink, EmfSink, MetricSink, PutOutcome};
 pub use store::{ObjectInfo, ObjectStore, S3Store};

@@ -36,6 +36,10 @@ pub const SNS_MAX_MESSAGE_BYTES: usize = 262_144;
 pub const SNS_MAX_SUBJECT_LEN: usize = 100;
 /// SNS `Publish`: message attributes per message.
 pub const SNS_MAX_MESSAGE_ATTRIBUTES: usize = 10;
+/// SNS `PublishBatch`: entries per request.
+pub const SNS_MAX_BATCH_ENTRIES: usize = 10;
+/// SNS `PublishBatch`: the messages of one request together, attributes included (256 KiB).
+pub const SNS_MAX_BATCH_BYTES: usize = 262_144;
 
 /// S3 `ListObjectsV2`: keys per page.
 pub const S3_MAX_KEYS_PER_LIST: usize = 1000;

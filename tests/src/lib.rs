@@ -150,9 +150,18 @@ pub fn stamp_logs(event: &mut Value, at: DateTime<Utc>, namespace: Option<&str>)
     event["awslogs"]["data"] = Value::String(b64.encode(enc.finish().expect("gzip")));
 }
 
-/// The sample scheduled event, with its `time` set to `at`.
+/// What EventBridge Scheduler sends the alert function (`events/scheduler-alert.json`): the
+/// schedule's `Input` with its context attributes filled, `scheduled_time` set to `at`.
 pub fn scheduled_event(at: DateTime<Utc>) -> Value {
-    let mut event = sample_event("eventbridge-scheduled.json");
+    let mut event = sample_event("scheduler-alert.json");
+    event["scheduled_time"] = Value::String(at.to_rfc3339_opts(SecondsFormat::Secs, true));
+    event
+}
+
+/// What EventBridge Scheduler sends a target without `Input` (`events/scheduler-default.json`,
+/// backup-verify's schedule): its default notification, `time` set to `at`.
+pub fn scheduler_default_event(at: DateTime<Utc>) -> Value {
+    let mut event = sample_event("scheduler-default.json");
     event["time"] = Value::String(at.to_rfc3339_opts(SecondsFormat::Secs, true));
     event
 }

@@ -227,11 +227,18 @@ async fn a_quiet_metric_sends_nothing() {
         &[(now - Duration::minutes(1), 90.0)],
     )
     .await;
+    // Orders in each of the last three minutes: with fewer real points than the rule's three
+    // periods, CloudWatch's evaluation fills the missing ones by the rule's policy (breaching
+    // for this rule), and two missing minutes would fire it.
     put_points(
         &s.aws,
         &s.namespace,
         "orders",
-        &[(now - Duration::minutes(1), 12.0)],
+        &[
+            (now - Duration::minutes(3), 9.0),
+            (now - Duration::minutes(2), 11.0),
+            (now - Duration::minutes(1), 12.0),
+        ],
     )
     .await;
     let mut function = alert(&s, "rules.yaml").await;
@@ -354,60 +361,105 @@ async fn two_concurrent_runs_send_one_notification() {
     assert_eq!(messages.len(), 1, "{messages:?}");
 }
 
+/// A route to a topic that does not exist (SNS answers NotFound, as it answers
+/// AuthorizationError for a topic the role may not use): that message is set aside and
+/// announced on the default topic, and the other alert of the same run is delivered. Before,
+/// the first failed publish failed the run and blocked every later message.
 #[tokio::test]
-async fn a_failed_publish_fails_the_run_and_the_retry_sends_exactly_once() {
+async fn a_route_to_a_missing_topic_leaves_the_other_alerts_delivered() {
     let s = setup().await;
+    let missing = format!(
+        "arn:aws:sns:us-east-1:000000000000:{}",
+        unique("vigil-deleted-topic")
+    );
+    let rules = format!(
+        "policy:\n  routes:\n    - {{match: {{alertname: CheckoutOrdersStopped}}, topic_arn: \"{missing}\"}}\n{}",
+        sample_config("rules.example.yaml").replace("Vigil/Demo", &s.namespace)
+    );
+    s.aws
+        .put_object(&s.bucket, "missing-route.yaml", rules)
+        .await;
     let now = whole_minute_ago(0);
-    latency_breaching_orders_flowing(&s, now).await;
-    // A topic that does not exist yet: SNS refuses the publish.
-    let name = unique("vigil-late-topic");
-    let missing = format!("arn:aws:sns:us-east-1:000000000000:{name}");
-    let mut function = alert_to(&s, "rules.yaml", &missing).await;
-    let event = scheduled_event(now);
-    let error = function.invoke(&event).await.expect_error();
-    assert!(
-        error["errorMessage"]
-            .as_str()
-            .expect("message")
-            .contains("Publish"),
-        "{error}"
-    );
-
-    // SNS is back (the topic exists, with a queue on it); Lambda's retry of the same event
-    // delivers what the failed run owed, once.
-    let topic = s
-        .aws
-        .sns
-        .create_topic()
-        .name(&name)
-        .send()
+    // Latency breaches and no orders arrive: both rules fire, one routed to the missing topic.
+    put_points(
+        &s.aws,
+        &s.namespace,
+        "latency",
+        &[
+            (now - Duration::minutes(2), 400.0),
+            (now - Duration::minutes(1), 410.0),
+        ],
+    )
+    .await;
+    let location = format!("s3://{}/missing-route.yaml", s.bucket);
+    let mut function = Function::start(
+        "alert",
+        &binary("alert"),
+        &[
+            ("VIGIL_AWS_ENDPOINT_URL", s.aws.endpoint.as_str()),
+            ("VIGIL_RULES", location.as_str()),
+            ("VIGIL_ALERT_TOPIC_ARN", s.topic.as_str()),
+            ("VIGIL_STATE_BUCKET", s.bucket.as_str()),
+            ("VIGIL_ALLOWED_TOPIC_ARNS", missing.as_str()),
+        ],
+    )
+    .await;
+    let summary = function
+        .invoke(&scheduled_event(now))
         .await
-        .expect("CreateTopic")
-        .topic_arn
-        .expect("arn");
-    assert_eq!(topic, missing);
-    let queue = s.aws.subscribed_queue(&topic).await;
-    let retry = function.invoke(&event).await.expect_response();
+        .expect_response();
     assert_eq!(
-        retry["sent"].as_object().map(|o| o.len()),
-        Some(1),
-        "{retry}"
+        states(&summary),
+        [pair("firing", "breaching"), pair("firing", "no_data")]
     );
-    let again = function.invoke(&event).await.expect_response();
     assert_eq!(
-        again["sent"].as_object().map(|o| o.len()),
-        Some(0),
-        "{again}"
+        summary["set_aside"],
+        serde_json::json!([format!("CheckoutOrdersStopped/{}/firing", now.timestamp())]),
+        "{summary}"
     );
     let messages = s
         .aws
-        .receive_sns(&queue, 1, StdDuration::from_secs(5))
+        .receive_sns(&s.queue, 2, StdDuration::from_secs(20))
         .await;
-    assert_eq!(messages.len(), 1, "{messages:?}");
+    let mut subjects: Vec<&str> = messages
+        .iter()
+        .map(|m| m["Subject"].as_str().unwrap_or_default())
+        .collect();
+    subjects.sort_unstable();
+    assert_eq!(subjects.len(), 2, "{messages:?}");
     assert_eq!(
-        messages[0]["Subject"],
+        subjects[0],
         "[FIRING] CheckoutLatencyHigh: latency 410 > 250"
     );
+    assert!(
+        subjects[1].starts_with("[UNDELIVERABLE] 1 notification(s) to vigil-deleted-topic"),
+        "{}",
+        subjects[1]
+    );
+    let announcement = messages
+        .iter()
+        .find(|m| m["MessageAttributes"]["alertname"]["Value"] == "VigilUndeliverable")
+        .expect("announcement");
+    let body: Value =
+        serde_json::from_str(announcement["Message"].as_str().expect("message")).expect("JSON");
+    assert!(
+        body["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("NotFound"),
+        "{body}"
+    );
+    // Set aside once: the next run neither retries it nor announces it again.
+    let next = function
+        .invoke(&scheduled_event(now + Duration::minutes(1)))
+        .await
+        .expect_response();
+    assert_eq!(next["set_aside"], Value::Null, "{next}");
+    let state: Value =
+        serde_json::from_slice(&s.aws.get_object(&s.bucket, "state/alert.json").await)
+            .expect("state");
+    assert_eq!(state["set_aside"].as_array().map(Vec::len), Some(1));
+    assert_eq!(state["outbox"].as_array().map(Vec::len), Some(0));
 }
 
 /// Routes send by labels to another topic; a silence in S3 mutes an alert; the alert that
@@ -450,6 +502,7 @@ async fn routes_and_silences_from_s3() {
             ("VIGIL_ALERT_TOPIC_ARN", s.topic.as_str()),
             ("VIGIL_STATE_BUCKET", s.bucket.as_str()),
             ("VIGIL_SILENCES", silences_location.as_str()),
+            ("VIGIL_ALLOWED_TOPIC_ARNS", team_topic.as_str()),
         ],
     )
     .await;

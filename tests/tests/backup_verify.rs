@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use serde_json::Value;
-use vigil_e2e::{Function, LocalAws, binary, scheduled_event};
+use vigil_e2e::{Function, LocalAws, binary, scheduler_default_event};
 
 async fn verifier(aws: &LocalAws, sets: &str, report_bucket: &str) -> Function {
     verifier_with(aws, sets, report_bucket, &[]).await
@@ -134,7 +134,7 @@ async fn protections_replicas_count_and_size_are_checked() {
     .await;
     let run_at = Utc::now();
     let response = function
-        .invoke(&scheduled_event(run_at))
+        .invoke(&scheduler_default_event(run_at))
         .await
         .expect_response();
     assert_eq!(response["summary"]["ok"], 1, "{response}");
@@ -263,7 +263,7 @@ async fn fresh_stale_and_missing_backups_are_reported() {
     let mut function = verifier(&aws, &location, &reports).await;
     let run_at = Utc::now();
     let response = function
-        .invoke(&scheduled_event(run_at))
+        .invoke(&scheduler_default_event(run_at))
         .await
         .expect_response();
     let url = response["report"].as_str().expect("report location");
@@ -309,7 +309,7 @@ async fn an_unreadable_bucket_is_an_error_never_ok_and_fails_the_run() {
     let mut function = verifier(&aws, &location, &reports).await;
     let run_at = Utc::now();
     let error = function
-        .invoke(&scheduled_event(run_at))
+        .invoke(&scheduler_default_event(run_at))
         .await
         .expect_error();
     assert_eq!(error["errorType"], "Vigil.AwsRetryable");
@@ -405,7 +405,7 @@ async fn test_restores_find_truncation_corruption_and_manifest_mismatch() {
     .await;
     let run_at = Utc::now();
     let response = function
-        .invoke(&scheduled_event(run_at))
+        .invoke(&scheduler_default_event(run_at))
         .await
         .expect_response();
     let key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);
@@ -540,7 +540,7 @@ async fn velero_backups_are_checked_against_their_metadata() {
     let mut function = verifier(&aws, &location, &reports).await;
     let run_at = Utc::now();
     function
-        .invoke(&scheduled_event(run_at))
+        .invoke(&scheduler_default_event(run_at))
         .await
         .expect_response();
     let key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);

@@ -6,26 +6,98 @@
 //! (`"detail-type": "CloudWatch Alarm State Change"`, `detail`) when a rule forwards every
 //! alarm's changes.
 //!
-//! Alarms carry no labels; a line of the alarm's description may give them:
-//! `vigil: severity=page team=checkout service=api runbook_url=https://...`.
-//! `alertname` is the alarm's name.
+//! Only alarms that opt in page: a line of the description `vigil: severity=page team=checkout
+//! service=api runbook_url=https://...` (which also gives the labels), or a name starting with
+//! one of `policy.alarms.name_prefixes`. `alertname` is the alarm's name.
+//!
+//! An episode is the time an alarm spends in ALARM: entering ALARM fires once, and every way
+//! out of it (to OK or to INSUFFICIENT_DATA) resolves once, when the firing was notified.
+//! Changes are applied in the order of their state timestamps: a redelivered or late event
+//! (EventBridge does not promise order) changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vigil_shared::{Error, Notification, Result};
+
+use crate::outbox::{Kind, Owed, StateFile};
+use crate::policy::{AlarmOptIn, Muted, Policy, Silence};
+use crate::state::{Phase, Status};
+
+/// A CloudWatch alarm's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AlarmState {
+    Ok,
+    Alarm,
+    InsufficientData,
+}
+
+impl AlarmState {
+    fn parse(text: &str) -> Result<Self> {
+        match text {
+            "OK" => Ok(Self::Ok),
+            "ALARM" => Ok(Self::Alarm),
+            "INSUFFICIENT_DATA" => Ok(Self::InsufficientData),
+            other => Err(Error::InvalidInput(format!(
+                "alarm state {other:?} is not OK, ALARM or INSUFFICIENT_DATA"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "OK",
+            Self::Alarm => "ALARM",
+            Self::InsufficientData => "INSUFFICIENT_DATA",
+        }
+    }
+}
 
 /// One alarm's change of state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlarmChange {
     pub name: String,
     pub arn: String,
-    pub state: String,
-    pub previous: String,
+    pub state: AlarmState,
+    pub previous: Option<AlarmState>,
     pub reason: String,
     pub description: String,
     pub timestamp: DateTime<Utc>,
+}
+
+/// What Vigil keeps of an alarm that opted in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NativeAlarm {
+    pub state: AlarmState,
+    /// The state timestamp of the last change applied.
+    pub last_change: DateTime<Utc>,
+    pub labels: BTreeMap<String, String>,
+    /// In ALARM: when the episode began (its identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// In ALARM: whether its firing was notified (a muted one resolves silently).
+    #[serde(default)]
+    pub notified: bool,
+}
+
+impl NativeAlarm {
+    pub fn in_alarm(&self) -> bool {
+        self.state == AlarmState::Alarm
+    }
+
+    /// An alarm an earlier version knew to be in ALARM (and notified).
+    pub fn legacy(labels: BTreeMap<String, String>, now: DateTime<Utc>) -> Self {
+        Self {
+            state: AlarmState::Alarm,
+            last_change: DateTime::UNIX_EPOCH,
+            labels,
+            since: Some(now),
+            notified: true,
+        }
+    }
 }
 
 /// Whether an event is a CloudWatch alarm state change, in either shape.
@@ -71,15 +143,136 @@ pub fn parse(event: &Value) -> Result<AlarmChange> {
         .map_err(|_| {
             Error::InvalidInput(format!("alarm state timestamp {stamp:?} is unreadable"))
         })?;
+    let previous = match text(data, "/previousState/value").as_str() {
+        "" => None,
+        p => Some(AlarmState::parse(p)?),
+    };
     Ok(AlarmChange {
         name,
         arn,
-        state,
-        previous: text(data, "/previousState/value"),
+        state: AlarmState::parse(&state)?,
+        previous,
         reason: text(data, "/state/reason"),
         description: text(data, "/configuration/description"),
         timestamp,
     })
+}
+
+/// What applying one change did.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Applied {
+    /// The alarm did not opt in: not Vigil's to page.
+    Ignored,
+    /// This change, or a newer one, was applied before (a redelivery, a late event).
+    AlreadyApplied,
+    /// Applied; `status` is what it notifies (none: no notification is owed).
+    Changed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        status: Option<Status>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        muted: Option<Muted>,
+    },
+}
+
+/// Applies `change` to the state: the episode it opens or ends, and the notification that
+/// owes. Idempotent: the same change applied again is [`Applied::AlreadyApplied`].
+pub fn apply(
+    state: &mut StateFile,
+    change: &AlarmChange,
+    policy: &Policy,
+    silences: &[Silence],
+    default_topic: &str,
+    now: DateTime<Utc>,
+) -> Applied {
+    let known = state.native.get(&change.name).cloned();
+    if known.is_none() && !change.opted_in(&policy.alarms) {
+        return Applied::Ignored;
+    }
+    if known
+        .as_ref()
+        .is_some_and(|k| change.timestamp <= k.last_change)
+    {
+        return Applied::AlreadyApplied;
+    }
+    let labels = change.labels();
+    let episode = known.as_ref().filter(|k| k.in_alarm());
+    let keys: HashSet<String> = state.known_keys();
+    let mut next = NativeAlarm {
+        state: change.state,
+        last_change: change.timestamp,
+        labels: labels.clone(),
+        since: None,
+        notified: false,
+    };
+    let mut outcome = Applied::Changed {
+        status: None,
+        muted: None,
+    };
+    let mut owe = None;
+    match (change.state, episode) {
+        (AlarmState::Alarm, Some(open)) => {
+            next.since = open.since;
+            next.notified = open.notified;
+        }
+        (AlarmState::Alarm, None) => {
+            let firing: Vec<&BTreeMap<String, String>> = state
+                .alerts
+                .values()
+                .filter(|s| s.phase == Phase::Firing)
+                .map(|s| &s.labels)
+                .chain(
+                    state
+                        .native
+                        .iter()
+                        .filter(|(n, a)| **n != change.name && a.in_alarm())
+                        .map(|(_, a)| &a.labels),
+                )
+                .collect();
+            let muted = policy.muted(&labels, silences, &firing, now);
+            next.since = Some(change.timestamp);
+            let key = change.dedup_key(change.timestamp, Status::Firing);
+            if muted.is_none() && !keys.contains(&key) {
+                next.notified = true;
+                owe = Some((key, Status::Firing));
+            }
+            outcome = Applied::Changed {
+                status: Some(Status::Firing),
+                muted,
+            };
+        }
+        (_, Some(open)) => {
+            let since = open.since.unwrap_or(open.last_change);
+            let key = change.dedup_key(since, Status::Resolved);
+            if open.notified && !keys.contains(&key) {
+                owe = Some((key, Status::Resolved));
+            }
+            outcome = Applied::Changed {
+                status: open.notified.then_some(Status::Resolved),
+                muted: None,
+            };
+        }
+        (_, None) => {}
+    }
+    if let Some((key, status)) = owe {
+        let owed = Owed {
+            key,
+            topic_arn: policy.topic(&labels, default_topic).to_owned(),
+            rule: change.name.clone(),
+            severity: labels.get("severity").cloned().unwrap_or_default(),
+            labels,
+            status,
+            kind: Kind::Alert,
+            members: Vec::new(),
+            notification: change.notification(status),
+            attempts: 0,
+            lease: None,
+            last_error: None,
+        };
+        state.enqueue(policy, owed, now);
+    }
+    state.native.insert(change.name.clone(), next);
+    outcome
 }
 
 impl AlarmChange {
@@ -100,40 +293,50 @@ impl AlarmChange {
         labels
     }
 
-    /// `firing` for ALARM, `resolved` for OK after ALARM; nothing else notifies.
-    pub fn status(&self) -> Option<&'static str> {
-        match (self.state.as_str(), self.previous.as_str()) {
-            ("ALARM", _) => Some("firing"),
-            ("OK", "ALARM") => Some("resolved"),
-            _ => None,
-        }
+    /// Whether the alarm asked to page through Vigil: a `vigil:` line in its description, or
+    /// a name with one of the configured prefixes.
+    pub fn opted_in(&self, opt_in: &AlarmOptIn) -> bool {
+        self.description
+            .lines()
+            .any(|l| l.trim().starts_with("vigil:"))
+            || opt_in
+                .name_prefixes
+                .iter()
+                .any(|p| !p.is_empty() && self.name.starts_with(p.as_str()))
     }
 
-    /// One key per alarm, change and status: a redelivered event is not sent twice.
-    pub fn dedup_key(&self, status: &str) -> String {
+    /// One key per alarm, episode (its start) and status: a redelivered event is not sent
+    /// twice, and an episode resolves once whichever way it ends.
+    pub fn dedup_key(&self, since: DateTime<Utc>, status: Status) -> String {
         format!(
-            "cloudwatch/{}/{}/{status}",
+            "cloudwatch/{}/{}/{}",
             self.name,
-            self.timestamp.timestamp_millis()
+            since.timestamp_millis(),
+            status.as_str()
         )
     }
 
     /// The message for people and the attributes for filters.
-    pub fn notification(&self, status: &str) -> Notification {
+    pub fn notification(&self, status: Status) -> Notification {
         let labels = self.labels();
+        let previous = self.previous.map_or("?", AlarmState::as_str);
         let mut message = format!(
-            "CloudWatch alarm {} is {} ({} → {}) at {}.\n\nReason: {}\n",
+            "CloudWatch alarm {} is {} ({previous} → {}) at {}.\n\nReason: {}\n",
             self.name,
-            if status == "firing" {
-                "FIRING"
-            } else {
-                "RESOLVED"
+            match status {
+                Status::Firing => "FIRING",
+                Status::Resolved => "RESOLVED",
             },
-            self.previous,
-            self.state,
+            self.state.as_str(),
             self.timestamp.to_rfc3339_opts(SecondsFormat::Secs, true),
             self.reason
         );
+        if self.state == AlarmState::InsufficientData {
+            message.push_str(
+                "\nThe alarm left ALARM for INSUFFICIENT_DATA: its metric has too little data to \
+                 evaluate. Vigil ends the episode here; check that the metric is still reported.\n",
+            );
+        }
         let description: Vec<&str> = self
             .description
             .lines()
@@ -150,9 +353,9 @@ impl AlarmChange {
         }
         let mut attributes = vec![
             ("alertname".to_owned(), self.name.clone()),
-            ("status".to_owned(), status.to_owned()),
+            ("status".to_owned(), status.as_str().to_owned()),
         ];
-        for label in crate::ATTRIBUTE_LABELS {
+        for label in crate::message::ATTRIBUTE_LABELS {
             if let Some(v) = labels.get(label).filter(|v| !v.is_empty()) {
                 attributes.push((label.to_owned(), v.clone()));
             }
@@ -170,10 +373,15 @@ impl AlarmChange {
                 "reason": self.reason,
                 "at": self.timestamp,
             })),
-            subject: format!("[{}] {}: {reason}", status.to_uppercase(), self.name),
+            subject: format!(
+                "[{}] {}: {reason}",
+                status.as_str().to_uppercase(),
+                self.name
+            ),
             message,
             attributes,
         }
+        .fitted(crate::message::MESSAGE_BUDGET)
     }
 }
 
@@ -183,6 +391,9 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    /// The payload a Lambda alarm action receives ("Using Amazon CloudWatch alarms", CloudWatch
+    /// User Guide, "Lambda alarm actions": `source`, `alarmArn`, `alarmData` with `state`,
+    /// `previousState` and `configuration`).
     fn lambda_action() -> Value {
         json!({
             "source": "aws.cloudwatch",
@@ -199,16 +410,40 @@ mod tests {
         })
     }
 
+    /// The same alarm's change to `state` at `stamp`, in the EventBridge shape ("CloudWatch
+    /// events sent to EventBridge", CloudWatch User Guide: `detail-type` "CloudWatch Alarm
+    /// State Change", `resources` holding the alarm's ARN, `detail` as `alarmData` above).
+    fn eventbridge(state: &str, previous: &str, stamp: &str) -> Value {
+        json!({
+            "version": "0", "id": "x", "detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch",
+            "account": "123456789012", "time": stamp, "region": "us-east-1",
+            "resources": ["arn:aws:cloudwatch:us-east-1:123456789012:alarm:checkout-5xx"],
+            "detail": {
+                "alarmName": "checkout-5xx",
+                "state": {"value": state, "reason": "r", "timestamp": stamp},
+                "previousState": {"value": previous, "reason": "x", "timestamp": "2026-11-25T07:00:00.000+0000"},
+                "configuration": {"description": "vigil: severity=page team=checkout", "metrics": []}
+            }
+        })
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
     #[test]
     fn reads_the_lambda_action_payload() {
         let change = parse(&lambda_action()).expect("parses");
         assert_eq!(change.name, "checkout-5xx");
-        assert_eq!(change.status(), Some("firing"));
+        assert_eq!(change.state, AlarmState::Alarm);
+        assert_eq!(change.previous, Some(AlarmState::Ok));
         assert_eq!(change.timestamp.to_rfc3339(), "2026-11-25T08:00:00+00:00");
         let labels = change.labels();
         assert_eq!(labels["severity"], "page");
         assert_eq!(labels["alertname"], "checkout-5xx");
-        let n = change.notification("firing");
+        let n = change.notification(Status::Firing);
         assert!(
             n.subject
                 .starts_with("[FIRING] checkout-5xx: Threshold Crossed"),
@@ -229,39 +464,170 @@ mod tests {
 
     #[test]
     fn reads_the_eventbridge_event() {
-        let ev = json!({
-            "version": "0", "id": "x", "detail-type": "CloudWatch Alarm State Change", "source": "aws.cloudwatch",
-            "account": "123456789012", "time": "2026-11-25T08:05:00Z", "region": "us-east-1",
-            "resources": ["arn:aws:cloudwatch:us-east-1:123456789012:alarm:checkout-5xx"],
-            "detail": {
-                "alarmName": "checkout-5xx",
-                "state": {"value": "OK", "reason": "back to normal", "timestamp": "2026-11-25T08:05:00.000+0000"},
-                "previousState": {"value": "ALARM", "reason": "x", "timestamp": "2026-11-25T08:00:00.000+0000"},
-                "configuration": {"metrics": []}
-            }
-        });
+        let ev = eventbridge("OK", "ALARM", "2026-11-25T08:05:00.000+0000");
         assert!(is_alarm_event(&ev));
         let change = parse(&ev).expect("parses");
-        assert_eq!(change.status(), Some("resolved"));
+        assert_eq!(change.state, AlarmState::Ok);
         assert_eq!(
             change.arn,
             "arn:aws:cloudwatch:us-east-1:123456789012:alarm:checkout-5xx"
         );
         assert_eq!(
-            change.dedup_key("resolved"),
-            "cloudwatch/checkout-5xx/1795593900000/resolved"
+            change.dedup_key(t("2026-11-25T08:00:00Z"), Status::Resolved),
+            "cloudwatch/checkout-5xx/1795593600000/resolved"
         );
     }
 
     #[test]
-    fn other_changes_do_not_notify_and_bad_events_are_refused() {
+    fn bad_events_are_refused() {
         let mut ev = lambda_action();
-        ev["alarmData"]["state"]["value"] = json!("INSUFFICIENT_DATA");
-        assert_eq!(parse(&ev).expect("parses").status(), None);
+        ev["alarmData"]["state"]["value"] = json!("PANIC");
+        assert!(parse(&ev).is_err());
+        let mut ev = lambda_action();
         ev["alarmData"]["state"]["timestamp"] = json!("yesterday");
         assert!(parse(&ev).is_err());
         assert!(parse(&json!({"source": "aws.cloudwatch", "alarmData": {}})).is_err());
         assert!(!is_alarm_event(&json!({"source": "aws.events"})));
+    }
+
+    /// Applies events in order; returns the statuses owed, in order.
+    fn run(events: &[Value], policy: &Policy) -> (Vec<Status>, StateFile) {
+        let mut state = StateFile::default();
+        for ev in events {
+            let change = parse(ev).expect("parses");
+            apply(
+                &mut state,
+                &change,
+                policy,
+                &[],
+                "arn:default",
+                t("2026-11-25T09:00:00Z"),
+            );
+        }
+        (state.outbox.iter().map(|o| o.status).collect(), state)
+    }
+
+    #[test]
+    fn every_way_out_of_alarm_resolves_once() {
+        let p = Policy::default();
+        let alarm = eventbridge("ALARM", "OK", "2026-11-25T08:00:00.000+0000");
+        let insufficient =
+            eventbridge("INSUFFICIENT_DATA", "ALARM", "2026-11-25T08:05:00.000+0000");
+        let ok = eventbridge("OK", "INSUFFICIENT_DATA", "2026-11-25T08:10:00.000+0000");
+        let (owed, state) = run(&[alarm.clone(), insufficient.clone(), ok.clone()], &p);
+        assert_eq!(owed, [Status::Firing, Status::Resolved]);
+        assert!(
+            state.outbox[1]
+                .notification
+                .message
+                .contains("INSUFFICIENT_DATA")
+        );
+        let (owed, _) = run(
+            &[
+                alarm.clone(),
+                eventbridge("OK", "ALARM", "2026-11-25T08:05:00.000+0000"),
+            ],
+            &p,
+        );
+        assert_eq!(owed, [Status::Firing, Status::Resolved]);
+        // Redelivered and late events change nothing.
+        let (owed, _) = run(
+            &[
+                alarm.clone(),
+                alarm.clone(),
+                insufficient.clone(),
+                alarm.clone(),
+                insufficient,
+                ok,
+            ],
+            &p,
+        );
+        assert_eq!(owed, [Status::Firing, Status::Resolved]);
+        // A new episode after the first: firing again, with its own keys.
+        let again = eventbridge("ALARM", "OK", "2026-11-25T08:20:00.000+0000");
+        let (owed, state) = run(
+            &[
+                alarm,
+                eventbridge("OK", "ALARM", "2026-11-25T08:05:00.000+0000"),
+                again,
+            ],
+            &p,
+        );
+        assert_eq!(owed, [Status::Firing, Status::Resolved, Status::Firing]);
+        let keys: HashSet<&str> = state.outbox.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys.len(), 3);
+    }
+
+    #[test]
+    fn only_alarms_that_opt_in_page() {
+        let mut autoscaling = eventbridge("ALARM", "OK", "2026-11-25T08:00:00.000+0000");
+        autoscaling["detail"]["alarmName"] = json!("TargetTracking-table/orders-AlarmHigh-1f2e");
+        autoscaling["detail"]["configuration"]["description"] = json!(
+            "DO NOT EDIT OR DELETE. For TargetTrackingScaling policy arn:aws:autoscaling:..."
+        );
+        let mut state = StateFile::default();
+        let change = parse(&autoscaling).expect("parses");
+        let p = Policy::default();
+        assert_eq!(
+            apply(
+                &mut state,
+                &change,
+                &p,
+                &[],
+                "arn:default",
+                t("2026-11-25T09:00:00Z")
+            ),
+            Applied::Ignored
+        );
+        assert!(state.outbox.is_empty() && state.native.is_empty());
+        let by_prefix = Policy {
+            alarms: AlarmOptIn {
+                name_prefixes: vec!["TargetTracking-".into()],
+            },
+            ..Policy::default()
+        };
+        assert!(matches!(
+            apply(
+                &mut state,
+                &change,
+                &by_prefix,
+                &[],
+                "arn:default",
+                t("2026-11-25T09:00:00Z")
+            ),
+            Applied::Changed {
+                status: Some(Status::Firing),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_muted_alarm_resolves_silently() {
+        let p = Policy::default();
+        let silence = Silence {
+            matchers: [("alertname".to_owned(), "checkout-5xx".to_owned())].into(),
+            starts_at: None,
+            ends_at: t("2026-11-25T10:00:00Z"),
+            created_by: "on-call".into(),
+            comment: "deploy".into(),
+        };
+        let mut state = StateFile::default();
+        for ev in [
+            eventbridge("ALARM", "OK", "2026-11-25T08:00:00.000+0000"),
+            eventbridge("OK", "ALARM", "2026-11-25T08:05:00.000+0000"),
+        ] {
+            let change = parse(&ev).expect("parses");
+            apply(
+                &mut state,
+                &change,
+                &p,
+                std::slice::from_ref(&silence),
+                "arn:default",
+                t("2026-11-25T09:00:00Z"),
+            );
+        }
+        assert!(state.outbox.is_empty());
     }
 
     proptest! {
@@ -271,7 +637,31 @@ mod tests {
                 "state": {"value": state, "timestamp": stamp}, "configuration": {"description": desc}}});
             if let Ok(change) = parse(&ev) {
                 let _ = change.labels();
-                let _ = change.notification("firing");
+                let _ = change.notification(Status::Firing);
+            }
+        }
+
+        /// Whatever order and repetition the changes of one alarm arrive in, each episode
+        /// that is seen fires at most once and resolves at most once, resolving only what
+        /// fired.
+        #[test]
+        fn episodes_fire_and_resolve_once(
+            changes in proptest::collection::vec((0usize..3, 0i64..20), 0..30),
+        ) {
+            let states = ["OK", "ALARM", "INSUFFICIENT_DATA"];
+            let mut state = StateFile::default();
+            for (s, minute) in changes {
+                let stamp = (t("2026-11-25T08:00:00Z") + chrono::Duration::minutes(minute))
+                    .format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
+                let change = parse(&eventbridge(states[s], "OK", &stamp)).expect("parses");
+                apply(&mut state, &change, &Policy::default(), &[], "arn:default", t("2026-11-25T09:00:00Z"));
+            }
+            let keys: Vec<&str> = state.outbox.iter().map(|o| o.key.as_str()).collect();
+            let unique: HashSet<&str> = keys.iter().copied().collect();
+            prop_assert_eq!(unique.len(), keys.len());
+            for o in state.outbox.iter().filter(|o| o.status == Status::Resolved) {
+                let firing = o.key.replace("/resolved", "/firing");
+                prop_assert!(unique.contains(firing.as_str()), "{} resolved without firing", o.key);
             }
         }
     }

@@ -7,7 +7,7 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use vigil_alert::{AlertConfig, handle_event};
+use vigil_alert::{AlertConfig, Call, handle_event};
 use vigil_shared::{CloudWatchReader, S3Store, SnsNotifier, init_tracing, sdk_config};
 
 #[tokio::main]
@@ -21,15 +21,17 @@ async fn main() -> Result<(), Error> {
     let store = S3Store::from_conf(&conf);
     let (reader, notifier, store, config) = (&reader, &notifier, &store, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle_event(
-            reader,
-            notifier,
-            store,
-            config,
-            &event.payload,
-            chrono::Utc::now(),
-        )
-        .await
+        let now = chrono::Utc::now();
+        let deadline = i64::try_from(event.context.deadline)
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .unwrap_or(now + chrono::Duration::seconds(50));
+        let call = Call {
+            request_id: event.context.request_id.clone(),
+            now,
+            deadline,
+        };
+        handle_event(reader, notifier, store, config, &event.payload, &call).await
     }))
     .await
 }

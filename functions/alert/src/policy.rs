@@ -17,7 +17,12 @@
 //!   group_by: [team, service]
 //!   group_wait: 0s
 //!   group_interval: 5m
+//!   alarms: {name_prefixes: [checkout-]}
 //! ```
+//!
+//! Routes may only name topics the stack can publish to (`VIGIL_ALLOWED_TOPIC_ARNS`, from the
+//! template's `AlertRouteTopicArns`): [`Policy::check_topics`] refuses the others when the
+//! rules are loaded, with the file, line and column.
 //!
 //! Silences live in their own JSON object (`VIGIL_SILENCES`), so that they can be added during
 //! an incident without touching the rules:
@@ -27,11 +32,12 @@
 //!   "created_by": "on-call", "comment": "database failover in progress"}]
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use vigil_shared::Span;
+use serde_saphyr::Spanned;
+use vigil_shared::{Error, Result, Span};
 
 /// Label matchers: every named label must have exactly this value.
 pub type Matchers = BTreeMap<String, String>;
@@ -68,6 +74,19 @@ pub struct Policy {
     /// The least time between two messages of one group (default 5m).
     #[serde(default = "default_group_interval")]
     pub group_interval: Span,
+    /// Which CloudWatch alarms page through Vigil.
+    #[serde(default)]
+    pub alarms: AlarmOptIn,
+}
+
+/// CloudWatch alarms go through the policy only when they opt in: a `vigil:` line in the
+/// alarm's description, or a name starting with one of `name_prefixes`. Every other alarm of
+/// the account (auto-scaling's target-tracking alarms, Vigil's own ops alarms) is ignored.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmOptIn {
+    #[serde(default)]
+    pub name_prefixes: Vec<String>,
 }
 
 fn default_group_interval() -> Span {
@@ -85,6 +104,9 @@ impl Policy {
         group_by: Vec::new(),
         group_wait: Span(0),
         group_interval: Span(300),
+        alarms: AlarmOptIn {
+            name_prefixes: Vec::new(),
+        },
     };
 }
 
@@ -112,7 +134,8 @@ pub const WATCHDOG: &str = "Watchdog";
 pub struct Route {
     #[serde(rename = "match")]
     pub matchers: Matchers,
-    pub topic_arn: String,
+    /// With where it stands in the file, so a refused topic is named with its line.
+    pub topic_arn: Spanned<String>,
 }
 
 /// A firing alert matching `source_match` mutes alerts matching `target_match` that have the
@@ -165,7 +188,27 @@ impl Policy {
         self.routes
             .iter()
             .find(|r| matches(&r.matchers, labels))
-            .map_or(default, |r| r.topic_arn.as_str())
+            .map_or(default, |r| r.topic_arn.value.as_str())
+    }
+
+    /// Refuses a route to a topic outside `allowed` (the stack's topics): SNS would answer
+    /// AuthorizationError for each of its messages.
+    pub fn check_topics(&self, origin: &str, allowed: &BTreeSet<String>) -> Result<()> {
+        for (i, route) in self.routes.iter().enumerate() {
+            let topic = &route.topic_arn;
+            if !allowed.contains(&topic.value) {
+                let list: Vec<&str> = allowed.iter().map(String::as_str).collect();
+                return Err(Error::Config(format!(
+                    "{origin}:{}:{}: policy.routes[{i}].topic_arn: {:?} is not a topic this stack \
+                     may publish to ({}); add it to the stack's AlertRouteTopicArns parameter",
+                    topic.referenced.line(),
+                    topic.referenced.column(),
+                    topic.value,
+                    list.join(", ")
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Whether a notification for `labels` is muted at `now`, given the silences and the
@@ -190,9 +233,11 @@ impl Policy {
             if !matches(&rule.target_match, labels) {
                 continue;
             }
+            // An alert never inhibits itself; any other firing alert, matched on its full
+            // label set (a `*` rule's series labels included), may.
             let source = firing.iter().find(|source| {
-                matches(&rule.source_match, source)
-                    && source.get("alertname") != labels.get("alertname")
+                **source != labels
+                    && matches(&rule.source_match, source)
                     && rule.equal.iter().all(|k| source.get(k) == labels.get(k))
             });
             if let Some(source) = source {
@@ -322,5 +367,46 @@ inhibit:
         assert!(p.muted(&slow, &[], &[], now).is_none());
         // The source does not inhibit itself.
         assert!(p.muted(&down, &[], &[&down], now).is_none());
+    }
+
+    /// A firing series of a `*` rule (labels with its pod) inhibits by its full label set.
+    #[test]
+    fn series_labels_inhibit() {
+        let p: Policy = vigil_shared::config::parse_yaml(
+            "p.yaml",
+            "inhibit: [{source_match: {alertname: NodeDown}, target_match: {severity: page}, equal: [node]}]\n",
+        )
+        .expect("policy");
+        let node_down = labels(&[("alertname", "NodeDown"), ("node", "n1")]);
+        let on_n1 = labels(&[
+            ("alertname", "checkout-5xx"),
+            ("severity", "page"),
+            ("node", "n1"),
+        ]);
+        let on_n2 = labels(&[
+            ("alertname", "checkout-5xx"),
+            ("severity", "page"),
+            ("node", "n2"),
+        ]);
+        let now = t("2026-11-25T09:00:00Z");
+        assert!(p.muted(&on_n1, &[], &[&node_down], now).is_some());
+        assert!(p.muted(&on_n2, &[], &[&node_down], now).is_none());
+    }
+
+    #[test]
+    fn routes_to_topics_outside_the_stack_are_refused_with_their_line() {
+        let p = policy();
+        let allowed: BTreeSet<String> = ["arn:payments".to_owned()].into();
+        let err = p
+            .check_topics("rules.yaml", &allowed)
+            .expect_err("arn:tickets is not allowed")
+            .to_string();
+        assert!(err.contains("rules.yaml:5:"), "{err}");
+        assert!(
+            err.contains("policy.routes[1].topic_arn") && err.contains("arn:tickets"),
+            "{err}"
+        );
+        let both: BTreeSet<String> = ["arn:payments".to_owned(), "arn:tickets".to_owned()].into();
+        assert!(p.check_topics("rules.yaml", &both).is_ok());
     }
 }

@@ -261,10 +261,11 @@ pub fn load(origin: &str, text: &str) -> Result<Vec<Rule>> {
 pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::Policy)> {
     let file: RulesFile = parse_yaml(origin, text)?;
     for (i, route) in file.policy.routes.iter().enumerate() {
-        if !route.topic_arn.starts_with("arn:") {
+        if !route.topic_arn.value.starts_with("arn:") {
             return Err(Error::Config(format!(
-                "{origin}: policy.routes[{i}].topic_arn: {:?} is not an ARN",
-                route.topic_arn
+                "{origin}:{}: policy.routes[{i}].topic_arn: {:?} is not an ARN",
+                route.topic_arn.referenced.line(),
+                route.topic_arn.value
             )));
         }
     }

@@ -13,8 +13,46 @@
 //! Each transition that notifies carries a deduplication key derived from the rule and the
 //! episode's start, so a retried run can tell a notification it already sent.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+
+/// What a notification says of an alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Firing,
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Firing => "firing",
+            Status::Resolved => "resolved",
+        }
+    }
+}
+
+/// Where a series stands after a run, for the run's summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standing {
+    Inactive,
+    Pending,
+    Firing,
+}
+
+impl Standing {
+    pub fn of(state: Option<&AlertState>) -> Self {
+        match state.map(|s| s.phase) {
+            None => Standing::Inactive,
+            Some(Phase::Pending) => Standing::Pending,
+            Some(Phase::Firing) => Standing::Firing,
+        }
+    }
+}
 
 /// Where an episode stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +82,10 @@ pub struct AlertState {
     /// Repeat notifications sent for this episode.
     #[serde(default)]
     pub repeats: u32,
+    /// The alert's full label set (rule labels, `alertname`, the series' `*` dimensions): what
+    /// inhibits other alerts, and what a resolved message says once the rule is gone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// What one evaluation saw, after the missing-data policy.
@@ -72,11 +114,10 @@ pub enum Transition {
 }
 
 impl Transition {
-    /// `firing` or `resolved`.
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> Status {
         match self {
-            Transition::Firing { .. } => "firing",
-            Transition::Resolved { .. } => "resolved",
+            Transition::Firing { .. } => Status::Firing,
+            Transition::Resolved { .. } => Status::Resolved,
         }
     }
 
@@ -87,7 +128,7 @@ impl Transition {
                 active_since.timestamp()
             }
         };
-        format!("{alert}/{since}/{}", self.status())
+        format!("{alert}/{since}/{}", self.status().as_str())
     }
 }
 
@@ -118,6 +159,7 @@ pub fn step(
                 value,
                 notified_at: None,
                 repeats: 0,
+                labels: BTreeMap::new(),
             };
             promote(state, timing, now)
         }
@@ -216,7 +258,7 @@ mod tests {
             keep_firing_for: Duration::zero(),
         };
         let out = run(&[N(1.0), B(9.0), B(9.0), B(9.0), B(9.0), N(1.0)], timing);
-        let kinds: Vec<(i64, &str)> = out.iter().map(|(i, t)| (*i, t.status())).collect();
+        let kinds: Vec<(i64, &str)> = out.iter().map(|(i, t)| (*i, t.status().as_str())).collect();
         assert_eq!(kinds, [(3, "firing"), (5, "resolved")]);
     }
 
@@ -256,7 +298,7 @@ mod tests {
             ],
             timing,
         );
-        let kinds: Vec<(i64, &str)> = out.iter().map(|(i, t)| (*i, t.status())).collect();
+        let kinds: Vec<(i64, &str)> = out.iter().map(|(i, t)| (*i, t.status().as_str())).collect();
         assert_eq!(kinds, [(0, "firing"), (8, "resolved")]);
     }
 
@@ -267,7 +309,7 @@ mod tests {
             keep_firing_for: Duration::zero(),
         };
         let out = run(&[B(9.0), U, U, B(9.0), U, N(1.0)], timing);
-        let kinds: Vec<(i64, &str)> = out.iter().map(|(i, t)| (*i, t.status())).collect();
+        let kinds: Vec<(i64, &str)> = out.iter().map(|(i, t)| (*i, t.status().as_str())).collect();
         assert_eq!(kinds, [(3, "firing"), (5, "resolved")]);
     }
 
@@ -305,7 +347,7 @@ mod tests {
             let out = run(&observations, timing);
             for (k, (_, t)) in out.iter().enumerate() {
                 let want = if k % 2 == 0 { "firing" } else { "resolved" };
-                prop_assert_eq!(t.status(), want);
+                prop_assert_eq!(t.status().as_str(), want);
             }
             let keys: std::collections::BTreeSet<String> = out.iter().map(|(_, t)| t.dedup_key("r")).collect();
             prop_assert_eq!(keys.len(), out.len());

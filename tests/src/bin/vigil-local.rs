@@ -11,7 +11,8 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 use vigil_e2e::{
     Function, LocalAws, binary, http_response, json_push_event, sample_config, sample_event,
-    sample_push, scheduled_event, stamp_logs, stamp_push, stamp_remote_write, whole_minute_ago,
+    sample_push, scheduled_event, scheduler_default_event, stamp_logs, stamp_push,
+    stamp_remote_write, whole_minute_ago,
 };
 
 fn section(title: &str) {
@@ -124,9 +125,7 @@ async fn main() {
     }
 
     // alert: the sample rules evaluated on what ingest stored, on a scheduled event.
-    section(
-        "alert: scheduled evaluation (events/eventbridge-scheduled.json, config/rules.example.yaml)",
-    );
+    section("alert: scheduled evaluation (events/scheduler-alert.json, config/rules.example.yaml)");
     aws.put_object(
         &bucket,
         "config/rules.yaml",
@@ -221,7 +220,7 @@ async fn main() {
     )
     .await;
     let response = verifier
-        .invoke(&scheduled_event(Utc::now()))
+        .invoke(&scheduler_default_event(Utc::now()))
         .await
         .expect_response();
     let location = response["report"].as_str().unwrap_or_default();

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 use vigil_backup_verify::restore::{Format, validate};
-use vigil_e2e::{Function, LocalAws, binary, scheduled_event};
+use vigil_e2e::{Function, LocalAws, binary, scheduler_default_event};
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -109,7 +109,7 @@ async fn main() {
     let idle = function.pid().and_then(peak_rss_kib).unwrap_or(0);
     let t = Instant::now();
     let response = function
-        .invoke(&scheduled_event(chrono::Utc::now()))
+        .invoke(&scheduler_default_event(chrono::Utc::now()))
         .await
         .expect_response();
     let through_s3 = t.elapsed().as_secs_f64();

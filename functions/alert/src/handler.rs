@@ -1,0 +1,221 @@
+//! The Lambda handlers: a scheduled evaluation, or a CloudWatch alarm's change of state.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use vigil_shared::schedule;
+use vigil_shared::{Error, MetricReader, Notifier, ObjectStore, Result};
+
+use crate::alarm::{self, Applied};
+use crate::config::AlertConfig;
+use crate::outbox::{deliver, update};
+use crate::policy::{Policy, Silence};
+use crate::rules::{Rule, lint, load_file};
+use crate::run::{Invocation, Plan, RunSummary, run};
+
+/// Delivery stops this long before the invocation's deadline, to record what it did.
+pub const STOP_MARGIN: StdDuration = StdDuration::from_secs(5);
+
+/// The invocation as Lambda hands it over: its request id, the wall clock when it began, and
+/// its deadline.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub request_id: String,
+    pub now: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+}
+
+impl Call {
+    fn invocation(&self, at: DateTime<Utc>) -> Invocation {
+        let left = (self.deadline - self.now)
+            .to_std()
+            .unwrap_or_default()
+            .saturating_sub(STOP_MARGIN);
+        Invocation {
+            id: self.request_id.clone(),
+            at,
+            now: self.now,
+            deadline: self.deadline,
+            stop: Instant::now() + left,
+        }
+    }
+}
+
+/// The rules, policy and silences in force: the rules file (routes checked against the topics
+/// the stack may publish to) and `VIGIL_SILENCES`.
+async fn policy_and_silences(
+    store: &impl ObjectStore,
+    config: &AlertConfig,
+) -> Result<(Vec<Rule>, Policy, Vec<Silence>)> {
+    let origin = config.rules.to_string();
+    let text = config.rules.read(store).await?;
+    let (rules, policy) = load_file(&origin, &text)?;
+    policy.check_topics(&origin, &config.allowed_topics)?;
+    let silences: Vec<Silence> = match &config.silences {
+        None => Vec::new(),
+        Some(source) => match source.read_optional(store).await? {
+            None => Vec::new(),
+            Some(text) => serde_json::from_str(&text).map_err(|e| {
+                Error::Config(format!("{source}: not a JSON list of silences: {e}"))
+            })?,
+        },
+    };
+    Ok((rules, policy, silences))
+}
+
+/// A scheduled evaluation: reads the rules (at every run, so a new file in S3 takes effect
+/// without a deployment), evaluates them at the event's scheduled time and returns the run's
+/// summary.
+pub async fn handle_scheduled(
+    reader: &impl MetricReader,
+    notifier: &impl Notifier,
+    store: &impl ObjectStore,
+    config: &AlertConfig,
+    event: &Value,
+    call: &Call,
+) -> Result<Value> {
+    let scheduled = schedule::parse(event)?;
+    let (rules, policy, silences) = policy_and_silences(store, config).await?;
+    for finding in lint(&rules) {
+        tracing::warn!(finding = %finding, "rule lint");
+    }
+    let plan = Plan {
+        rules: &rules,
+        policy: &policy,
+        silences: &silences,
+        default_topic: &config.topic_arn,
+        state: &config.state,
+    };
+    let summary = run(
+        reader,
+        notifier,
+        store,
+        plan,
+        &call.invocation(scheduled.at),
+    )
+    .await?;
+    vigil_shared::emf::emit(&heartbeat_line(&summary, call.now));
+    let mut out = serde_json::to_value(summary)
+        .map_err(|e| Error::Internal(format!("summary not serializable: {e}")))?;
+    out["schedule"] = serde_json::to_value(&scheduled)
+        .map_err(|e| Error::Internal(format!("schedule not serializable: {e}")))?;
+    Ok(out)
+}
+
+/// The EMF line a completed evaluation writes: `Heartbeat` 1 (the stack's dead man's switch
+/// alarms when it stops), with how many series were evaluated and how many are firing.
+pub fn heartbeat_line(summary: &RunSummary, now: DateTime<Utc>) -> String {
+    let firing = summary
+        .rules
+        .iter()
+        .filter(|r| r.state == crate::state::Standing::Firing)
+        .count();
+    let mut fields = serde_json::Map::new();
+    fields.insert("message".into(), "evaluation completed".into());
+    fields.insert(
+        "evaluated_at".into(),
+        summary.evaluated_at.to_rfc3339().into(),
+    );
+    fields.insert("sent".into(), summary.sent.len().into());
+    fields.insert("superseded".into(), summary.superseded.into());
+    vigil_shared::emf::line(
+        "Vigil",
+        &[("Function", "alert")],
+        &[
+            ("Heartbeat", 1.0, vigil_shared::Unit::Count),
+            (
+                "SeriesEvaluated",
+                summary.rules.len() as f64,
+                vigil_shared::Unit::Count,
+            ),
+            ("AlertsFiring", firing as f64, vigil_shared::Unit::Count),
+        ],
+        fields,
+        now,
+    )
+}
+
+/// A CloudWatch alarm state change (alarm action or EventBridge): the change goes through the
+/// same policy as the rules (routes, silences, inhibition) and the same claimed, deduplicated
+/// delivery. When another run wrote the state first, the change is applied again to a fresh
+/// read; it is never dropped.
+pub async fn handle_alarm(
+    notifier: &impl Notifier,
+    store: &impl ObjectStore,
+    config: &AlertConfig,
+    event: &Value,
+    call: &Call,
+) -> Result<Value> {
+    let change = alarm::parse(event)?;
+    let (_, policy, silences) = policy_and_silences(store, config).await?;
+    let inv = call.invocation(change.timestamp);
+    let lease = inv.lease();
+    let (state, tag, applied) = update(store, &config.state, None, call.now, |state| {
+        let applied = alarm::apply(
+            state,
+            &change,
+            &policy,
+            &silences,
+            &config.topic_arn,
+            call.now,
+        );
+        state.flush_groups(&policy, call.now);
+        state.claim(&lease, call.now);
+        applied
+    })
+    .await?;
+    if applied == Applied::Ignored {
+        let mut fields = serde_json::Map::new();
+        fields.insert("message".into(), "alarm change ignored".into());
+        fields.insert("alarm".into(), change.name.clone().into());
+        vigil_shared::emf::emit(&vigil_shared::emf::line(
+            "Vigil",
+            &[("Function", "alert")],
+            &[("AlarmChangesIgnored", 1.0, vigil_shared::Unit::Count)],
+            fields,
+            call.now,
+        ));
+    }
+    let (delivery, _) = deliver(
+        notifier,
+        store,
+        &config.state,
+        state,
+        tag,
+        &lease,
+        &config.topic_arn,
+        call.now,
+        inv.stop,
+    )
+    .await?;
+    tracing::info!(alarm = %change.name, state = change.state.as_str(), applied = ?applied,
+        sent = delivery.sent.len(), "alarm change handled");
+    let mut out = serde_json::json!({
+        "alarm": change.name,
+        "state": change.state,
+        "sent": delivery.sent,
+        "deferred": delivery.deferred,
+        "set_aside": delivery.set_aside,
+    });
+    if let (Value::Object(o), Ok(Value::Object(a))) = (&mut out, serde_json::to_value(&applied)) {
+        o.extend(a);
+    }
+    Ok(out)
+}
+
+/// The Lambda handler: alarm state changes, else scheduled evaluations.
+pub async fn handle_event(
+    reader: &impl MetricReader,
+    notifier: &impl Notifier,
+    store: &impl ObjectStore,
+    config: &AlertConfig,
+    event: &Value,
+    call: &Call,
+) -> Result<Value> {
+    if alarm::is_alarm_event(event) {
+        handle_alarm(notifier, store, config, event, call).await
+    } else {
+        handle_scheduled(reader, notifier, store, config, event, call).await
+    }
+}

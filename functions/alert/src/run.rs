@@ -1,0 +1,460 @@
+//! One run of the rules: load → read → a pure step of all rules → commit → deliver.
+//!
+//! A run evaluates every rule at one instant, the scheduled time of its event, so that a
+//! retried invocation evaluates the same instant. The state's `evaluated_at` says which
+//! instant was evaluated last: a run for that instant or an older one (a retry whose first
+//! attempt got as far as its claim, or an overlapping run) evaluates nothing and only delivers
+//! what is owed and free to claim.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use vigil_shared::reader::{Series, StatQuery};
+use vigil_shared::{MetricReader, Notifier, ObjectStore, Result};
+
+use crate::evaluate::{Outcome, Target, evaluate, observe, query_for_series, read_start, targets};
+use crate::message::{notification_for, resolved_without_rule};
+use crate::outbox::{
+    Delivery, Kind, Lease, Owed, StateFile, StateLocation, deliver, load_state, update,
+};
+use crate::policy::{self, Muted, Policy, Silence};
+use crate::rules::Rule;
+use crate::state::{self, AlertState, Phase, Standing, Status, Transition};
+
+/// What one run evaluates and how it notifies.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan<'a> {
+    pub rules: &'a [Rule],
+    pub policy: &'a Policy,
+    pub silences: &'a [Silence],
+    /// Where notifications go when no route matches, and where undeliverable ones are
+    /// announced.
+    pub default_topic: &'a str,
+    pub state: &'a StateLocation,
+}
+
+/// One invocation: who runs, for which instant, and until when.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    /// The run's id (Lambda's request id): its claims are leased under it.
+    pub id: String,
+    /// The instant evaluated (the scheduled time).
+    pub at: DateTime<Utc>,
+    /// The wall clock at the start: leases of runs that ended before it are expired.
+    pub now: DateTime<Utc>,
+    /// When Lambda stops this invocation: its claims are leased until then.
+    pub deadline: DateTime<Utc>,
+    /// When delivery stops and gives back what it did not send (before `deadline`).
+    pub stop: Instant,
+}
+
+impl Invocation {
+    /// The lease this run claims under.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            run: self.id.clone(),
+            until: self.deadline,
+        }
+    }
+}
+
+/// One rule's result in a run's summary.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RuleResult {
+    pub alert: String,
+    /// The series' `*` dimensions, for a rule that watches several.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub series: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// Where the series stands after this run.
+    pub state: Standing,
+    /// Set when this run made a transition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transition: Option<Status>,
+    /// Why a notification this run owed was not sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub muted: Option<Muted>,
+}
+
+/// An alert that ended because its rule or series is gone.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Ended {
+    pub key: String,
+    pub reason: String,
+}
+
+/// What a run did; the invocation's result.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RunSummary {
+    pub evaluated_at: DateTime<Utc>,
+    pub get_metric_data_calls: usize,
+    pub rules: Vec<RuleResult>,
+    /// Firing alerts resolved because their rule or series is gone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ended: Vec<Ended>,
+    /// SNS message ids of the notifications this run delivered, by deduplication key.
+    pub sent: BTreeMap<String, String>,
+    /// Owed messages left for the next run (throttled, or no time left).
+    pub deferred: usize,
+    /// Messages set aside as undeliverable by this run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub set_aside: Vec<String>,
+    /// True when this instant had already been evaluated (by an earlier attempt or an
+    /// overlapping run): this run only delivered.
+    pub superseded: bool,
+}
+
+/// What the step of all rules produced, besides the new state.
+#[derive(Clone, Debug, Default)]
+struct Stepped {
+    rules: Vec<RuleResult>,
+    ended: Vec<Ended>,
+    superseded: bool,
+}
+
+/// The pure step: every target's outcome applied to `state` at `at` (transitions, the
+/// notifications they owe, alerts whose rule or series is gone, groups, the Watchdog), then
+/// the claim of what `lease` may send. Applying it again to its own result changes nothing.
+fn step(
+    state: &mut StateFile,
+    plan: &Plan<'_>,
+    evaluated: &[(Target<'_>, Outcome)],
+    inv: &Invocation,
+) -> Stepped {
+    let Plan {
+        policy,
+        silences,
+        default_topic,
+        ..
+    } = *plan;
+    let at = inv.at;
+    let mut out = Stepped::default();
+    if state.evaluated_at.is_some_and(|e| e >= at) {
+        out.superseded = true;
+        state.claim(&inv.lease(), inv.now);
+        return out;
+    }
+    let mut known = state.known_keys();
+    // Step every series first: inhibition needs to know which alerts fire after this run.
+    let stepped: Vec<_> = evaluated
+        .iter()
+        .map(|(target, outcome)| {
+            let rule = target.rule;
+            let prev = state.alerts.get(&target.key).cloned();
+            let (mut next, transition) =
+                state::step(prev.as_ref(), observe(rule, outcome), rule.timing(), at);
+            if let Some(s) = next.as_mut() {
+                s.labels = target.labels.clone();
+            }
+            (target, outcome, prev, next, transition)
+        })
+        .collect();
+    let firing: Vec<BTreeMap<String, String>> = stepped
+        .iter()
+        .filter(|(_, _, _, next, _)| next.as_ref().is_some_and(|s| s.phase == Phase::Firing))
+        .map(|(t, ..)| t.labels.clone())
+        .chain(
+            state
+                .native
+                .values()
+                .filter(|a| a.in_alarm())
+                .map(|a| a.labels.clone()),
+        )
+        .collect();
+    let firing: Vec<&BTreeMap<String, String>> = firing.iter().collect();
+    let repeat = policy
+        .repeat_interval
+        .map(|r| Duration::seconds(i64::try_from(r.seconds()).unwrap_or(i64::MAX / 1000)));
+
+    for (target, outcome, prev, mut next, transition) in stepped {
+        let (rule, labels) = (target.rule, &target.labels);
+        // What this series owes: a resolved message for an episode that was notified; a firing
+        // message for a firing episode never notified (new, or muted until now), or due again.
+        let owed: Option<(String, Transition)> = match (&transition, next.as_mut()) {
+            (Some(t @ Transition::Resolved { .. }), _) => prev
+                .as_ref()
+                .filter(|p| p.notified_at.is_some())
+                .map(|_| (t.dedup_key(&target.key), t.clone())),
+            (_, Some(s)) if s.phase == Phase::Firing => {
+                let firing = Transition::Firing {
+                    value: s.value,
+                    active_since: s.active_since,
+                };
+                match s.notified_at {
+                    None => Some((firing.dedup_key(&target.key), firing)),
+                    Some(last) if repeat.is_some_and(|r| at - last >= r) => Some((
+                        format!("{}/repeat/{}", firing.dedup_key(&target.key), s.repeats + 1),
+                        firing,
+                    )),
+                    Some(_) => None,
+                }
+            }
+            _ => None,
+        };
+        let mut muted = None;
+        if let Some((key, t)) = owed {
+            muted = policy.muted(labels, silences, &firing, at);
+            if muted.is_none() && !known.contains(&key) {
+                if let Some(s) = next.as_mut() {
+                    if s.notified_at.is_some() {
+                        s.repeats += 1;
+                    }
+                    s.notified_at = Some(at);
+                }
+                known.insert(key.clone());
+                let owed = Owed {
+                    key,
+                    topic_arn: policy.topic(labels, default_topic).to_owned(),
+                    rule: rule.alert.clone(),
+                    severity: rule.labels.get("severity").cloned().unwrap_or_default(),
+                    labels: labels.clone(),
+                    status: t.status(),
+                    kind: Kind::Alert,
+                    members: Vec::new(),
+                    notification: notification_for(target, &t, outcome.at_or(at)),
+                    attempts: 0,
+                    lease: None,
+                    last_error: None,
+                };
+                state.enqueue(policy, owed, at);
+            }
+        }
+        let standing = Standing::of(next.as_ref());
+        match next {
+            Some(s) => state.alerts.insert(target.key.clone(), s),
+            None => state.alerts.remove(&target.key),
+        };
+        out.rules.push(RuleResult {
+            alert: rule.alert.clone(),
+            series: target.series.clone(),
+            outcome: outcome.clone(),
+            state: standing,
+            transition: transition.as_ref().map(Transition::status),
+            muted,
+        });
+    }
+
+    out.ended = end_vanished(state, plan, evaluated, &mut known, at);
+    state.flush_groups(policy, at);
+    if let Some(watchdog) = &policy.watchdog {
+        heartbeat(state, policy, watchdog, default_topic, &known, at);
+    }
+    state.evaluated_at = Some(at);
+    state.prune(inv.now);
+    state.claim(&inv.lease(), inv.now);
+    out
+}
+
+/// Alerts in the state that no target evaluates any more: their rule was removed or renamed,
+/// or CloudWatch no longer lists their series. A notified firing one resolves, with the
+/// reason; the rest are dropped.
+fn end_vanished(
+    state: &mut StateFile,
+    plan: &Plan<'_>,
+    evaluated: &[(Target<'_>, Outcome)],
+    known: &mut HashSet<String>,
+    at: DateTime<Utc>,
+) -> Vec<Ended> {
+    let live: BTreeSet<&str> = evaluated
+        .iter()
+        .map(|(t, _)| t.key.as_str())
+        .chain(plan.policy.watchdog.as_ref().map(|_| policy::WATCHDOG))
+        .collect();
+    let rule_names: BTreeSet<&str> = plan.rules.iter().map(|r| r.alert.as_str()).collect();
+    let gone: Vec<String> = state
+        .alerts
+        .keys()
+        .filter(|k| !live.contains(k.as_str()))
+        .cloned()
+        .collect();
+    let mut ended = Vec::new();
+    for key in gone {
+        let Some(alert) = state.alerts.remove(&key) else {
+            continue;
+        };
+        let notified = alert.phase == Phase::Firing && alert.notified_at.is_some();
+        if !notified || key == policy::WATCHDOG {
+            continue;
+        }
+        let name = alert
+            .labels
+            .get("alertname")
+            .map_or_else(|| key.split('{').next().unwrap_or(&key), String::as_str);
+        let reason = if rule_names.contains(name) {
+            "its series is no longer listed by CloudWatch (no data for two weeks)".to_owned()
+        } else {
+            format!("the rule {name} is no longer in the rules file")
+        };
+        let dedup = Transition::Resolved {
+            value: alert.value,
+            active_since: alert.active_since,
+            fired_at: alert.fired_at.unwrap_or(alert.active_since),
+        }
+        .dedup_key(&key);
+        if known.insert(dedup.clone()) {
+            let labels = alert.labels.clone();
+            state.enqueue(
+                plan.policy,
+                Owed {
+                    key: dedup,
+                    topic_arn: plan.policy.topic(&labels, plan.default_topic).to_owned(),
+                    rule: name.to_owned(),
+                    severity: labels.get("severity").cloned().unwrap_or_default(),
+                    labels: labels.clone(),
+                    status: Status::Resolved,
+                    kind: Kind::Alert,
+                    members: Vec::new(),
+                    notification: resolved_without_rule(&key, &alert, &reason, at),
+                    attempts: 0,
+                    lease: None,
+                    last_error: None,
+                },
+                at,
+            );
+        }
+        ended.push(Ended { key, reason });
+    }
+    ended
+}
+
+/// The Watchdog's turn in a run: always firing, notified every `interval`.
+fn heartbeat(
+    state: &mut StateFile,
+    policy: &Policy,
+    watchdog: &policy::Watchdog,
+    default_topic: &str,
+    known: &HashSet<String>,
+    now: DateTime<Utc>,
+) {
+    let interval =
+        Duration::seconds(i64::try_from(watchdog.interval.seconds()).unwrap_or(i64::MAX / 1000));
+    let mut labels = watchdog.labels.clone();
+    labels.insert("alertname".to_owned(), policy::WATCHDOG.to_owned());
+    let entry = state
+        .alerts
+        .entry(policy::WATCHDOG.to_owned())
+        .or_insert_with(|| AlertState {
+            phase: Phase::Firing,
+            active_since: now,
+            last_breach: now,
+            fired_at: Some(now),
+            value: None,
+            notified_at: None,
+            repeats: 0,
+            labels: labels.clone(),
+        });
+    entry.last_breach = now;
+    if entry.notified_at.is_some_and(|last| now - last < interval) {
+        return;
+    }
+    let key = format!(
+        "{}/{}/heartbeat/{}",
+        policy::WATCHDOG,
+        entry.active_since.timestamp(),
+        entry.repeats
+    );
+    entry.notified_at = Some(now);
+    entry.repeats += 1;
+    if known.contains(&key) {
+        return;
+    }
+    state.outbox.push(Owed {
+        key,
+        topic_arn: policy.topic(&labels, default_topic).to_owned(),
+        rule: policy::WATCHDOG.to_owned(),
+        severity: labels.get("severity").cloned().unwrap_or_default(),
+        labels: labels.clone(),
+        status: Status::Firing,
+        kind: Kind::Watchdog,
+        members: Vec::new(),
+        notification: crate::message::watchdog(&labels, watchdog.interval, now),
+        attempts: 0,
+        lease: None,
+        last_error: None,
+    });
+}
+
+/// Evaluates every rule at `inv.at` with one batched read, applies the step to the state with
+/// a conditional write (again on a fresh read when another run wrote first), and delivers
+/// what this run claimed. A failure to read metrics or to write the state fails the run
+/// (Lambda retries it, and the retry evaluates the same instant); a message SNS does not take
+/// stays owed or is set aside, and fails nothing.
+pub async fn run(
+    reader: &impl MetricReader,
+    notifier: &impl Notifier,
+    store: &impl ObjectStore,
+    plan: Plan<'_>,
+    inv: &Invocation,
+) -> Result<RunSummary> {
+    let at = inv.at;
+    let first = load_state(store, plan.state, inv.now).await?;
+    let already = first.0.evaluated_at.is_some_and(|e| e >= at);
+    let mut calls = 0;
+    let evaluated: Vec<(Target<'_>, Outcome)> = if already {
+        Vec::new()
+    } else {
+        let targets = targets(reader, plan.rules).await?;
+        let queries: Vec<StatQuery> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| query_for_series(t.rule, t.dimensions.clone(), i))
+            .collect();
+        let fetched = reader
+            .fetch(&queries, read_start(plan.rules, at), at)
+            .await?;
+        calls = fetched.calls;
+        let empty: Series = Vec::new();
+        targets
+            .into_iter()
+            .zip(&queries)
+            .map(|(target, query)| {
+                let series = fetched.series.get(&query.id).unwrap_or(&empty);
+                let outcome = evaluate(target.rule, series, at);
+                (target, outcome)
+            })
+            .collect()
+    };
+    let (state, tag, stepped) = update(store, plan.state, Some(first), inv.now, |state| {
+        step(state, &plan, &evaluated, inv)
+    })
+    .await?;
+    let lease = inv.lease();
+    let (delivery, _): (Delivery, StateFile) = deliver(
+        notifier,
+        store,
+        plan.state,
+        state,
+        tag,
+        &lease,
+        plan.default_topic,
+        inv.now,
+        inv.stop,
+    )
+    .await?;
+    let summary = RunSummary {
+        evaluated_at: at,
+        get_metric_data_calls: calls,
+        rules: stepped.rules,
+        ended: stepped.ended,
+        sent: delivery.sent,
+        deferred: delivery.deferred,
+        set_aside: delivery.set_aside,
+        superseded: stepped.superseded,
+    };
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &summary.rules {
+        let name = match r.state {
+            Standing::Inactive => "inactive",
+            Standing::Pending => "pending",
+            Standing::Firing => "firing",
+        };
+        *counts.entry(name).or_default() += 1;
+    }
+    tracing::info!(rules = plan.rules.len(), calls, states = ?counts,
+        sent = summary.sent.len(), deferred = summary.deferred,
+        set_aside = summary.set_aside.len(), superseded = summary.superseded, "evaluation done");
+    Ok(summary)
+}
