@@ -59,6 +59,12 @@ enum RulesCommand {
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// The topics the stack may publish to (its alert topic and AlertRouteTopicArns),
+        /// comma-separated: a route to any other topic is an error. Defaults to
+        /// VIGIL_ALERT_TOPIC_ARN and VIGIL_ALLOWED_TOPIC_ARNS, as the function reads them;
+        /// without either, routes are not checked against the stack.
+        #[arg(long, value_delimiter = ',')]
+        topics: Vec<String>,
     },
     /// Run rules unit tests (synthetic series, expected alerts at given times).
     Test {
@@ -115,7 +121,7 @@ async fn main() -> ExitCode {
     let json = cli.output == Output::Json;
     let result = match cli.command {
         Command::Rules { command } => match command {
-            RulesCommand::Check { files } => rules_check(&files, json, style),
+            RulesCommand::Check { files, topics } => rules_check(&files, &topics, json, style),
             RulesCommand::Test { files } => rules_test(&files, json, style).await,
             RulesCommand::Backtest {
                 file,
@@ -170,14 +176,47 @@ fn bar(len: Option<u64>, template: &str, json: bool) -> ProgressBar {
     bar
 }
 
-fn rules_check(files: &[PathBuf], json: bool, style: Style) -> Result<bool, Fatal> {
+/// The topics routes may name: `--topics`, else the function's own environment.
+fn allowed_topics(given: &[String]) -> Option<std::collections::BTreeSet<String>> {
+    use vigil_alert::env;
+    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if !given.is_empty() {
+        return Some(given.iter().map(|t| t.trim().to_owned()).collect());
+    }
+    match (from_env(env::TOPIC_ARN), from_env(env::ALLOWED_TOPIC_ARNS)) {
+        (None, None) => None,
+        (default, extra) => Some(vigil_alert::config::allowed_topics(
+            default.as_deref().unwrap_or_default(),
+            extra.as_deref().unwrap_or_default(),
+        )),
+    }
+    .map(|mut set| {
+        set.remove("");
+        set
+    })
+}
+
+fn rules_check(
+    files: &[PathBuf],
+    topics: &[String],
+    json: bool,
+    style: Style,
+) -> Result<bool, Fatal> {
+    let allowed = allowed_topics(topics);
     let mut all_ok = true;
     let mut out = Vec::new();
     for path in files {
         let name = path.display().to_string();
         let loaded = std::fs::read_to_string(path)
             .map_err(|e| format!("{name}: {e}"))
-            .and_then(|text| vigil_alert::load_file(&name, &text).map_err(|e| e.to_string()));
+            .and_then(|text| vigil_alert::load_file(&name, &text).map_err(|e| e.to_string()))
+            .and_then(|(rules, policy)| match &allowed {
+                Some(allowed) => policy
+                    .check_topics(&name, allowed)
+                    .map(|()| (rules, policy))
+                    .map_err(|e| e.to_string()),
+                None => Ok((rules, policy)),
+            });
         match loaded {
             Ok((rules, _policy)) => {
                 let warnings = vigil_alert::lint(&rules);

@@ -75,6 +75,38 @@ async fn the_example_rules_pass_check_and_their_tests() {
     assert_eq!(result["files"][0]["checks"], 7);
 }
 
+/// A route to a topic the stack cannot publish to is an error of `rules check`, with its line,
+/// as it is of the function.
+#[tokio::test]
+async fn a_route_outside_the_stacks_topics_fails_check_with_its_line() {
+    let dir = temp_dir("vigil-cli-routes");
+    let rules = dir.join("routed.yaml");
+    let example = std::fs::read_to_string(workspace_root().join("config/rules.example.yaml"))
+        .expect("example");
+    std::fs::write(
+        &rules,
+        format!(
+            "policy:\n  routes:\n    - match: {{team: checkout}}\n      topic_arn: arn:aws:sns:us-east-1:123456789012:checkout-oncall\n{example}"
+        ),
+    )
+    .expect("write");
+    let arg = rules.to_string_lossy().to_string();
+    let topics = "--topics=arn:aws:sns:us-east-1:123456789012:vigil-alerts";
+    let out = run(None, &["--output", "json", "rules", "check", topics, &arg]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let error = json_of(&out)["files"][0]["error"]
+        .as_str()
+        .expect("error")
+        .to_owned();
+    assert!(
+        error.contains("routed.yaml:4:") && error.contains("checkout-oncall"),
+        "{error}"
+    );
+    let both = format!("{topics},arn:aws:sns:us-east-1:123456789012:checkout-oncall");
+    let out = run(None, &["rules", "check", &both, &arg]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
 #[tokio::test]
 async fn invalid_files_and_failed_expectations_exit_1_with_their_place() {
     let dir = temp_dir("vigil-cli-bad");

@@ -237,6 +237,36 @@ fn alert_is_built_triggered_configured_and_granted() {
     // No fixed schedule name: dev and prod may share an account and region.
     assert_eq!(events["Evaluate"]["Properties"]["OmitName"], true);
     assert_retried_with_dead_letters(&events["Evaluate"], "alert schedule");
+    // Scheduler sends only the target's Input: it carries the scheduled time (and the attempt),
+    // in the shape the function reads and events/scheduler-alert.json shows.
+    let input = events["Evaluate"]["Properties"]["Input"]
+        .as_str()
+        .expect("the schedule's Input");
+    let sent = input
+        .replace("<aws.scheduler.scheduled-time>", "2026-11-25T08:00:00Z")
+        .replace("<aws.scheduler.attempt-number>", "2")
+        .replace("<aws.scheduler.execution-id>", "d32c5kddcf5bb8c3")
+        .replace(
+            "<aws.scheduler.schedule-arn>",
+            "arn:aws:scheduler:us-east-1:123456789012:schedule/default/s",
+        );
+    let sent: Value = serde_json::from_str(&sent).expect("the Input is JSON once filled");
+    let scheduled = vigil_shared::schedule::parse(&sent).expect("the function reads it");
+    assert_eq!(scheduled.at.to_rfc3339(), "2026-11-25T08:00:00+00:00");
+    assert_eq!(scheduled.attempt, Some(2));
+    let sample: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("events/scheduler-alert.json")).expect("sample"),
+    )
+    .expect("sample JSON");
+    let keys = |v: &Value| {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect::<BTreeSet<_>>())
+    };
+    assert_eq!(
+        keys(&sent),
+        keys(&sample),
+        "events/ shows what Scheduler sends"
+    );
     let alarms = &events["AlarmStateChange"];
     assert_eq!(alarms["Type"], "EventBridgeRule");
     assert_eq!(
@@ -300,9 +330,33 @@ fn alert_is_built_triggered_configured_and_granted() {
     );
     let topic = var(f, vigil_alert::env::TOPIC_ARN).as_str().expect("topic");
     assert_can_publish(f, topic, "alert");
+    // Routes may name the topics of AlertRouteTopicArns: the function is told which, and may
+    // publish to them.
+    assert_eq!(
+        var(f, vigil_alert::env::ALLOWED_TOPIC_ARNS),
+        &serde_json::json!([",", "AlertRouteTopicArns"])
+    );
+    assert!(
+        grants(f, "sns:Publish", "AlertRouteTopicArns"),
+        "alert may not publish to the route topics"
+    );
     // The topic and bucket are encrypted with the stack's key, which it may use.
     assert!(grants(f, "kms:GenerateDataKey", "VigilKey.Arn"));
     assert!(grants(f, "kms:Decrypt", "VigilKey.Arn"));
+}
+
+/// Set-aside notifications page the operators: the alarm watches the metric the outbox writes.
+#[test]
+fn undeliverable_notifications_alarm_the_ops_topic() {
+    let t = template();
+    let alarm = props(&t, "AlertUndeliverableAlarm");
+    assert_eq!(alarm["Namespace"], "Vigil");
+    assert_eq!(alarm["MetricName"], vigil_alert::outbox::SET_ASIDE_METRIC);
+    assert_eq!(
+        alarm["Dimensions"],
+        serde_json::json!([{"Name": "Function", "Value": "alert"}])
+    );
+    assert_eq!(alarm["AlarmActions"], serde_json::json!(["OpsTopic"]));
 }
 
 #[test]
@@ -454,12 +508,15 @@ fn the_dashboard_charts_metrics_the_functions_write() {
     let body = &props(&t, "Dashboard")["DashboardBody"];
     let text = body[0].as_str().expect("dashboard body");
     let sources: String = [
-        "functions/ingest/src/lib.rs",
-        "functions/alert/src/lib.rs",
-        "functions/backup-verify/src/lib.rs",
+        "functions/ingest/src",
+        "functions/alert/src",
+        "functions/backup-verify/src",
     ]
     .iter()
-    .map(|p| std::fs::read_to_string(root().join(p)).expect("source"))
+    .flat_map(|dir| std::fs::read_dir(root().join(dir)).expect("source folder"))
+    .filter_map(|entry| entry.ok().map(|e| e.path()))
+    .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+    .map(|p| std::fs::read_to_string(p).expect("source"))
     .collect();
     let mut charted = 0;
     for name in [

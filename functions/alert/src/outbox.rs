@@ -48,6 +48,9 @@ pub const DELIVERED_KEPT: i64 = 24 * 3600;
 pub const DELIVERED_MAX: usize = 50_000;
 /// Set-aside messages kept (the newest).
 pub const SET_ASIDE_MAX: usize = 1_000;
+/// The metric (namespace `Vigil`, dimension `Function=alert`) counting messages set aside;
+/// the stack alarms on it.
+pub const SET_ASIDE_METRIC: &str = "NotificationsSetAside";
 
 /// What an owed message is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
