@@ -167,6 +167,8 @@ pub struct FaultyStore<'a> {
     pub dice: Mutex<Dice>,
     /// Every body a conditional write stored, in order.
     pub written: Mutex<Vec<Vec<u8>>>,
+    /// Faults injected so far, by kind.
+    pub injected: Mutex<std::collections::BTreeMap<&'static str, usize>>,
 }
 
 impl<'a> FaultyStore<'a> {
@@ -176,11 +178,16 @@ impl<'a> FaultyStore<'a> {
             faults,
             dice: Mutex::new(Dice::new(seed)),
             written: Mutex::new(Vec::new()),
+            injected: Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
     fn roll(&self, p: f64) -> bool {
         lock(&self.dice).chance(p)
+    }
+
+    fn count(&self, kind: &'static str) {
+        *lock(&self.injected).entry(kind).or_default() += 1;
     }
 
     fn throttled(operation: &'static str) -> Error {
@@ -216,6 +223,7 @@ impl ObjectStore for FaultyStore<'_> {
 
     async fn get_tagged(&self, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, String)>> {
         if self.roll(self.faults.throttle) {
+            self.count("S3 SlowDown");
             return Err(Self::throttled("GetObject"));
         }
         self.inner.get_tagged(bucket, key).await
@@ -229,21 +237,29 @@ impl ObjectStore for FaultyStore<'_> {
         expected: Option<&str>,
     ) -> Result<Option<String>> {
         if self.roll(self.faults.throttle) {
+            self.count("S3 SlowDown");
             return Err(Self::throttled("PutObject"));
         }
         let stored = self
             .inner
             .put_if(bucket, key, body.clone(), expected)
             .await?;
+        if stored.is_none() {
+            self.count("lost conditional write");
+        }
         if stored.is_some() {
             lock(&self.written).push(body);
             if self.roll(self.faults.lost_answer) {
+                self.count("S3 answer lost after the write");
                 return Err(Error::Aws {
                     service: "S3",
                     operation: "PutObject",
                     message: "request timed out".to_owned(),
                     retryable: true,
                 });
+            }
+            if !self.faults.pause_after_write.is_zero() {
+                self.count("pause after a write");
             }
             self.pause().await;
         }
@@ -299,6 +315,8 @@ pub struct RecordingNotifier {
     pub dice: Mutex<Option<Dice>>,
     /// Publish calls and batch calls made.
     pub calls: Mutex<usize>,
+    /// Faults injected so far, by kind.
+    pub injected: Mutex<std::collections::BTreeMap<&'static str, usize>>,
 }
 
 impl RecordingNotifier {
@@ -328,20 +346,27 @@ impl RecordingNotifier {
         lock(&self.dice).as_mut().is_some_and(|d| d.chance(p))
     }
 
+    fn count(&self, kind: &'static str) {
+        *lock(&self.injected).entry(kind).or_default() += 1;
+    }
+
     fn one(&self, topic_arn: &str, key: &str, n: &Notification) -> Result<String, Refusal> {
         if self.faults.denied.contains(topic_arn) {
+            self.count("SNS AuthorizationError");
             return Err(Refusal::Permanent(format!(
                 "AuthorizationError: not authorized to perform SNS:Publish on resource {topic_arn}"
             )));
         }
-        let n = n
-            .clone()
-            .sanitized()
-            .map_err(|e| Refusal::Permanent(format!("InvalidParameter: {e}")))?;
+        let n = n.clone().sanitized().map_err(|e| {
+            self.count("SNS InvalidParameter (oversized)");
+            Refusal::Permanent(format!("InvalidParameter: {e}"))
+        })?;
         if self.roll(self.faults.throttle) {
+            self.count("SNS throttling");
             return Err(Refusal::Retryable("Throttled: Rate exceeded".to_owned()));
         }
         if self.roll(self.faults.timeout_before) {
+            self.count("SNS timeout before acceptance");
             return Err(Refusal::Retryable("request timed out".to_owned()));
         }
         let mut sent = lock(&self.sent);
@@ -354,6 +379,7 @@ impl RecordingNotifier {
         let id = format!("msg-{}", sent.len());
         drop(sent);
         if self.roll(self.faults.timeout_after) {
+            self.count("SNS timeout after acceptance");
             return Err(Refusal::Retryable(
                 "request timed out (after the message was accepted)".to_owned(),
             ));
