@@ -539,8 +539,22 @@ impl MetricReader for SeriesReader {
                 .div_ceil(crate::limits::CW_MAX_QUERIES_PER_GET),
             ..Fetched::default()
         };
+        // The candidates of each metric, so that many queries cost one pass, not one each.
+        let mut by_metric: HashMap<(&str, &str, &[Dimension]), Vec<usize>> = HashMap::new();
+        for (i, (k, _)) in self.series.iter().enumerate() {
+            by_metric
+                .entry((&k.namespace, &k.metric, &k.dimensions))
+                .or_default()
+                .push(i);
+        }
         for q in queries {
-            if let Some(points) = self.points(q) {
+            let mut dims = q.dimensions.clone();
+            dims.sort();
+            let found = by_metric
+                .get(&(q.namespace.as_str(), q.metric.as_str(), dims.as_slice()))
+                .and_then(|c| c.iter().find(|&&i| self.series[i].0.answers(q)))
+                .map(|&i| &self.series[i].1);
+            if let Some(points) = found {
                 // CloudWatch's range: start inclusive, end exclusive.
                 let from = points.partition_point(|(t, _)| *t < start);
                 let to = points.partition_point(|(t, _)| *t < end);

@@ -105,6 +105,17 @@ pub struct RunSummary {
     /// True when this instant had already been evaluated (by an earlier attempt or an
     /// overlapping run): this run only delivered.
     pub superseded: bool,
+    /// Where the run's time went, in milliseconds.
+    pub timings: Timings,
+}
+
+/// Milliseconds spent reading the metrics (`ListMetrics`, `GetMetricData`), claiming (the step
+/// and its conditional write) and delivering (publishing and recording).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Timings {
+    pub read_ms: u64,
+    pub claim_ms: u64,
+    pub deliver_ms: u64,
 }
 
 /// What the step of all rules produced, besides the new state.
@@ -390,6 +401,8 @@ pub async fn run(
     inv: &Invocation,
 ) -> Result<RunSummary> {
     let at = inv.at;
+    let ms = |t: Instant| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let started = Instant::now();
     let first = load_state(store, plan.state, inv.now).await?;
     let already = first.0.evaluated_at.is_some_and(|e| e >= at);
     let mut calls = 0;
@@ -417,10 +430,14 @@ pub async fn run(
             })
             .collect()
     };
+    let read_ms = ms(started);
+    let claiming = Instant::now();
     let (state, tag, stepped) = update(store, plan.state, Some(first), inv.now, |state| {
         step(state, &plan, &evaluated, inv)
     })
     .await?;
+    let claim_ms = ms(claiming);
+    let delivering = Instant::now();
     let lease = inv.lease();
     let (delivery, _): (Delivery, StateFile) = deliver(
         notifier,
@@ -443,6 +460,11 @@ pub async fn run(
         deferred: delivery.deferred,
         set_aside: delivery.set_aside,
         superseded: stepped.superseded,
+        timings: Timings {
+            read_ms,
+            claim_ms,
+            deliver_ms: ms(delivering),
+        },
     };
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in &summary.rules {
@@ -455,6 +477,7 @@ pub async fn run(
     }
     tracing::info!(rules = plan.rules.len(), calls, states = ?counts,
         sent = summary.sent.len(), deferred = summary.deferred,
-        set_aside = summary.set_aside.len(), superseded = summary.superseded, "evaluation done");
+        set_aside = summary.set_aside.len(), superseded = summary.superseded,
+        read_ms, claim_ms, deliver_ms = summary.timings.deliver_ms, "evaluation done");
     Ok(summary)
 }
