@@ -82,23 +82,21 @@ async fn setup() -> Setup {
 }
 
 async fn alert(s: &Setup, rules_key: &str) -> Function {
-    alert_to(s, rules_key, &s.topic).await
+    alert_with(s, rules_key, &[]).await
 }
 
-/// The alert function with its rules, its state in the setup's bucket, notifying `topic`.
-async fn alert_to(s: &Setup, rules_key: &str, topic: &str) -> Function {
+/// The alert function with its rules, its state in the setup's bucket, notifying the setup's
+/// topic, with `extra` settings.
+async fn alert_with(s: &Setup, rules_key: &str, extra: &[(&str, &str)]) -> Function {
     let rules = format!("s3://{}/{rules_key}", s.bucket);
-    Function::start(
-        "alert",
-        &binary("alert"),
-        &[
-            ("VIGIL_AWS_ENDPOINT_URL", s.aws.endpoint.as_str()),
-            ("VIGIL_RULES", rules.as_str()),
-            ("VIGIL_ALERT_TOPIC_ARN", topic),
-            ("VIGIL_STATE_BUCKET", s.bucket.as_str()),
-        ],
-    )
-    .await
+    let mut env = vec![
+        ("VIGIL_AWS_ENDPOINT_URL", s.aws.endpoint.as_str()),
+        ("VIGIL_RULES", rules.as_str()),
+        ("VIGIL_ALERT_TOPIC_ARN", s.topic.as_str()),
+        ("VIGIL_STATE_BUCKET", s.bucket.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    Function::start("alert", &binary("alert"), &env).await
 }
 
 /// The state of each rule in a run's summary, in file order.
@@ -391,17 +389,10 @@ async fn a_route_to_a_missing_topic_leaves_the_other_alerts_delivered() {
         ],
     )
     .await;
-    let location = format!("s3://{}/missing-route.yaml", s.bucket);
-    let mut function = Function::start(
-        "alert",
-        &binary("alert"),
-        &[
-            ("VIGIL_AWS_ENDPOINT_URL", s.aws.endpoint.as_str()),
-            ("VIGIL_RULES", location.as_str()),
-            ("VIGIL_ALERT_TOPIC_ARN", s.topic.as_str()),
-            ("VIGIL_STATE_BUCKET", s.bucket.as_str()),
-            ("VIGIL_ALLOWED_TOPIC_ARNS", missing.as_str()),
-        ],
+    let mut function = alert_with(
+        &s,
+        "missing-route.yaml",
+        &[("VIGIL_ALLOWED_TOPIC_ARNS", missing.as_str())],
     )
     .await;
     let summary = function
@@ -491,16 +482,11 @@ async fn routes_and_silences_from_s3() {
     )
     .await;
 
-    let rules_location = format!("s3://{}/routed.yaml", s.bucket);
     let silences_location = format!("s3://{}/silences.json", s.bucket);
-    let mut function = Function::start(
-        "alert",
-        &binary("alert"),
+    let mut function = alert_with(
+        &s,
+        "routed.yaml",
         &[
-            ("VIGIL_AWS_ENDPOINT_URL", s.aws.endpoint.as_str()),
-            ("VIGIL_RULES", rules_location.as_str()),
-            ("VIGIL_ALERT_TOPIC_ARN", s.topic.as_str()),
-            ("VIGIL_STATE_BUCKET", s.bucket.as_str()),
             ("VIGIL_SILENCES", silences_location.as_str()),
             ("VIGIL_ALLOWED_TOPIC_ARNS", team_topic.as_str()),
         ],

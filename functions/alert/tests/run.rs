@@ -15,8 +15,7 @@ use vigil_alert::{AlertConfig, Call, handle_event, run};
 use vigil_shared::ObjectStore;
 use vigil_shared::config::parse_yaml;
 use vigil_shared::testing::{
-    FaultyStore, MemoryStore, NotifierFaults, RecordingNotifier, SeriesKey, SeriesReader,
-    StoreFaults,
+    FaultyStore, MemoryStore, NotifierFaults, RecordingNotifier, SeriesReader, StoreFaults,
 };
 
 fn subjects(n: &RecordingNotifier) -> Vec<String> {
@@ -288,20 +287,7 @@ async fn a_group_gets_one_message_then_waits_group_interval() {
 async fn a_huge_group_is_delivered_in_parts_that_fit() {
     let (notifier, store) = (RecordingNotifier::default(), MemoryStore::default());
     let policy: Policy = parse_yaml("p.yaml", "group_by: [team]\n").expect("policy");
-    let mut r = rule();
-    r.metric.dimensions.insert("pod".into(), "*".into());
-    let rules = [r];
-    let mut reader = SeriesReader::default();
-    for i in 0..1_600 {
-        let pod = format!("checkout-{i:05}");
-        reader.set(
-            SeriesKey::metric("Shop", "latency", &[("service", "api"), ("pod", &pod)]),
-            (1..=3)
-                .rev()
-                .map(|m| (t0() - Duration::minutes(m), 900.0))
-                .collect(),
-        );
-    }
+    let (rules, reader) = outage(1_600);
     let s = run(
         &reader,
         &notifier,
@@ -928,20 +914,7 @@ async fn a_big_outage_is_delivered_in_batches_with_few_state_writes() {
     let memory = MemoryStore::default();
     let store = FaultyStore::new(&memory, StoreFaults::default(), 1);
     let notifier = RecordingNotifier::default();
-    let mut r = rule();
-    r.metric.dimensions.insert("pod".into(), "*".into());
-    let rules = [r];
-    let mut reader = SeriesReader::default();
-    for i in 0..2_000 {
-        let pod = format!("checkout-{i:05}");
-        reader.set(
-            SeriesKey::metric("Shop", "latency", &[("service", "api"), ("pod", &pod)]),
-            (1..=3)
-                .rev()
-                .map(|m| (t0() - Duration::minutes(m), 900.0))
-                .collect(),
-        );
-    }
+    let (rules, reader) = outage(2_000);
     let s = run(
         &reader,
         &notifier,

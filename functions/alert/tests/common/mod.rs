@@ -94,6 +94,25 @@ pub fn latency(reader: &mut SeriesReader, name: &str, now: DateTime<Utc>, breach
     );
 }
 
+/// One `*` rule over the pods of service `api`, and `n` pods all breaching the three minutes
+/// before `t0()`: a big outage.
+pub fn outage(n: usize) -> (Vec<Rule>, SeriesReader) {
+    let mut r = rule();
+    r.metric.dimensions.insert("pod".into(), "*".into());
+    let mut reader = SeriesReader::default();
+    for i in 0..n {
+        let pod = format!("checkout-{i:05}");
+        reader.series.push((
+            SeriesKey::metric("Shop", "latency", &[("service", "api"), ("pod", &pod)]),
+            (1..=3)
+                .rev()
+                .map(|m| (t0() - Duration::minutes(m), 900.0))
+                .collect(),
+        ));
+    }
+    (vec![r], reader)
+}
+
 pub fn state(store: &MemoryStore) -> StateFile {
     serde_json::from_slice(&store.body(&LOCATION.bucket, &LOCATION.key).expect("state"))
         .expect("state JSON")
