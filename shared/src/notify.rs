@@ -66,6 +66,15 @@ impl Notification {
         self.clone().prepared().raw_size()
     }
 
+    /// [`Notification::wire_size`] with the `dedup_key` attribute of `key` counted exactly, as
+    /// a batch sends it.
+    pub fn wire_size_with_key(&self, key: &str) -> usize {
+        self.wire_size() - DEDUP_KEY_ALLOWANCE
+            + DEDUP_KEY_ATTRIBUTE.len()
+            + "String".len()
+            + key.len()
+    }
+
     fn raw_size(&self) -> usize {
         self.wire_message().len()
             + self
@@ -270,11 +279,29 @@ impl SnsNotifier {
         Self { client }
     }
 
-    /// Builds the client from the shared SDK configuration.
+    /// Builds the client from the shared SDK configuration, each call bounded by
+    /// [`PUBLISH_TIMEOUT`] (retries included), so that a run out of time stops publishing.
     pub fn from_conf(conf: &aws_config::SdkConfig) -> Self {
-        Self::new(aws_sdk_sns::Client::new(conf))
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .operation_timeout(PUBLISH_TIMEOUT)
+            .build();
+        let config = aws_sdk_sns::config::Builder::from(conf)
+            .timeout_config(timeouts)
+            .build();
+        Self::new(aws_sdk_sns::Client::from_conf(config))
     }
 }
+
+/// The longest one `Publish` or `PublishBatch` call may take, its retries included.
+pub const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `PublishBatch` codes that refuse the batch as a whole, not its messages.
+const BATCH_REFUSALS: [&str; 4] = [
+    "BatchRequestTooLong",
+    "TooManyEntriesInBatchRequest",
+    "BatchEntryIdsNotDistinct",
+    "InvalidBatchEntryId",
+];
 
 fn attribute(value: String) -> Result<MessageAttributeValue> {
     MessageAttributeValue::builder()
@@ -420,6 +447,27 @@ impl Notifier for SnsNotifier {
                                 failed.message().unwrap_or_default(),
                             )));
                         }
+                    }
+                }
+                Err(e)
+                    if e.as_service_error().is_some_and(|s| {
+                        use aws_sdk_sns::error::ProvideErrorMetadata;
+                        s.code().is_some_and(|c| BATCH_REFUSALS.contains(&c))
+                    }) =>
+                {
+                    // The batch, not its messages, was refused: each message on its own.
+                    for (i, envelope) in batch.iter().enumerate() {
+                        if results[i].is_some() {
+                            continue;
+                        }
+                        let mut n = envelope.notification.clone();
+                        n.attributes
+                            .push((DEDUP_KEY_ATTRIBUTE.to_owned(), envelope.key.to_owned()));
+                        results[i] = Some(
+                            self.publish(topic_arn, &n)
+                                .await
+                                .map_err(|e| Refusal::from_error(&e)),
+                        );
                     }
                 }
                 Err(e) => {

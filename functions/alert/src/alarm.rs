@@ -186,14 +186,19 @@ pub fn apply(
     now: DateTime<Utc>,
 ) -> Applied {
     let known = state.native.get(&change.name).cloned();
-    if known.is_none() && !change.opted_in(&policy.alarms) {
-        return Applied::Ignored;
-    }
     if known
         .as_ref()
         .is_some_and(|k| change.timestamp <= k.last_change)
     {
         return Applied::AlreadyApplied;
+    }
+    // An alarm that does not (or no longer) opt in is forgotten, unless it has a notified
+    // episode open: that one still resolves, once. (Earlier versions recorded every alarm of
+    // the account in ALARM; this is how those leave the state.)
+    let open_notified = known.as_ref().is_some_and(|k| k.in_alarm() && k.notified);
+    if !change.opted_in(&policy.alarms) && !open_notified {
+        state.native.remove(&change.name);
+        return Applied::Ignored;
     }
     let labels = change.labels();
     let episode = known.as_ref().filter(|k| k.in_alarm());
@@ -600,6 +605,48 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// Earlier versions kept every alarm of the account that was in ALARM. Such an alarm that
+    /// never opted in resolves its episode once and is then forgotten: it never pages.
+    #[test]
+    fn an_alarm_kept_by_an_earlier_version_resolves_once_then_is_ignored() {
+        let mut state: StateFile = serde_json::from_value(json!({
+            "alarms": {"TargetTracking-orders-AlarmLow": {"alertname": "TargetTracking-orders-AlarmLow"}}
+        }))
+        .expect("earlier state");
+        state.migrate(t("2026-11-25T07:00:00Z"));
+        let p = Policy::default();
+        let mut seen = Vec::new();
+        for (value, stamp) in [
+            ("OK", "2026-11-25T08:00:00.000+0000"),
+            ("ALARM", "2026-11-25T08:10:00.000+0000"),
+            ("OK", "2026-11-25T08:20:00.000+0000"),
+        ] {
+            let mut ev = eventbridge(value, "ALARM", stamp);
+            ev["detail"]["alarmName"] = json!("TargetTracking-orders-AlarmLow");
+            ev["detail"]["configuration"]["description"] = json!("DO NOT EDIT OR DELETE.");
+            let change = parse(&ev).expect("parses");
+            seen.push(apply(
+                &mut state,
+                &change,
+                &p,
+                &[],
+                "arn:default",
+                t("2026-11-25T09:00:00Z"),
+            ));
+        }
+        assert!(matches!(
+            seen[0],
+            Applied::Changed {
+                status: Some(Status::Resolved),
+                ..
+            }
+        ));
+        assert_eq!(seen[1..], [Applied::Ignored, Applied::Ignored]);
+        let statuses: Vec<Status> = state.outbox.iter().map(|o| o.status).collect();
+        assert_eq!(statuses, [Status::Resolved]);
+        assert!(state.native.is_empty());
     }
 
     #[test]

@@ -320,6 +320,21 @@ pub fn undeliverable(topic_arn: &str, items: &[&SetAside], at: DateTime<Utc>) ->
     .fitted(MESSAGE_BUDGET)
 }
 
+/// The longest a group's `alertname` attribute gets (the rules it names, comma-separated).
+const ATTRIBUTE_MAX: usize = 256;
+
+/// `text` cut to at most `max` bytes on a character boundary, with `...` when cut.
+fn capped(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
 /// The compact lines of a group's part: the text line and the record of each member.
 type Lines = Vec<(String, serde_json::Value)>;
 
@@ -378,8 +393,13 @@ pub fn grouped(group_key: &str, group_by: &[String], members: Vec<Owed>) -> Vec<
     } else {
         group_text.clone()
     };
-    let mut names: Vec<&str> = members.iter().map(|m| m.rule.as_str()).collect();
-    names.dedup();
+    // The rules in the order they first appear, each once.
+    let mut seen_names = BTreeSet::new();
+    let names: Vec<&str> = members
+        .iter()
+        .map(|m| m.rule.as_str())
+        .filter(|n| seen_names.insert(*n))
+        .collect();
     let mut by_rule: BTreeMap<(&str, Status), usize> = BTreeMap::new();
     for m in &members {
         *by_rule.entry((m.rule.as_str(), m.status)).or_default() += 1;
@@ -390,13 +410,17 @@ pub fn grouped(group_key: &str, group_by: &[String], members: Vec<Owed>) -> Vec<
         .collect::<Vec<_>>()
         .join(", ");
     let mut attrs = vec![
-        ("alertname".to_owned(), names.join(",")),
+        (
+            "alertname".to_owned(),
+            capped(&names.join(","), ATTRIBUTE_MAX),
+        ),
         ("status".to_owned(), status.as_str().to_owned()),
     ];
     for label in ATTRIBUTE_LABELS {
         let values: BTreeSet<&str> = members
             .iter()
             .filter_map(|m| m.labels.get(label).map(String::as_str))
+            .filter(|v| !v.is_empty())
             .collect();
         if values.len() == 1 {
             if let Some(v) = values.first() {
@@ -409,7 +433,7 @@ pub fn grouped(group_key: &str, group_by: &[String], members: Vec<Owed>) -> Vec<
         let mut s = format!(
             "[{}:{count}] {group_name}: {}",
             status.as_str().to_uppercase(),
-            names.join(", ")
+            capped(&names.join(", "), ATTRIBUTE_MAX)
         );
         if let Some((i, n)) = part {
             s = format!("({i}/{n}) {s}");
@@ -510,7 +534,8 @@ pub fn grouped(group_key: &str, group_by: &[String], members: Vec<Owed>) -> Vec<
         let line_once = escaped(&line);
         let line_twice = escaped(&serde_json::to_string(&line).unwrap_or_default());
         let delta = 2 * line_once + 6 * line_twice + 6 * escaped(&record.to_string());
-        if size + delta > limit {
+        let current_empty = parts.last().is_none_or(|(lines, _)| lines.is_empty());
+        if size + delta > limit && !current_empty {
             if parts.len() >= MAX_GROUP_PARTS {
                 if let Some((_, ids)) = parts.last_mut() {
                     ids.push(m.key.clone());
@@ -676,6 +701,28 @@ groups:
             lease: None,
             last_error: None,
         }
+    }
+
+    /// Members of two rules interleaved name each rule once; an empty label value never
+    /// becomes an attribute (SNS refuses one).
+    #[test]
+    fn group_attributes_name_each_rule_once_and_skip_empty_values() {
+        let members: Vec<Owed> = (0..6)
+            .map(|i| {
+                let mut m = member(i, Status::Firing);
+                m.rule = if i % 2 == 0 { "A".into() } else { "B".into() };
+                m.labels.insert("service".into(), String::new());
+                m
+            })
+            .collect();
+        let group = grouped("arn:t|team=checkout", &["team".to_owned()], members);
+        let attrs: BTreeMap<_, _> = group[0].notification.attributes.iter().cloned().collect();
+        assert_eq!(attrs["alertname"], "A,B");
+        assert!(!attrs.contains_key("service"));
+        assert_eq!(
+            group[0].notification.subject,
+            "[FIRING:6] team=checkout: A, B"
+        );
     }
 
     #[test]

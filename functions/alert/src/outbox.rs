@@ -145,6 +145,9 @@ pub struct StateFile {
     /// The newest instant evaluated: a run for this instant or an older one only delivers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluated_at: Option<DateTime<Utc>>,
+    /// The run that evaluated it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluated_by: Option<String>,
     #[serde(default)]
     pub alerts: BTreeMap<String, AlertState>,
     #[serde(default)]
@@ -191,6 +194,8 @@ pub struct Recorded {
     pub sent: usize,
     pub deferred: usize,
     pub set_aside: usize,
+    /// The keys set aside (refused for good, or too often).
+    pub set_aside_keys: Vec<String>,
     /// Sent per (rule, severity), for the metrics.
     pub by_rule: BTreeMap<(String, String), usize>,
 }
@@ -216,6 +221,22 @@ impl StateFile {
 
     /// Moves what earlier versions kept into today's fields.
     pub fn migrate(&mut self, now: DateTime<Utc>) {
+        // Earlier versions kept an owed message's status only in its `status` attribute, and
+        // an entry read without the field defaults to firing: a resolved one says so there.
+        for o in self
+            .outbox
+            .iter_mut()
+            .chain(self.groups.values_mut().flat_map(|g| g.pending.iter_mut()))
+        {
+            let says_resolved = o
+                .notification
+                .attributes
+                .iter()
+                .any(|(k, v)| k == "status" && v == Status::Resolved.as_str());
+            if says_resolved && o.status == Status::Firing {
+                o.status = Status::Resolved;
+            }
+        }
         for key in std::mem::take(&mut self.legacy_sent) {
             self.delivered.entry(key).or_insert(now);
         }
@@ -370,6 +391,7 @@ impl StateFile {
                                 .or_default()
                                 .push(item.clone());
                         }
+                        out.set_aside_keys.push(item.key.clone());
                         aside.push(item);
                         out.set_aside += 1;
                     } else {
@@ -504,6 +526,14 @@ pub async fn update<T>(
                     "the alert state changed under this run; applying the change to a fresh read"
                 );
                 last_error = Some("another writer changed the state first".to_owned());
+                // Writers that collide back off by different amounts.
+                let salt = u64::from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .subsec_nanos(),
+                );
+                tokio::time::sleep(backoff(attempt, salt)).await;
             }
             Err(e) if e.is_retryable() => {
                 tracing::warn!(attempt, error = %e, "writing the alert state failed; reading it again");
@@ -546,7 +576,7 @@ fn batches(claimed: &[&Owed]) -> Vec<(String, Vec<usize>)> {
         let mut current: Vec<usize> = Vec::new();
         let mut bytes = 0;
         for i in indices {
-            let size = claimed[i].notification.wire_size();
+            let size = claimed[i].notification.wire_size_with_key(&claimed[i].key);
             if !current.is_empty()
                 && (current.len() == SNS_MAX_BATCH_ENTRIES || bytes + size > SNS_MAX_BATCH_BYTES)
             {
@@ -572,8 +602,18 @@ async fn send_batch(
     stop: Instant,
 ) -> (Vec<Attempt>, usize) {
     let mut done = Vec::with_capacity(indices.len());
-    let mut pending = indices;
     let mut calls = 0;
+    if Instant::now() >= stop {
+        // Out of time: nothing more is published, so nothing is left published unrecorded
+        // when Lambda ends the invocation.
+        for i in indices {
+            done.push(Attempt::NotTried {
+                key: claimed[i].key.clone(),
+            });
+        }
+        return (done, calls);
+    }
+    let mut pending = indices;
     for attempt in 0..TRIES_PER_RUN {
         let envelopes: Vec<Envelope<'_>> = pending
             .iter()
@@ -670,20 +710,36 @@ pub async fn deliver(
                 delivery.sent.insert(key.clone(), message_id.clone());
             }
         }
-        let (written, new_tag, recorded) =
-            update(store, location, Some((state, Some(tag))), now, |s| {
-                s.record(&attempts, run, default_topic, now)
+        // What the wave did is counted on its first application: applied again (a write
+        // whose answer was lost) it changes nothing and would count nothing.
+        let mut counted: Option<Recorded> = None;
+        let mut first = Some((state, Some(tag)));
+        let (written, new_tag) = loop {
+            let result = update(store, location, first.take(), now, |s| {
+                let r = s.record(&attempts, run, default_topic, now);
+                if counted.is_none() {
+                    counted = Some(r.clone());
+                }
+                r
             })
-            .await?;
+            .await;
+            match result {
+                Ok((written, new_tag, _)) => break (written, new_tag),
+                // Published and not yet recorded: keep trying while there is time, or the
+                // next run sends these again.
+                Err(Error::LostRace(why)) if Instant::now() < stop => {
+                    tracing::warn!(reason = %why, "recording the delivery lost its races; trying again");
+                }
+                Err(e) => return Err(e),
+            }
+        };
         state = written;
         tag = new_tag;
+        let recorded = counted.unwrap_or_default();
         delivery.deferred += recorded.deferred;
         delivery
             .set_aside
-            .extend(attempts.iter().filter_map(|a| match a {
-                Attempt::Refused { key, refusal } if refusal.is_permanent() => Some(key.clone()),
-                _ => None,
-            }));
+            .extend(recorded.set_aside_keys.iter().cloned());
         emit_metrics(&recorded, now);
         if out_of_time {
             break;

@@ -32,7 +32,7 @@
 //!   "created_by": "on-call", "comment": "database failover in progress"}]
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -220,6 +220,62 @@ impl Policy {
         firing: &[&BTreeMap<String, String>],
         now: DateTime<Utc>,
     ) -> Option<Muted> {
+        self.inhibitor(firing).muted(labels, silences, now)
+    }
+
+    /// The firing alerts indexed for inhibition, once per run: each alert then costs one
+    /// lookup per inhibit rule, not a scan of every firing alert (10,000 alerts changing at
+    /// once stay linear).
+    pub fn inhibitor<'a>(&'a self, firing: &[&'a BTreeMap<String, String>]) -> Inhibitor<'a> {
+        let by_rule = self
+            .inhibit
+            .iter()
+            .map(|rule| {
+                let mut sources: HashMap<Vec<Option<&'a str>>, Vec<&'a BTreeMap<String, String>>> =
+                    HashMap::new();
+                for source in firing.iter().filter(|s| matches(&rule.source_match, s)) {
+                    let key = equal_values(&rule.equal, source);
+                    let found = sources.entry(key).or_default();
+                    // Two sources per key are enough: one of them is not the alert itself.
+                    if found.len() < 2 {
+                        found.push(source);
+                    }
+                }
+                (rule, sources)
+            })
+            .collect();
+        Inhibitor { by_rule }
+    }
+}
+
+fn equal_values<'a>(
+    equal: &[String],
+    labels: &'a BTreeMap<String, String>,
+) -> Vec<Option<&'a str>> {
+    equal
+        .iter()
+        .map(|k| labels.get(k).map(String::as_str))
+        .collect()
+}
+
+/// Inhibit rules with the firing alerts that can act as their sources, by their `equal`
+/// label values.
+pub struct Inhibitor<'a> {
+    by_rule: Vec<(&'a Inhibition, SourcesByEqual<'a>)>,
+}
+
+type SourcesByEqual<'a> = HashMap<Vec<Option<&'a str>>, Vec<&'a BTreeMap<String, String>>>;
+
+impl Inhibitor<'_> {
+    /// Whether a notification for `labels` is muted at `now`: by an active silence, or by a
+    /// firing alert other than itself (matched on its full label set, a `*` rule's series
+    /// labels included) that an inhibit rule names as a source.
+    pub fn muted(
+        &self,
+        labels: &BTreeMap<String, String>,
+        silences: &[Silence],
+        now: DateTime<Utc>,
+    ) -> Option<Muted> {
         if let Some(s) = silences
             .iter()
             .find(|s| s.active(now) && matches(&s.matchers, labels))
@@ -229,17 +285,13 @@ impl Policy {
                 ends_at: s.ends_at,
             });
         }
-        for rule in &self.inhibit {
+        for (rule, sources) in &self.by_rule {
             if !matches(&rule.target_match, labels) {
                 continue;
             }
-            // An alert never inhibits itself; any other firing alert, matched on its full
-            // label set (a `*` rule's series labels included), may.
-            let source = firing.iter().find(|source| {
-                **source != labels
-                    && matches(&rule.source_match, source)
-                    && rule.equal.iter().all(|k| source.get(k) == labels.get(k))
-            });
+            let source = sources
+                .get(&equal_values(&rule.equal, labels))
+                .and_then(|found| found.iter().find(|source| **source != labels));
             if let Some(source) = source {
                 return Some(Muted::Inhibition {
                     source: source.get("alertname").cloned().unwrap_or_default(),

@@ -176,6 +176,7 @@ fn step(
         )
         .collect();
     let firing: Vec<&BTreeMap<String, String>> = firing.iter().collect();
+    let inhibitor = policy.inhibitor(&firing);
     let repeat = policy
         .repeat_interval
         .map(|r| Duration::seconds(i64::try_from(r.seconds()).unwrap_or(i64::MAX / 1000)));
@@ -207,7 +208,7 @@ fn step(
         };
         let mut muted = None;
         if let Some((key, t)) = owed {
-            muted = policy.muted(labels, silences, &firing, at);
+            muted = inhibitor.muted(labels, silences, at);
             if muted.is_none() && !known.contains(&key) {
                 if let Some(s) = next.as_mut() {
                     if s.notified_at.is_some() {
@@ -254,6 +255,7 @@ fn step(
         heartbeat(state, policy, watchdog, default_topic, &known, at);
     }
     state.evaluated_at = Some(at);
+    state.evaluated_by = Some(inv.id.clone());
     state.prune(inv.now);
     state.claim(&inv.lease(), inv.now);
     out
@@ -432,10 +434,22 @@ pub async fn run(
     };
     let read_ms = ms(started);
     let claiming = Instant::now();
-    let (state, tag, stepped) = update(store, plan.state, Some(first), inv.now, |state| {
-        step(state, &plan, &evaluated, inv)
+    // The evaluation this run wrote: when its write landed but the answer was lost, the step
+    // applied again to the fresh read finds the instant evaluated (by this run) and only
+    // claims; the results are those of the application that landed.
+    let mut evaluation: Option<Stepped> = None;
+    let (state, tag, last) = update(store, plan.state, Some(first), inv.now, |state| {
+        let stepped = step(state, &plan, &evaluated, inv);
+        if !stepped.superseded {
+            evaluation = Some(stepped.clone());
+        }
+        stepped
     })
     .await?;
+    let stepped = match evaluation {
+        Some(mine) if state.evaluated_by.as_deref() == Some(inv.id.as_str()) => mine,
+        _ => last,
+    };
     let claim_ms = ms(claiming);
     let delivering = Instant::now();
     let lease = inv.lease();
