@@ -81,6 +81,10 @@ pub struct NativeAlarm {
     /// In ALARM: whether its firing was notified (a muted one resolves silently).
     #[serde(default)]
     pub notified: bool,
+    /// In ALARM and muted: the firing message, sent by a scheduled run once the silence or
+    /// the inhibiting alert has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Notification>,
 }
 
 impl NativeAlarm {
@@ -96,6 +100,7 @@ impl NativeAlarm {
             labels,
             since: Some(now),
             notified: true,
+            held: None,
         }
     }
 }
@@ -209,6 +214,7 @@ pub fn apply(
         labels: labels.clone(),
         since: None,
         notified: false,
+        held: None,
     };
     let mut outcome = Applied::Changed {
         status: None,
@@ -219,6 +225,7 @@ pub fn apply(
         (AlarmState::Alarm, Some(open)) => {
             next.since = open.since;
             next.notified = open.notified;
+            next.held = open.held.clone();
         }
         (AlarmState::Alarm, None) => {
             let firing: Vec<&BTreeMap<String, String>> = state
@@ -240,6 +247,8 @@ pub fn apply(
             if muted.is_none() && !keys.contains(&key) {
                 next.notified = true;
                 owe = Some((key, Status::Firing));
+            } else if muted.is_some() {
+                next.held = Some(change.notification(Status::Firing));
             }
             outcome = Applied::Changed {
                 status: Some(Status::Firing),

@@ -249,6 +249,7 @@ fn step(
         });
     }
 
+    release_held_alarms(state, &inhibitor, plan, &mut known, at);
     out.ended = end_vanished(state, plan, evaluated, &mut known, at);
     state.flush_groups(policy, at);
     if let Some(watchdog) = &policy.watchdog {
@@ -259,6 +260,52 @@ fn step(
     state.prune(inv.now);
     state.claim(&inv.lease(), inv.now);
     out
+}
+
+/// CloudWatch alarms in ALARM whose firing was muted: once neither a silence nor an inhibiting
+/// alert mutes them, their firing message is sent, as a rule's would be.
+fn release_held_alarms(
+    state: &mut StateFile,
+    inhibitor: &policy::Inhibitor<'_>,
+    plan: &Plan<'_>,
+    known: &mut HashSet<String>,
+    at: DateTime<Utc>,
+) {
+    let mut released = Vec::new();
+    for (name, alarm) in &mut state.native {
+        if !alarm.in_alarm() || alarm.notified || alarm.held.is_none() {
+            continue;
+        }
+        if inhibitor.muted(&alarm.labels, plan.silences, at).is_some() {
+            continue;
+        }
+        let since = alarm.since.unwrap_or(alarm.last_change);
+        let key = format!("cloudwatch/{name}/{}/firing", since.timestamp_millis());
+        let Some(notification) = alarm.held.take() else {
+            continue;
+        };
+        alarm.notified = true;
+        if known.insert(key.clone()) {
+            released.push((name.clone(), alarm.labels.clone(), key, notification));
+        }
+    }
+    for (name, labels, key, notification) in released {
+        let owed = Owed {
+            key,
+            topic_arn: plan.policy.topic(&labels, plan.default_topic).to_owned(),
+            rule: name,
+            severity: labels.get("severity").cloned().unwrap_or_default(),
+            labels,
+            status: Status::Firing,
+            kind: Kind::Alert,
+            members: Vec::new(),
+            notification,
+            attempts: 0,
+            lease: None,
+            last_error: None,
+        };
+        state.enqueue(plan.policy, owed, at);
+    }
 }
 
 /// Alerts in the state that no target evaluates any more: their rule was removed or renamed,

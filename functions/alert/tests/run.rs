@@ -929,3 +929,77 @@ async fn a_big_outage_is_delivered_in_batches_with_few_state_writes() {
     let writes = store.written.lock().expect("lock").len();
     assert!(writes <= 3, "{writes} state writes");
 }
+
+/// A CloudWatch alarm that went to ALARM during a silence pages once the silence has ended,
+/// if it is still in ALARM, as a rule does; and then resolves.
+#[tokio::test]
+async fn a_silenced_alarm_pages_when_the_silence_ends() {
+    let (notifier, store) = (RecordingNotifier::default(), MemoryStore::default());
+    let mut cfg = config(&store, RULES, &[]).await;
+    store
+        .put(
+            "b",
+            "silences.json",
+            br#"[{"matchers": {"alertname": "checkout-5xx"}, "ends_at": "2026-11-25T08:30:00Z",
+                 "created_by": "on-call", "comment": "deploy"}]"#
+                .to_vec(),
+            "application/json",
+        )
+        .await
+        .expect("put");
+    cfg.silences = Some("s3://b/silences.json".parse().expect("location"));
+    let reader = SeriesReader::default();
+    let alarm = alarm_event(
+        "ALARM",
+        "2026-11-25T08:01:00.000+0000",
+        "vigil: severity=page",
+    );
+    let out = handle_event(&reader, &notifier, &store, &cfg, &alarm, &call("x", t0()))
+        .await
+        .expect("handled");
+    assert_eq!(out["muted"]["muted_by"], "silence", "{out}");
+    let scheduled = |at: &str| json!({"vigil": "scheduled", "scheduled_time": at, "attempt": "1"});
+    handle_event(
+        &reader,
+        &notifier,
+        &store,
+        &cfg,
+        &scheduled("2026-11-25T08:10:00Z"),
+        &call("s1", t0()),
+    )
+    .await
+    .expect("run");
+    assert!(notifier.published().is_empty(), "still silenced");
+    let later = t("2026-11-25T08:31:00Z");
+    handle_event(
+        &reader,
+        &notifier,
+        &store,
+        &cfg,
+        &scheduled("2026-11-25T08:31:00Z"),
+        &call("s2", later),
+    )
+    .await
+    .expect("run");
+    handle_event(
+        &reader,
+        &notifier,
+        &store,
+        &cfg,
+        &scheduled("2026-11-25T08:32:00Z"),
+        &call("s3", later),
+    )
+    .await
+    .expect("run");
+    assert_eq!(subjects(&notifier).len(), 1, "paged once the silence ended");
+    let ok = alarm_event("OK", "2026-11-25T08:40:00.000+0000", "vigil: severity=page");
+    handle_event(&reader, &notifier, &store, &cfg, &ok, &call("y", later))
+        .await
+        .expect("handled");
+    let statuses: Vec<Option<String>> = notifier
+        .published()
+        .iter()
+        .map(|p| p.attribute("status").map(str::to_owned))
+        .collect();
+    assert_eq!(statuses, [Some("firing".into()), Some("resolved".into())]);
+}
