@@ -13,6 +13,11 @@ use crate::{Error, Result};
 pub struct ObjectHead {
     pub size: u64,
     pub etag: String,
+    /// The object's server-side encryption (`AES256`, `aws:kms`, `aws:kms:dsse`), as
+    /// `HeadObject` answers it.
+    pub encryption: Option<String>,
+    /// The KMS key of an SSE-KMS object.
+    pub kms_key_id: Option<String>,
 }
 
 /// An object's lock retention.
@@ -86,6 +91,8 @@ impl BucketInspector for S3Store {
             Ok(out) => Ok(Some(ObjectHead {
                 size: u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0),
                 etag: out.e_tag().unwrap_or_default().to_owned(),
+                encryption: out.server_side_encryption().map(|e| e.as_str().to_owned()),
+                kms_key_id: out.ssekms_key_id().map(str::to_owned),
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),

@@ -574,3 +574,88 @@ async fn velero_backups_are_checked_against_their_metadata() {
             .contains("incomplete")
     );
 }
+
+/// A prefix that also holds logs and checksum files: `include`/`exclude` make the newest backup
+/// the newest backup. A set that requires SSE-KMS and COMPLIANCE finds SSE-S3 and GOVERNANCE.
+#[tokio::test]
+async fn patterns_choose_the_backups_and_kms_and_compliance_are_required() {
+    use aws_sdk_s3::primitives::DateTime as S3DateTime;
+    use aws_sdk_s3::types::ObjectLockMode;
+    let aws = LocalAws::connect().await;
+    let reports = aws.create_bucket("vigil-reports").await;
+    let bucket = vigil_e2e::unique("vigil-mixed");
+    aws.s3
+        .create_bucket()
+        .bucket(&bucket)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .expect("CreateBucket");
+    let until = Utc::now() + chrono::Duration::days(40);
+    aws.s3
+        .put_object()
+        .bucket(&bucket)
+        .key("db/2026-11-25.sql.gz")
+        .body(vigil_e2e::gzip(b"CREATE TABLE orders (id int);\n").into())
+        .object_lock_mode(ObjectLockMode::Governance)
+        .object_lock_retain_until_date(S3DateTime::from_millis(until.timestamp_millis()))
+        .send()
+        .await
+        .expect("PutObject");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Written after the backup, beside it: not backups.
+    aws.put_object(&bucket, "db/2026-11-25.sql.gz.sha256", "abc  x\n")
+        .await;
+    aws.put_object(&bucket, "db/backup.log", "done\n").await;
+    let sets = format!(
+        "backup_sets:\n\
+         \x20 - {{name: mixed, bucket: {bucket}, prefix: db/, max_age: 1h, include: ['*.sql.gz'],\n\
+         \x20    require: {{object_lock_days: 30, object_lock_mode: compliance, encryption: sse-kms}}}}\n"
+    );
+    aws.put_object(&reports, "sets.yaml", sets).await;
+    let location = format!("s3://{reports}/sets.yaml");
+    let mut function = verifier(&aws, &location, &reports).await;
+    let run_at = Utc::now();
+    let response = function
+        .invoke(&scheduler_default_event(run_at))
+        .await
+        .expect_response();
+    let key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);
+    let report: Value =
+        serde_json::from_slice(&aws.get_object(&reports, &key).await).expect("report JSON");
+    let mixed = set_named(&report, "mixed");
+    let check = |name: &str| {
+        mixed["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no {name} check in {mixed}"))
+            .clone()
+    };
+    let freshness = check("freshness");
+    assert_eq!(
+        freshness["evidence"]["newest_key"], "db/2026-11-25.sql.gz",
+        "{response}"
+    );
+    assert_eq!(freshness["evidence"]["objects"], 1);
+    assert_eq!(check("restore")["status"], "ok");
+    let lock = check("object_lock");
+    assert_eq!(lock["status"], "failed", "{lock}");
+    assert!(
+        lock["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("GOVERNANCE mode, not COMPLIANCE"),
+        "{lock}"
+    );
+    let encryption = check("encryption");
+    assert_eq!(encryption["status"], "failed", "{encryption}");
+    assert!(
+        encryption["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not SSE-KMS"),
+        "{encryption}"
+    );
+}

@@ -215,6 +215,7 @@ pub fn versioning(bucket: &str, status: Option<&str>) -> CheckResult {
 pub fn object_lock(
     newest: &ObjectInfo,
     days: u64,
+    mode: Option<crate::LockMode>,
     retention: Option<&Retention>,
     now: DateTime<Utc>,
 ) -> CheckResult {
@@ -222,6 +223,7 @@ pub fn object_lock(
     let evidence = json!({
         "key": newest.key,
         "required_days": days,
+        "required_mode": mode.map(crate::LockMode::as_s3),
         "mode": retention.map(|r| r.mode.clone()),
         "retain_until": retention.map(|r| r.retain_until.to_rfc3339_opts(SecondsFormat::Secs, true)),
     });
@@ -245,6 +247,22 @@ pub fn object_lock(
             ),
             evidence,
         ),
+        Some(r) if mode.is_some_and(|m| !r.mode.eq_ignore_ascii_case(m.as_s3())) => result(
+            "object_lock",
+            false,
+            format!(
+                "{} is locked in {} mode, not {}: {}",
+                newest.key,
+                r.mode,
+                mode.map_or("", crate::LockMode::as_s3),
+                if r.mode.eq_ignore_ascii_case("GOVERNANCE") {
+                    "anyone allowed s3:BypassGovernanceRetention can delete it; write backups with COMPLIANCE retention"
+                } else {
+                    "set the bucket's default retention mode to the one required"
+                }
+            ),
+            evidence,
+        ),
         Some(r) => result(
             "object_lock",
             true,
@@ -260,6 +278,70 @@ pub fn object_lock(
 }
 
 /// The bucket encrypts objects by default.
+/// The newest backup is encrypted with a KMS key (the given one, when a key is required), as
+/// `HeadObject` reports it: a backup under SSE-S3 can be read by anyone who can read the
+/// bucket, one under SSE-KMS also needs a grant on the key.
+pub fn kms_encryption(
+    newest: &ObjectInfo,
+    key: Option<&str>,
+    head: Option<&ObjectHead>,
+) -> CheckResult {
+    let algorithm = head.and_then(|h| h.encryption.as_deref());
+    let used = head.and_then(|h| h.kms_key_id.as_deref());
+    let evidence = json!({
+        "key": newest.key,
+        "algorithm": algorithm,
+        "kms_key_id": used,
+        "required_kms_key_id": key,
+    });
+    let kms = algorithm.is_some_and(|a| a.starts_with("aws:kms"));
+    // A key may be named by its ARN, its id or an alias: compare the ends.
+    let same_key = |want: &str, got: &str| {
+        got == want || got.ends_with(&format!("/{want}")) || want.ends_with(&format!("/{got}"))
+    };
+    match (head, key) {
+        (None, _) => result(
+            "encryption",
+            false,
+            format!(
+                "{} vanished before its encryption could be read",
+                newest.key
+            ),
+            evidence,
+        ),
+        _ if !kms => result(
+            "encryption",
+            false,
+            format!(
+                "{} is encrypted with {}, not SSE-KMS: whoever can read the bucket can read the backup; set the bucket's default encryption to aws:kms or have the backup job use SSE-KMS",
+                newest.key,
+                algorithm.unwrap_or("nothing")
+            ),
+            evidence,
+        ),
+        (_, Some(want)) if !used.is_some_and(|got| same_key(want, got)) => result(
+            "encryption",
+            false,
+            format!(
+                "{} is encrypted with the KMS key {}, not the required {want}",
+                newest.key,
+                used.unwrap_or("(none named)")
+            ),
+            evidence,
+        ),
+        _ => result(
+            "encryption",
+            true,
+            format!(
+                "{} is encrypted with SSE-KMS ({})",
+                newest.key,
+                used.unwrap_or("the bucket's key")
+            ),
+            evidence,
+        ),
+    }
+}
+
 pub fn encryption(bucket: &str, algorithm: Option<&str>) -> CheckResult {
     result(
         "encryption",
@@ -326,17 +408,20 @@ mod tests {
         assert!(size(&s, &[]).is_none());
     }
 
+    fn head(size: u64, etag: &str) -> ObjectHead {
+        ObjectHead {
+            size,
+            etag: etag.into(),
+            encryption: Some("AES256".into()),
+            kms_key_id: None,
+        }
+    }
+
     #[test]
     fn replicas_must_match() {
         let newest = object("db/3", 1050, 48);
-        let same = ObjectHead {
-            size: 1050,
-            etag: "\"1050\"".into(),
-        };
-        let other = ObjectHead {
-            size: 1050,
-            etag: "\"x\"".into(),
-        };
+        let same = head(1050, "\"1050\"");
+        let other = head(1050, "\"x\"");
         assert_eq!(
             replica(&newest, "dr", "db/3", Some(&same)).status,
             Status::Ok
@@ -395,14 +480,88 @@ mod tests {
             retain_until: t(24 * 5),
         };
         assert_eq!(
-            object_lock(&newest, 30, Some(&long), t(1)).status,
+            object_lock(&newest, 30, None, Some(&long), t(1)).status,
             Status::Ok
         );
         assert_eq!(
-            object_lock(&newest, 30, Some(&short), t(1)).status,
+            object_lock(&newest, 30, None, Some(&short), t(1)).status,
             Status::Failed
         );
-        assert_eq!(object_lock(&newest, 30, None, t(1)).status, Status::Failed);
+        assert_eq!(
+            object_lock(&newest, 30, None, None, t(1)).status,
+            Status::Failed
+        );
+    }
+
+    /// GOVERNANCE retention can be lifted by a privileged user: a set that requires
+    /// COMPLIANCE finds it, and the report names the mode either way.
+    #[test]
+    fn a_required_compliance_mode_finds_governance() {
+        use crate::LockMode::Compliance;
+        let newest = object("db/3", 1050, 0);
+        let governance = Retention {
+            mode: "GOVERNANCE".into(),
+            retain_until: t(24 * 40),
+        };
+        let compliance = Retention {
+            mode: "COMPLIANCE".into(),
+            ..governance.clone()
+        };
+        let found = object_lock(&newest, 30, Some(Compliance), Some(&governance), t(1));
+        assert_eq!(found.status, Status::Failed);
+        assert!(
+            found.detail.contains("GOVERNANCE mode, not COMPLIANCE"),
+            "{}",
+            found.detail
+        );
+        assert!(found.detail.contains("BypassGovernanceRetention"));
+        let ok = object_lock(&newest, 30, Some(Compliance), Some(&compliance), t(1));
+        assert_eq!(ok.status, Status::Ok);
+        assert!(ok.detail.contains("COMPLIANCE"));
+        let named = object_lock(&newest, 30, None, Some(&governance), t(1));
+        assert_eq!(named.status, Status::Ok);
+        assert!(named.detail.contains("GOVERNANCE"), "{}", named.detail);
+    }
+
+    /// SSE-S3 is on every bucket: a set that requires SSE-KMS (or a given key) finds it.
+    #[test]
+    fn a_required_kms_encryption_finds_sse_s3_and_other_keys() {
+        let newest = object("db/3", 1050, 0);
+        let sse_s3 = head(1050, "\"e\"");
+        let kms = ObjectHead {
+            encryption: Some("aws:kms".into()),
+            kms_key_id: Some(
+                "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                    .into(),
+            ),
+            ..sse_s3.clone()
+        };
+        let c = kms_encryption(&newest, None, Some(&sse_s3));
+        assert_eq!(c.status, Status::Failed);
+        assert!(c.detail.contains("AES256, not SSE-KMS"), "{}", c.detail);
+        assert_eq!(kms_encryption(&newest, None, Some(&kms)).status, Status::Ok);
+        let arn = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        assert_eq!(
+            kms_encryption(&newest, Some(arn), Some(&kms)).status,
+            Status::Ok
+        );
+        assert_eq!(
+            kms_encryption(
+                &newest,
+                Some("1234abcd-12ab-34cd-56ef-1234567890ab"),
+                Some(&kms)
+            )
+            .status,
+            Status::Ok,
+            "a key id names the same key as its ARN"
+        );
+        let other = kms_encryption(
+            &newest,
+            Some("arn:aws:kms:us-east-1:123456789012:key/other"),
+            Some(&kms),
+        );
+        assert_eq!(other.status, Status::Failed);
+        assert!(other.detail.contains("not the required"));
     }
 
     proptest! {

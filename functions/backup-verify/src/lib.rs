@@ -29,6 +29,7 @@ pub mod env {
 }
 
 pub mod checks;
+pub mod glob;
 pub mod restore;
 pub mod velero;
 
@@ -57,6 +58,14 @@ pub struct BackupSet {
     pub bucket: String,
     #[serde(default)]
     pub prefix: String,
+    /// Keys (relative to the prefix) that are backups, as patterns (`*`, `**`, `?`): a prefix
+    /// that also holds logs or checksum files says which objects the checks are about.
+    /// Empty: every object but the manifests.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Keys (relative to the prefix) that are not backups even when included.
+    #[serde(default)]
+    pub exclude: Vec<String>,
     /// The recovery point objective: the newest backup must be younger.
     pub max_age: Span,
     /// Backups that must be kept under the prefix.
@@ -186,8 +195,77 @@ pub struct Requirements {
     /// Object lock retention of at least this many days on the newest backup.
     #[serde(default)]
     pub object_lock_days: Option<u64>,
+    /// The object lock mode the newest backup's retention must have. GOVERNANCE can be
+    /// lifted by anyone allowed `s3:BypassGovernanceRetention`; COMPLIANCE by nobody.
     #[serde(default)]
-    pub encryption: bool,
+    pub object_lock_mode: Option<LockMode>,
+    #[serde(default)]
+    pub encryption: EncryptionRequirement,
+}
+
+/// An object lock retention mode.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    Governance,
+    Compliance,
+}
+
+impl LockMode {
+    /// S3's name of the mode.
+    pub fn as_s3(self) -> &'static str {
+        match self {
+            LockMode::Governance => "GOVERNANCE",
+            LockMode::Compliance => "COMPLIANCE",
+        }
+    }
+}
+
+/// How the newest backup must be encrypted at rest.
+///
+/// - `false` (default): not checked.
+/// - `true`: the bucket encrypts by default. Every S3 bucket has done so (SSE-S3) since
+///   January 2023, so on AWS this cannot fail; require `sse-kms` for a finding that means
+///   something.
+/// - `sse-kms`: the newest backup itself is encrypted with a KMS key (`aws:kms` or
+///   `aws:kms:dsse`), so reading it needs a grant on the key, not only on the bucket.
+/// - `{sse_kms_key: <key ARN>}`: with that key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum EncryptionRequirement {
+    #[default]
+    None,
+    BucketDefault,
+    Kms {
+        key: Option<String>,
+    },
+}
+
+impl<'de> Deserialize<'de> for EncryptionRequirement {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Key {
+            sse_kms_key: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            Word(String),
+            Key(Key),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Flag(false) => Ok(Self::None),
+            Raw::Flag(true) => Ok(Self::BucketDefault),
+            Raw::Word(w) if w == "sse-kms" => Ok(Self::Kms { key: None }),
+            Raw::Key(k) if !k.sse_kms_key.trim().is_empty() => Ok(Self::Kms {
+                key: Some(k.sse_kms_key),
+            }),
+            _ => Err(serde::de::Error::custom(
+                "encryption is true, false, sse-kms, or {sse_kms_key: <KMS key ARN>}",
+            )),
+        }
+    }
 }
 
 /// Parses and validates a backup sets file.
@@ -221,6 +299,13 @@ pub fn load(origin: &str, text: &str) -> Result<Vec<BackupSet>> {
         }
         if set.replicas.iter().any(|r| r.bucket.len() < 3) {
             return fail("replicas", "a replica bucket name is not valid");
+        }
+        for (field, patterns) in [("include", &set.include), ("exclude", &set.exclude)] {
+            for p in patterns {
+                if let Err(why) = glob::Pattern::new(p) {
+                    return fail(field, &why);
+                }
+            }
         }
     }
     Ok(file.backup_sets)
@@ -377,11 +462,22 @@ async fn check_set(
     set: &BackupSet,
     now: DateTime<Utc>,
 ) -> Vec<CheckResult> {
-    // Manifests sit beside the backups; they are not backups themselves.
+    // Manifests sit beside the backups; they are not backups themselves, nor is whatever the
+    // set's patterns leave out.
+    let patterns = |list: &[String]| -> Vec<glob::Pattern> {
+        list.iter()
+            .filter_map(|p| glob::Pattern::new(p).ok())
+            .collect()
+    };
+    let (include, exclude) = (patterns(&set.include), patterns(&set.exclude));
     let objects = match store.list(&set.bucket, &set.prefix).await {
         Ok(objects) => objects
             .into_iter()
             .filter(|o| !o.key.ends_with(MANIFEST_SUFFIX))
+            .filter(|o| {
+                let relative = o.key.strip_prefix(&set.prefix).unwrap_or(&o.key);
+                glob::selected(relative, &include, &exclude)
+            })
             .filter(|o| !set.velero || velero::backup_name(&set.prefix, &o.key).is_some())
             .collect::<Vec<_>>(),
         Err(e) => {
@@ -413,7 +509,13 @@ async fn check_set(
         }
         if let Some(days) = set.require.object_lock_days {
             out.push(match store.retention(&set.bucket, &newest.key).await {
-                Ok(retention) => checks::object_lock(newest, days, retention.as_ref(), now),
+                Ok(retention) => checks::object_lock(
+                    newest,
+                    days,
+                    set.require.object_lock_mode,
+                    retention.as_ref(),
+                    now,
+                ),
                 Err(e) => errored(
                     "object_lock",
                     format!("read the retention of {}", newest.key),
@@ -435,15 +537,30 @@ async fn check_set(
             ),
         });
     }
-    if set.require.encryption {
-        out.push(match store.default_encryption(&set.bucket).await {
-            Ok(algorithm) => checks::encryption(&set.bucket, algorithm.as_deref()),
-            Err(e) => errored(
-                "encryption",
-                format!("read the encryption of {}", set.bucket),
-                &e,
-            ),
-        });
+    match &set.require.encryption {
+        EncryptionRequirement::None => {}
+        EncryptionRequirement::BucketDefault => {
+            out.push(match store.default_encryption(&set.bucket).await {
+                Ok(algorithm) => checks::encryption(&set.bucket, algorithm.as_deref()),
+                Err(e) => errored(
+                    "encryption",
+                    format!("read the encryption of {}", set.bucket),
+                    &e,
+                ),
+            });
+        }
+        EncryptionRequirement::Kms { key } => {
+            if let Some(newest) = newest {
+                out.push(match store.head(&set.bucket, &newest.key).await {
+                    Ok(head) => checks::kms_encryption(newest, key.as_deref(), head.as_ref()),
+                    Err(e) => errored(
+                        "encryption",
+                        format!("read the encryption of {}", newest.key),
+                        &e,
+                    ),
+                });
+            }
+        }
     }
     out
 }
@@ -846,6 +963,57 @@ pub async fn handle_scheduled(
         });
     }
     Ok(serde_json::json!({ "report": location, "summary": report.summary }))
+}
+
+#[cfg(test)]
+mod requirement_tests {
+    use super::*;
+
+    fn set(extra: &str) -> Result<BackupSet> {
+        load(
+            "s.yaml",
+            &format!("backup_sets:\n  - {{name: db, bucket: backups, prefix: db/, max_age: 26h{extra}}}\n"),
+        )
+        .map(|mut v| v.remove(0))
+    }
+
+    #[test]
+    fn encryption_and_lock_mode_requirements_read() {
+        let req = |yaml: &str| set(&format!(", require: {yaml}")).map(|s| s.require);
+        assert_eq!(
+            req("{encryption: true}").expect("valid").encryption,
+            EncryptionRequirement::BucketDefault
+        );
+        assert_eq!(
+            req("{encryption: sse-kms}").expect("valid").encryption,
+            EncryptionRequirement::Kms { key: None }
+        );
+        assert_eq!(
+            req("{encryption: {sse_kms_key: \"arn:aws:kms:us-east-1:1:key/k\"}}")
+                .expect("valid")
+                .encryption,
+            EncryptionRequirement::Kms {
+                key: Some("arn:aws:kms:us-east-1:1:key/k".into())
+            }
+        );
+        assert!(req("{encryption: sse-c}").is_err());
+        assert_eq!(
+            req("{object_lock_days: 30, object_lock_mode: compliance}")
+                .expect("valid")
+                .object_lock_mode,
+            Some(LockMode::Compliance)
+        );
+        assert!(req("{object_lock_mode: strict}").is_err());
+    }
+
+    #[test]
+    fn patterns_are_validated() {
+        assert!(set(", include: ['*.sql.gz'], exclude: ['*.partial*']").is_ok());
+        let err = set(", include: ['']")
+            .expect_err("empty pattern")
+            .to_string();
+        assert!(err.contains("include"), "{err}");
+    }
 }
 
 #[cfg(test)]
