@@ -669,7 +669,18 @@ async fn test_restore(
                 &e,
             );
         }
-        Ok(Err(why)) => {
+        Ok(Err(restore::RestoreError::Read(why))) => {
+            return CheckResult {
+                check: "restore",
+                status: Status::Error,
+                detail: format!(
+                    "could not read s3://{}/{} to its end ({why}); nothing is known of the backup, the next run tries again",
+                    set.bucket, backup.key
+                ),
+                evidence: serde_json::json!({ "key": backup.key, "format": format, "size": backup.size }),
+            };
+        }
+        Ok(Err(restore::RestoreError::Invalid(why))) => {
             return CheckResult {
                 check: "restore",
                 status: Status::Failed,

@@ -53,19 +53,59 @@ pub struct Restored {
     pub names: Vec<String>,
 }
 
-/// Counts and hashes what passes through.
+/// Why a test restore did not complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreError {
+    /// The bytes could not be read (a connection dropped mid-stream, a timeout, a throttle):
+    /// nothing is known of the backup, and the next run tries again. Never a finding.
+    Read(String),
+    /// The bytes read are not a whole backup of the format: a finding.
+    Invalid(String),
+}
+
+impl std::fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestoreError::Read(why) | RestoreError::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Counts and hashes what passes through, and remembers whether the storage under it failed:
+/// a format error that follows a failed read is the read's, not the backup's.
 struct Hashing<R> {
     inner: R,
     hasher: Sha256,
     bytes: u64,
+    read_failed: Option<String>,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                self.read_failed = Some(e.to_string());
+                return Err(e);
+            }
+        };
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
+    }
+}
+
+impl<R> Hashing<R> {
+    /// The error for a step that failed with `why`: the storage's when a read failed.
+    fn fail(&self, why: String) -> RestoreError {
+        match &self.read_failed {
+            Some(read) => RestoreError::Read(format!(
+                "reading stopped after {} bytes: {read}",
+                self.bytes
+            )),
+            None => RestoreError::Invalid(why),
+        }
     }
 }
 
@@ -98,52 +138,67 @@ fn tar_entries<R: Read>(reader: R, keep_names: bool) -> Result<(u64, Vec<String>
     Ok((count, names, archive.into_inner()))
 }
 
-/// Reads `reader` to its end as `format`; `Err` says what is wrong with the backup.
+/// Reads `reader` to its end as `format`. [`RestoreError::Invalid`] says what is wrong with
+/// the backup; [`RestoreError::Read`] that the storage failed under the restore, which says
+/// nothing about the backup.
 pub fn validate(
     reader: &mut dyn Read,
     format: Format,
     keep_names: bool,
-) -> Result<Restored, String> {
+) -> Result<Restored, RestoreError> {
     let mut hashing = Hashing {
         inner: reader,
         hasher: Sha256::new(),
         bytes: 0,
+        read_failed: None,
     };
     let mut entries = None;
     let mut names = Vec::new();
     match format {
-        Format::Raw => {
-            io::copy(&mut hashing, &mut io::sink()).map_err(|e| format!("read failed: {e}"))?;
-        }
+        Format::Raw => {}
         Format::Gzip => {
-            let mut gz = flate2::read::MultiGzDecoder::new(&mut hashing);
-            io::copy(&mut gz, &mut io::sink())
-                .map_err(|e| format!("gzip stream incomplete or corrupt: {e}"))?;
+            let copied = {
+                let mut gz = flate2::read::MultiGzDecoder::new(&mut hashing);
+                io::copy(&mut gz, &mut io::sink())
+            };
+            copied.map_err(|e| hashing.fail(format!("gzip stream incomplete or corrupt: {e}")))?;
         }
         Format::Tar => {
-            let (n, found, rest) = tar_entries(&mut hashing, keep_names)?;
-            io::copy(rest, &mut io::sink()).map_err(|e| format!("read failed: {e}"))?;
+            let read = tar_entries(&mut hashing, keep_names).and_then(|(n, found, rest)| {
+                io::copy(rest, &mut io::sink())
+                    .map(|_| (n, found))
+                    .map_err(|e| format!("read failed: {e}"))
+            });
+            let (n, found) = read.map_err(|why| hashing.fail(why))?;
             entries = Some(n);
             names = found;
         }
         Format::TarGz => {
-            let gz = flate2::read::MultiGzDecoder::new(&mut hashing);
-            let (n, found, mut rest) =
-                tar_entries(gz, keep_names).map_err(|e| format!("{e} (inside gzip)"))?;
-            io::copy(&mut rest, &mut io::sink())
-                .map_err(|e| format!("gzip stream incomplete or corrupt: {e}"))?;
+            let read = {
+                let gz = flate2::read::MultiGzDecoder::new(&mut hashing);
+                tar_entries(gz, keep_names)
+                    .map_err(|e| format!("{e} (inside gzip)"))
+                    .and_then(|(n, found, mut rest)| {
+                        io::copy(&mut rest, &mut io::sink())
+                            .map(|_| (n, found))
+                            .map_err(|e| format!("gzip stream incomplete or corrupt: {e}"))
+                    })
+            };
+            let (n, found) = read.map_err(|why| hashing.fail(why))?;
             entries = Some(n);
             names = found;
         }
         Format::Json => {
-            let mut de = serde_json::Deserializer::from_reader(&mut hashing);
-            serde::de::IgnoredAny::deserialize(&mut de)
-                .map_err(|e| format!("not valid JSON: {e}"))?;
-            de.end().map_err(|e| format!("not valid JSON: {e}"))?;
+            let parsed = {
+                let mut de = serde_json::Deserializer::from_reader(&mut hashing);
+                serde::de::IgnoredAny::deserialize(&mut de).and_then(|_| de.end())
+            };
+            parsed.map_err(|e| hashing.fail(format!("not valid JSON: {e}")))?;
         }
     }
     // Whatever a format parser left unread still belongs to the object.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| format!("read failed: {e}"))?;
+    let rest = io::copy(&mut hashing, &mut io::sink());
+    rest.map_err(|e| hashing.fail(format!("read failed: {e}")))?;
     Ok(Restored {
         format,
         bytes: hashing.bytes,
@@ -204,11 +259,17 @@ mod tests {
     fn truncation_and_corruption_are_found() {
         let data = tar_gz(&[("a", &[7u8; 50_000]), ("b", &[8u8; 50_000])]);
         let truncated = &data[..data.len() - 20];
-        let err = validate(&mut &truncated[..], Format::TarGz, false).expect_err("truncated");
+        let err = validate(&mut &truncated[..], Format::TarGz, false)
+            .expect_err("truncated")
+            .to_string();
         assert!(
             err.contains("incomplete") || err.contains("truncated") || err.contains("unreadable"),
             "{err}"
         );
+        assert!(matches!(
+            validate(&mut &truncated[..], Format::TarGz, false),
+            Err(RestoreError::Invalid(_))
+        ));
         let mut flipped = data.clone();
         let middle = flipped.len() / 2;
         flipped[middle] ^= 0xff;
@@ -230,7 +291,83 @@ mod tests {
         assert_eq!((r.bytes, r.sha256), (300_000, sha(&data)));
     }
 
+    /// A reader of `data` whose storage fails after `at` bytes, as a connection dropped
+    /// mid-stream does.
+    struct Dropping<'a> {
+        data: &'a [u8],
+        at: usize,
+        pos: usize,
+    }
+
+    impl Read for Dropping<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.pos >= self.data.len() {
+                return Ok(0);
+            }
+            if self.pos >= self.at {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "connection reset by peer",
+                ));
+            }
+            // Uneven chunks, as a network delivers them.
+            let end = self.data.len().min(self.at);
+            let n = buf.len().min(end - self.pos).min(1 + self.pos % 7919);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    /// A healthy backup of each format.
+    fn healthy(format: Format, seed: u8) -> Vec<u8> {
+        let body: Vec<u8> = (0..20_000u32)
+            .map(|i| (i as u8).wrapping_mul(seed | 1))
+            .collect();
+        match format {
+            Format::Raw => body,
+            Format::Gzip => {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&body).expect("gzip");
+                gz.finish().expect("gzip")
+            }
+            Format::Tar | Format::TarGz => {
+                let tgz = tar_gz(&[("a.bin", &body), ("b.json", b"{\"ok\": true}")]);
+                if format == Format::TarGz {
+                    tgz
+                } else {
+                    let mut out = Vec::new();
+                    flate2::read::GzDecoder::new(tgz.as_slice())
+                        .read_to_end(&mut out)
+                        .expect("tar");
+                    out
+                }
+            }
+            Format::Json => serde_json::to_vec(&serde_json::json!({"rows": body})).expect("json"),
+        }
+    }
+
     proptest! {
+        /// A connection that drops at any offset of a healthy backup is never a finding: the
+        /// restore completes (the drop came after the end) or fails as a read error.
+        #[test]
+        fn a_dropped_stream_is_never_a_finding(f in 0usize..5, seed in any::<u8>(), cut in 0.0f64..1.2) {
+            let format = [Format::Raw, Format::Gzip, Format::Tar, Format::TarGz, Format::Json][f];
+            let data = healthy(format, seed);
+            let at = (data.len() as f64 * cut) as usize;
+            let mut reader = Dropping { data: &data, at, pos: 0 };
+            match validate(&mut reader, format, false) {
+                Ok(r) => {
+                    prop_assert!(at >= data.len(), "completed though it dropped at {at}");
+                    prop_assert_eq!(r.sha256, sha(&data));
+                }
+                Err(RestoreError::Read(_)) => prop_assert!(at < data.len()),
+                Err(RestoreError::Invalid(why)) => {
+                    prop_assert!(false, "a healthy {format:?} backup reported broken: {why}");
+                }
+            }
+        }
+
         #[test]
         fn never_panics_and_hashes_everything(data in proptest::collection::vec(any::<u8>(), 0..4096), f in 0usize..5) {
             let format = [Format::Raw, Format::Gzip, Format::Tar, Format::TarGz, Format::Json][f];
