@@ -539,6 +539,7 @@ async fn backup_verify(
             Status::Ok => style.ok("ok    "),
             Status::Failed => style.bad("FAILED"),
             Status::Error => style.bad("ERROR "),
+            Status::Skipped => style.warn("SKIP  "),
         };
         println!(
             "{painted} {} (s3://{}/{})",
@@ -549,6 +550,7 @@ async fn backup_verify(
                 Status::Ok => style.ok("ok"),
                 Status::Failed => style.bad("failed"),
                 Status::Error => style.bad("error"),
+                Status::Skipped => style.warn("skipped"),
             };
             println!("    {:<12} {mark}: {}", c.check, c.detail);
         }

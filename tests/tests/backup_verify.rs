@@ -184,7 +184,7 @@ async fn protections_replicas_count_and_size_are_checked() {
         replica["detail"]
             .as_str()
             .expect("detail")
-            .contains("differs"),
+            .contains("other bytes of the same size"),
         "{replica}"
     );
 
@@ -658,4 +658,104 @@ async fn patterns_choose_the_backups_and_kms_and_compliance_are_required() {
             .contains("not SSE-KMS"),
         "{encryption}"
     );
+}
+
+/// A multipart backup (ETag `<md5 of part md5s>-2`) and its single-part copy made by another
+/// tool (ETag the MD5 of the bytes) are the same backup: no finding.
+#[tokio::test]
+async fn a_multipart_backup_and_its_single_part_copy_are_the_same_backup() {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let aws = LocalAws::connect().await;
+    let reports = aws.create_bucket("vigil-reports").await;
+    let primary = aws.create_bucket("vigil-multipart").await;
+    let copy = aws.create_bucket("vigil-copy").await;
+    let data: Vec<u8> = (0..(5 * 1024 * 1024 + 100_000u32))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let key = "db/2026-11-25.dump";
+    let upload = aws
+        .s3
+        .create_multipart_upload()
+        .bucket(&primary)
+        .key(key)
+        .send()
+        .await
+        .expect("CreateMultipartUpload");
+    let id = upload.upload_id().expect("upload id");
+    let mut parts = Vec::new();
+    for (n, chunk) in data.chunks(5 * 1024 * 1024).enumerate() {
+        let number = i32::try_from(n + 1).expect("part number");
+        let part = aws
+            .s3
+            .upload_part()
+            .bucket(&primary)
+            .key(key)
+            .upload_id(id)
+            .part_number(number)
+            .body(chunk.to_vec().into())
+            .send()
+            .await
+            .expect("UploadPart");
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .e_tag(part.e_tag().unwrap_or_default())
+                .build(),
+        );
+    }
+    aws.s3
+        .complete_multipart_upload()
+        .bucket(&primary)
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CompleteMultipartUpload");
+    aws.put_object(&copy, key, data.clone()).await;
+    // And a copy with one byte changed: a finding.
+    let mut bad = data.clone();
+    bad[4_000_000] ^= 1;
+    let drifted = aws.create_bucket("vigil-bad-copy").await;
+    aws.put_object(&drifted, key, bad).await;
+    let sets = format!(
+        "backup_sets:\n\
+         \x20 - {{name: copied, bucket: {primary}, prefix: db/, max_age: 1h, restore: none, replicas: [{{bucket: {copy}}}, {{bucket: {drifted}}}]}}\n"
+    );
+    aws.put_object(&reports, "sets.yaml", sets).await;
+    let location = format!("s3://{reports}/sets.yaml");
+    let mut function = verifier(&aws, &location, &reports).await;
+    let run_at = Utc::now();
+    function
+        .invoke(&scheduler_default_event(run_at))
+        .await
+        .expect_response();
+    let report_key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);
+    let report: Value =
+        serde_json::from_slice(&aws.get_object(&reports, &report_key).await).expect("report JSON");
+    let replicas: Vec<&Value> = set_named(&report, "copied")["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["check"] == "replica")
+        .collect();
+    assert_eq!(replicas.len(), 2, "{report}");
+    assert_ne!(
+        replicas[0]["evidence"]["etag"], replicas[0]["evidence"]["replica_etag"],
+        "the copy has another ETag"
+    );
+    assert_eq!(replicas[0]["status"], "ok", "{}", replicas[0]);
+    assert!(
+        replicas[0]["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("another tool"),
+        "{}",
+        replicas[0]
+    );
+    assert_eq!(replicas[1]["status"], "failed", "{}", replicas[1]);
 }

@@ -87,11 +87,15 @@ pub fn size(set: &BackupSet, objects: &[ObjectInfo]) -> Option<CheckResult> {
 }
 
 /// The newest backup exists in a replica with the same size and entity tag.
+/// A replica of the newest backup: present, the same size, and the same bytes. The ETag
+/// tells only when it is equal (a replication copy); otherwise `sha256` holds the streamed
+/// SHA-256 of the primary and of the replica.
 pub fn replica(
     newest: &ObjectInfo,
     replica_bucket: &str,
     replica_key: &str,
     head: Option<&ObjectHead>,
+    sha256: Option<(&str, &str)>,
 ) -> CheckResult {
     let location = format!("s3://{replica_bucket}/{replica_key}");
     let evidence = json!({
@@ -101,6 +105,8 @@ pub fn replica(
         "replica": location,
         "replica_size": head.map(|h| h.size),
         "replica_etag": head.map(|h| h.etag.clone()),
+        "sha256": sha256.map(|(p, _)| p),
+        "replica_sha256": sha256.map(|(_, r)| r),
     });
     match head {
         None => result(
@@ -111,21 +117,49 @@ pub fn replica(
             ),
             evidence,
         ),
-        Some(h) if h.size != newest.size || h.etag != newest.etag => result(
+        Some(h) if h.size != newest.size => result(
             "replica",
             false,
             format!(
-                "{location} differs from the primary (size {} vs {}, ETag {} vs {}): the copies are not the same backup",
-                h.size, newest.size, h.etag, newest.etag
+                "{location} differs from the primary (size {} vs {}): the copies are not the same backup",
+                h.size, newest.size
             ),
             evidence,
         ),
-        Some(_) => result(
+        Some(h) if h.etag == newest.etag => result(
             "replica",
             true,
-            format!("{location} holds the same backup"),
+            format!("{location} holds the same backup (same size and ETag)"),
             evidence,
         ),
+        Some(_) => match sha256 {
+            Some((primary, copy)) if primary == copy => result(
+                "replica",
+                true,
+                format!(
+                    "{location} holds the same bytes (SHA-256 {primary}), copied by another tool (another ETag)"
+                ),
+                evidence,
+            ),
+            Some((primary, copy)) => result(
+                "replica",
+                false,
+                format!(
+                    "{location} holds other bytes of the same size (SHA-256 {copy} vs {primary}): the copies are not the same backup"
+                ),
+                evidence,
+            ),
+            None => result(
+                "replica",
+                false,
+                format!(
+                    "{location} has another ETag ({} vs {}) and its bytes were not compared",
+                    head.map(|h| h.etag.as_str()).unwrap_or_default(),
+                    newest.etag
+                ),
+                evidence,
+            ),
+        },
     }
 }
 
@@ -149,7 +183,10 @@ pub fn integrity(
             .map(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>())
     };
     let mut problems = Vec::new();
+    let mut compared = 0;
+    let mut not_comparable = Vec::new();
     if let (Some(stored), Some(expected)) = (&stored_hex, manifest_hex) {
+        compared += 1;
         if !stored.eq_ignore_ascii_case(expected) {
             problems.push(format!(
                 "S3 holds SHA-256 {stored} for {}, the manifest says {expected}",
@@ -157,8 +194,23 @@ pub fn integrity(
             ));
         }
     }
+    if stored_hex.is_none() && manifest_hex.is_some() {
+        not_comparable.push(format!(
+            "the manifest's whole-file SHA-256 cannot be compared with S3's composite checksum {stored_b64} (a multipart upload); the test restore compares it"
+        ));
+    }
+    // Like with like: a composite checksum (checksum of the parts' checksums, `-N`) equals
+    // another only for the same parts; a full-object one only a full-object one.
+    let parts = |c: &str| c.rsplit_once('-').map(|(_, n)| n.to_owned());
     for (replica, checksum) in replicas {
         if let Some(other) = checksum {
+            if parts(other) != parts(stored_b64) {
+                not_comparable.push(format!(
+                    "{replica} stores {other}, which is not comparable with the primary's {stored_b64} (another part layout); the replica check compares the bytes"
+                ));
+                continue;
+            }
+            compared += 1;
             if other != stored_b64 {
                 problems.push(format!(
                     "{replica} has checksum {other}, the primary {stored_b64}"
@@ -172,7 +224,16 @@ pub fn integrity(
         "composite": composite,
         "manifest_sha256": manifest_hex,
         "replicas": replicas.iter().map(|(r, c)| json!({"replica": r, "stored_sha256": c})).collect::<Vec<_>>(),
+        "not_comparable": not_comparable,
     });
+    if problems.is_empty() && compared == 0 {
+        return CheckResult {
+            check: "integrity",
+            status: Status::Skipped,
+            detail: format!("{}: {}", newest.key, not_comparable.join("; ")),
+            evidence,
+        };
+    }
     if problems.is_empty() {
         result(
             "integrity",
@@ -423,19 +484,30 @@ mod tests {
         let same = head(1050, "\"1050\"");
         let other = head(1050, "\"x\"");
         assert_eq!(
-            replica(&newest, "dr", "db/3", Some(&same)).status,
+            replica(&newest, "dr", "db/3", Some(&same), None).status,
             Status::Ok
         );
+        // Another ETag: the same bytes are the same backup (a copy by another tool), other
+        // bytes are not.
+        let copy = replica(&newest, "dr", "db/3", Some(&other), Some(("ab", "ab")));
+        assert_eq!(copy.status, Status::Ok, "{}", copy.detail);
+        assert!(copy.detail.contains("another tool"));
+        let drifted = replica(&newest, "dr", "db/3", Some(&other), Some(("ab", "cd")));
+        assert_eq!(drifted.status, Status::Failed);
+        assert!(drifted.detail.contains("other bytes"));
+        let shorter = head(1000, "\"1050\"");
         assert!(
-            replica(&newest, "dr", "db/3", Some(&other))
+            replica(&newest, "dr", "db/3", Some(&shorter), None)
                 .detail
                 .contains("differs")
         );
-        assert!(
-            replica(&newest, "dr", "db/3", None)
-                .detail
-                .contains("missing")
+        let missing = replica(&newest, "dr", "db/3", None, None);
+        assert_eq!(
+            missing.status,
+            Status::Failed,
+            "a missing copy is a finding, never an error"
         );
+        assert!(missing.detail.contains("missing"));
     }
 
     #[test]
@@ -456,9 +528,26 @@ mod tests {
             integrity(&newest, b64, None, &replicas).status,
             Status::Failed
         );
-        // A composite checksum is only compared with the replicas.
+        // A composite checksum is never compared with the manifest's whole-file SHA-256: the
+        // check says it cannot be made, neither ok nor a finding.
+        let composite = integrity(&newest, "abc=-3", Some(&other), &[]);
+        assert_eq!(composite.status, Status::Skipped, "{}", composite.detail);
+        assert!(composite.detail.contains("composite"));
+        // Like with like: a multipart primary and a single-part copy are not comparable by
+        // checksum (no false finding); two composites of the same parts are.
+        let single_part_copy = [("s3://dr/db/3".to_owned(), Some(b64.to_owned()))];
         assert_eq!(
-            integrity(&newest, "abc=-3", Some(&other), &[]).status,
+            integrity(&newest, "abc=-3", None, &single_part_copy).status,
+            Status::Skipped
+        );
+        let same_parts = [("s3://dr/db/3".to_owned(), Some("xyz=-3".to_owned()))];
+        assert_eq!(
+            integrity(&newest, "abc=-3", None, &same_parts).status,
+            Status::Failed
+        );
+        let identical = [("s3://dr/db/3".to_owned(), Some("abc=-3".to_owned()))];
+        assert_eq!(
+            integrity(&newest, "abc=-3", None, &identical).status,
             Status::Ok
         );
     }

@@ -311,13 +311,16 @@ pub fn load(origin: &str, text: &str) -> Result<Vec<BackupSet>> {
     Ok(file.backup_sets)
 }
 
-/// A check's verdict. `Error` means the check could not be made; it is never an `Ok`.
+/// A check's verdict. `Error` means the check could not be made because reading failed;
+/// `Skipped` that it cannot be made on what S3 holds (the detail says why). Neither is `Ok`.
+/// A set's status is `Ok`, `Failed` or `Error` (a skipped check neither passes nor fails it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
     Failed,
     Error,
+    Skipped,
 }
 
 /// One check of one set, with what it saw.
@@ -426,7 +429,7 @@ pub async fn verify(
         let checks = check_set(store, set, now).await;
         let status = worst(&checks);
         match status {
-            Status::Ok => summary.ok += 1,
+            Status::Ok | Status::Skipped => summary.ok += 1,
             Status::Failed => summary.failed += 1,
             Status::Error => summary.error += 1,
         }
@@ -495,10 +498,13 @@ async fn check_set(
     out.extend(checks::size(set, &objects));
     let newest = objects.iter().max_by_key(|o| (o.last_modified, &o.key));
     if let Some(newest) = newest {
+        let mut primary_sha: Option<String> = None;
         for r in &set.replicas {
             let key = replica_key(set, r, &newest.key);
             out.push(match store.head(&r.bucket, &key).await {
-                Ok(head) => checks::replica(newest, &r.bucket, &key, head.as_ref()),
+                Ok(head) => {
+                    replica_check(store, set, newest, &r.bucket, &key, head, &mut primary_sha).await
+                }
                 Err(e) => errored("replica", format!("read s3://{}/{key}", r.bucket), &e),
             });
         }
@@ -563,6 +569,80 @@ async fn check_set(
         }
     }
     out
+}
+
+/// SHA-256 of a whole object, streamed (never whole in memory); an error says why it could
+/// not be read, never that the object is broken.
+async fn streamed_sha256(
+    store: &impl ObjectStreamer,
+    bucket: &str,
+    key: &str,
+) -> std::result::Result<String, String> {
+    match store
+        .read_with(bucket, key, |r| {
+            restore::validate(r, restore::Format::Raw, false)
+        })
+        .await
+    {
+        Ok(Ok(restored)) => Ok(restored.sha256),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// One replica of the newest backup: the same backup when its bytes are. Replication keeps
+/// the ETag; a copy by another tool (another part size, `aws s3 cp`, rclone, AWS Backup) has
+/// another ETag for the same bytes, so then both are streamed and their SHA-256 compared.
+async fn replica_check(
+    store: &(impl ObjectStore + BucketInspector + ObjectStreamer),
+    set: &BackupSet,
+    newest: &ObjectInfo,
+    bucket: &str,
+    key: &str,
+    head: Option<vigil_shared::ObjectHead>,
+    primary_sha: &mut Option<String>,
+) -> CheckResult {
+    let needs_bytes = head
+        .as_ref()
+        .is_some_and(|h| h.size == newest.size && h.etag != newest.etag);
+    if !needs_bytes {
+        return checks::replica(newest, bucket, key, head.as_ref(), None);
+    }
+    if primary_sha.is_none() {
+        match streamed_sha256(store, &set.bucket, &newest.key).await {
+            Ok(sha) => *primary_sha = Some(sha),
+            Err(why) => {
+                return CheckResult {
+                    check: "replica",
+                    status: Status::Error,
+                    detail: format!(
+                        "could not read s3://{}/{} to compare it with its copy: {why}",
+                        set.bucket, newest.key
+                    ),
+                    evidence: Value::Null,
+                };
+            }
+        }
+    }
+    let replica_sha = match streamed_sha256(store, bucket, key).await {
+        Ok(sha) => sha,
+        Err(why) => {
+            return CheckResult {
+                check: "replica",
+                status: Status::Error,
+                detail: format!("could not read s3://{bucket}/{key} to compare it: {why}"),
+                evidence: Value::Null,
+            };
+        }
+    };
+    let primary = primary_sha.clone().unwrap_or_default();
+    checks::replica(
+        newest,
+        bucket,
+        key,
+        head.as_ref(),
+        Some((primary.as_str(), replica_sha.as_str())),
+    )
 }
 
 /// The replica key of a backup.
@@ -787,7 +867,7 @@ pub fn failure_notification(
     let failed: Vec<&CheckResult> = set
         .checks
         .iter()
-        .filter(|c| c.status != Status::Ok)
+        .filter(|c| matches!(c.status, Status::Failed | Status::Error))
         .collect();
     let names: Vec<&str> = failed.iter().map(|c| c.check).collect();
     let mut text = format!(
