@@ -526,7 +526,16 @@ async fn velero_backups_are_checked_against_their_metadata() {
     backup("good", "daily-1", "Completed", 2).await;
     backup("partial", "daily-1", "PartiallyFailed", 2).await;
     backup("short", "daily-1", "Completed", 5).await;
-    let sets: String = ["good", "partial", "short"]
+    // Recorded by Velero as Completed, its archive deleted: seen through its metadata.
+    backup("gone", "daily-1", "Completed", 2).await;
+    aws.put_object(
+        &bucket,
+        "gone/backups/daily-2/velero-backup.json",
+        serde_json::json!({"kind": "Backup", "metadata": {"name": "daily-2"}, "status": {"phase": "Completed"}})
+            .to_string(),
+    )
+    .await;
+    let sets: String = ["good", "partial", "short", "gone"]
         .iter()
         .map(|l| {
             format!(
@@ -560,6 +569,30 @@ async fn velero_backups_are_checked_against_their_metadata() {
     };
     let good = restore("good");
     assert_eq!(good["status"], "ok", "{good}");
+    let archives = |name: &str| -> Value {
+        set_named(&report, name)["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["check"] == "velero_archives")
+            .cloned()
+            .expect("velero_archives")
+    };
+    assert_eq!(archives("good")["status"], "ok");
+    let gone = archives("gone");
+    assert_eq!(gone["status"], "failed", "{gone}");
+    assert!(
+        gone["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("daily-2 (Completed)"),
+        "{gone}"
+    );
+    assert_eq!(
+        restore("gone")["status"],
+        "ok",
+        "the archive that is there restores"
+    );
     assert_eq!(good["evidence"]["velero"]["items_in_archive"], 2);
     assert!(
         restore("partial")["detail"]

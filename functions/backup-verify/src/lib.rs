@@ -473,7 +473,15 @@ async fn check_set(
             .collect()
     };
     let (include, exclude) = (patterns(&set.include), patterns(&set.exclude));
-    let objects = match store.list(&set.bucket, &set.prefix).await {
+    let listed = store.list(&set.bucket, &set.prefix).await;
+    let recorded_without_archive = match &listed {
+        Ok(objects) if set.velero => {
+            let keys: Vec<&str> = objects.iter().map(|o| o.key.as_str()).collect();
+            velero::without_archive(&set.prefix, &keys)
+        }
+        _ => Vec::new(),
+    };
+    let objects = match listed {
         Ok(objects) => objects
             .into_iter()
             .filter(|o| !o.key.ends_with(MANIFEST_SUFFIX))
@@ -496,6 +504,9 @@ async fn check_set(
         checks::count(set, &objects),
     ];
     out.extend(checks::size(set, &objects));
+    if set.velero {
+        out.push(velero_archives(store, set, &recorded_without_archive).await);
+    }
     let newest = objects.iter().max_by_key(|o| (o.last_modified, &o.key));
     if let Some(newest) = newest {
         let mut primary_sha: Option<String> = None;
@@ -833,6 +844,58 @@ async fn test_restore(
             ),
             evidence,
         },
+    }
+}
+
+/// Every backup Velero recorded has its archive: one whose `velero-backup.json` says it
+/// finished (not still in progress) and whose `<name>.tar.gz` is missing cannot be restored.
+async fn velero_archives(
+    store: &impl ObjectStore,
+    set: &BackupSet,
+    without_archive: &[String],
+) -> CheckResult {
+    let mut missing = Vec::new();
+    for name in without_archive {
+        let key = format!("{}backups/{name}/velero-backup.json", set.prefix);
+        match store.get_tagged(&set.bucket, &key).await {
+            Ok(Some((bytes, _))) => {
+                let phase = velero::phase(&bytes).unwrap_or_else(|| "(unreadable)".to_owned());
+                if !velero::IN_PROGRESS.contains(&phase.as_str()) {
+                    missing.push(serde_json::json!({"backup": name, "phase": phase}));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return errored("velero_archives", format!("read {key}"), &e),
+        }
+    }
+    let evidence = serde_json::json!({ "recorded_without_archive": missing });
+    if missing.is_empty() {
+        CheckResult {
+            check: "velero_archives",
+            status: Status::Ok,
+            detail: "every backup Velero recorded has its archive".to_owned(),
+            evidence,
+        }
+    } else {
+        let names: Vec<String> = missing
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} ({})",
+                    m["backup"].as_str().unwrap_or_default(),
+                    m["phase"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        CheckResult {
+            check: "velero_archives",
+            status: Status::Failed,
+            detail: format!(
+                "Velero recorded {} but their archives (<name>.tar.gz) are missing: they cannot be restored",
+                names.join(", ")
+            ),
+            evidence,
+        }
     }
 }
 

@@ -11,6 +11,40 @@ pub fn backup_name(prefix: &str, key: &str) -> Option<String> {
     (file == format!("{name}.tar.gz")).then(|| name.to_owned())
 }
 
+/// The backup's name when `key` is `<prefix>backups/<name>/velero-backup.json`.
+pub fn metadata_name(prefix: &str, key: &str) -> Option<String> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix("backups/")?;
+    let (name, file) = rest.split_once('/')?;
+    (file == "velero-backup.json" && !name.is_empty()).then(|| name.to_owned())
+}
+
+/// Backups Velero recorded (a `velero-backup.json`) whose archive is not in `keys`: listed by
+/// their metadata as well as by their archives, a backup whose tarball is gone is seen.
+pub fn without_archive(prefix: &str, keys: &[&str]) -> Vec<String> {
+    let archives: std::collections::BTreeSet<String> =
+        keys.iter().filter_map(|k| backup_name(prefix, k)).collect();
+    let mut missing: Vec<String> = keys
+        .iter()
+        .filter_map(|k| metadata_name(prefix, k))
+        .filter(|name| !archives.contains(name))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    missing
+}
+
+/// The phase Velero recorded in a `velero-backup.json`.
+pub fn phase(metadata: &[u8]) -> Option<String> {
+    let backup: Value = serde_json::from_slice(metadata).ok()?;
+    backup
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Phases of a backup Velero is still writing: no archive yet is no finding.
+pub const IN_PROGRESS: [&str; 3] = ["New", "InProgress", "WaitingForPluginOperations"];
+
 /// Resource items in an archive: `resources/<group-resource>/.../<item>.json`, not counting the
 /// copies Velero writes under `<version>-preferredversion/` directories.
 pub fn items_in(names: &[String]) -> usize {
@@ -69,6 +103,31 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn backups_recorded_without_an_archive_are_found() {
+        let keys = [
+            "velero/backups/daily-1/daily-1.tar.gz",
+            "velero/backups/daily-1/velero-backup.json",
+            "velero/backups/daily-2/velero-backup.json",
+            "velero/backups/daily-2/daily-2-logs.gz",
+            "velero/backups/weird/other.tar.gz",
+        ];
+        assert_eq!(without_archive("velero/", &keys), ["daily-2"]);
+        assert_eq!(
+            metadata_name("velero/", "velero/backups/x/velero-backup.json").as_deref(),
+            Some("x")
+        );
+        assert_eq!(
+            metadata_name("velero/", "velero/backups/velero-backup.json"),
+            None
+        );
+        assert_eq!(
+            phase(br#"{"status": {"phase": "Completed"}}"#).as_deref(),
+            Some("Completed")
+        );
+        assert_eq!(phase(b"not json"), None);
     }
 
     #[test]
