@@ -147,6 +147,170 @@ impl ObjectStore for MemoryStore {
     }
 }
 
+/// A bucket in memory has no protections (no versioning, lock, default encryption or stored
+/// checksum), as S3 reports a bucket where none was set.
+impl crate::BucketInspector for MemoryStore {
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<crate::ObjectHead>> {
+        Ok(lock(&self.objects)
+            .get(&(bucket.to_owned(), key.to_owned()))
+            .map(|(body, v)| crate::ObjectHead {
+                size: body.len() as u64,
+                etag: tag(*v),
+                encryption: None,
+                kms_key_id: None,
+            }))
+    }
+
+    async fn versioning(&self, _: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    async fn retention(&self, _: &str, _: &str) -> Result<Option<crate::Retention>> {
+        Ok(None)
+    }
+
+    async fn default_encryption(&self, _: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    async fn stored_sha256(&self, _: &str, _: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// Streams an object of a [`MemoryStore`] through the reader, on a blocking thread as
+/// [`crate::S3Store`] does; with `drop_after`, the connection drops after that many bytes.
+impl MemoryStore {
+    pub async fn read_dropping<T, F>(
+        &self,
+        bucket: &str,
+        key: &str,
+        drop_after: Option<usize>,
+        f: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn std::io::Read) -> T + Send + 'static,
+    {
+        let body = self
+            .body(bucket, key)
+            .ok_or_else(|| Error::Config(format!("s3://{bucket}/{key}: no such object")))?;
+        tokio::task::spawn_blocking(move || {
+            let mut reader = DroppingReader {
+                data: body,
+                pos: 0,
+                drop_after,
+            };
+            f(&mut reader)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("the reader failed: {e}")))
+    }
+}
+
+impl crate::ObjectStreamer for MemoryStore {
+    async fn read_with<T, F>(&self, bucket: &str, key: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn std::io::Read) -> T + Send + 'static,
+    {
+        self.read_dropping(bucket, key, None, f).await
+    }
+}
+
+/// A body read in uneven chunks that, with `drop_after`, fails like a reset connection.
+struct DroppingReader {
+    data: Vec<u8>,
+    pos: usize,
+    drop_after: Option<usize>,
+}
+
+impl std::io::Read for DroppingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.data.len() {
+            return Ok(0);
+        }
+        let end = self.drop_after.unwrap_or(usize::MAX).min(self.data.len());
+        if self.pos >= end {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset by peer",
+            ));
+        }
+        let n = buf.len().min(end - self.pos).min(1 + self.pos % 7919);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// A [`MemoryStore`] whose streams drop at an offset drawn per read, as connections do.
+#[derive(Debug)]
+pub struct DroppingStreams<'a> {
+    pub inner: &'a MemoryStore,
+    pub dice: Mutex<Dice>,
+    /// Probability that a stream drops before its end.
+    pub drop: f64,
+}
+
+impl ObjectStore for DroppingStreams<'_> {
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        self.inner.list(bucket, prefix).await
+    }
+    async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {
+        self.inner.get(bucket, key).await
+    }
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, ct: &str) -> Result<()> {
+        self.inner.put(bucket, key, body, ct).await
+    }
+    async fn get_tagged(&self, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, String)>> {
+        self.inner.get_tagged(bucket, key).await
+    }
+    async fn put_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        expected: Option<&str>,
+    ) -> Result<Option<String>> {
+        self.inner.put_if(bucket, key, body, expected).await
+    }
+}
+
+impl crate::BucketInspector for DroppingStreams<'_> {
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<crate::ObjectHead>> {
+        self.inner.head(bucket, key).await
+    }
+    async fn versioning(&self, bucket: &str) -> Result<Option<String>> {
+        self.inner.versioning(bucket).await
+    }
+    async fn retention(&self, bucket: &str, key: &str) -> Result<Option<crate::Retention>> {
+        self.inner.retention(bucket, key).await
+    }
+    async fn default_encryption(&self, bucket: &str) -> Result<Option<String>> {
+        self.inner.default_encryption(bucket).await
+    }
+    async fn stored_sha256(&self, bucket: &str, key: &str) -> Result<Option<String>> {
+        self.inner.stored_sha256(bucket, key).await
+    }
+}
+
+impl crate::ObjectStreamer for DroppingStreams<'_> {
+    async fn read_with<T, F>(&self, bucket: &str, key: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn std::io::Read) -> T + Send + 'static,
+    {
+        let size = self.inner.body(bucket, key).map_or(0, |b| b.len());
+        let at = {
+            let mut dice = lock(&self.dice);
+            dice.chance(self.drop)
+                .then(|| dice.below(size as u64 + 1) as usize)
+        };
+        self.inner.read_dropping(bucket, key, at, f).await
+    }
+}
+
 /// What a [`FaultyStore`] does wrong, each with its probability per call.
 #[derive(Clone, Debug, Default)]
 pub struct StoreFaults {

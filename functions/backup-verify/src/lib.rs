@@ -1296,3 +1296,89 @@ mod tests {
         assert_eq!(worst(&[c(Status::Ok)]), Status::Ok);
     }
 }
+
+#[cfg(test)]
+mod dropped_stream_tests {
+    use super::*;
+    use vigil_shared::testing::{Dice, DroppingStreams, MemoryStore};
+
+    /// A healthy set: a gzip dump, its manifest, and a copy in another bucket (another ETag,
+    /// so the replica check streams both).
+    async fn healthy() -> (MemoryStore, Vec<BackupSet>) {
+        use sha2::Digest;
+        use std::io::Write;
+        let store = MemoryStore::default();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        for i in 0..20_000u32 {
+            gz.write_all(format!("INSERT INTO orders VALUES ({i});\n").as_bytes())
+                .expect("gzip");
+        }
+        let dump = gz.finish().expect("gzip");
+        let sha: String = sha2::Sha256::digest(&dump)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let key = "db/2026-11-25.sql.gz";
+        let manifest = serde_json::json!({"key": key, "size": dump.len(), "sha256": sha});
+        store
+            .put("backups", key, dump.clone(), "application/gzip")
+            .await
+            .expect("put");
+        store
+            .put(
+                "backups",
+                &format!("{key}{MANIFEST_SUFFIX}"),
+                manifest.to_string().into_bytes(),
+                "application/json",
+            )
+            .await
+            .expect("put");
+        store
+            .put("dr-copy", key, dump, "application/gzip")
+            .await
+            .expect("put");
+        let sets = load(
+            "s.yaml",
+            "backup_sets:\n  - {name: db, bucket: backups, prefix: db/, max_age: 26h, manifest: true, restore: all, replicas: [{bucket: dr-copy}]}\n",
+        )
+        .expect("sets");
+        (store, sets)
+    }
+
+    /// Connections that drop at random offsets, over many runs: a healthy backup is never
+    /// reported broken. A run either verifies it or says it could not (`error`).
+    #[tokio::test]
+    async fn a_healthy_backup_is_never_reported_broken_whatever_the_stream_does() {
+        let (store, sets) = healthy().await;
+        let now = DateTime::UNIX_EPOCH + chrono::Duration::hours(1);
+        let clean = verify(&store, &sets, now).await;
+        assert_eq!(clean.summary.ok, 1, "{:?}", clean.sets[0].checks);
+        let (mut errors, mut dropped_runs) = (0, 0);
+        for seed in 0..200 {
+            let streams = DroppingStreams {
+                inner: &store,
+                dice: std::sync::Mutex::new(Dice::new(seed)),
+                drop: 0.5,
+            };
+            let report = verify(&streams, &sets, now).await;
+            let checks = &report.sets[0].checks;
+            for c in checks {
+                assert_ne!(
+                    c.status,
+                    Status::Failed,
+                    "seed {seed}: {} reported broken: {}",
+                    c.check,
+                    c.detail
+                );
+            }
+            let failed_reads = checks.iter().filter(|c| c.status == Status::Error).count();
+            errors += failed_reads;
+            dropped_runs += usize::from(failed_reads > 0);
+        }
+        assert!(
+            dropped_runs > 50,
+            "the streams did drop: {dropped_runs} runs"
+        );
+        assert!(errors >= dropped_runs);
+    }
+}
