@@ -151,7 +151,7 @@ impl Notification {
 const DEDUP_KEY_ALLOWANCE: usize = 512;
 
 /// The longest prefix of `text` of at most `bytes` bytes that ends on a character boundary.
-fn cut(text: &str, bytes: usize) -> &str {
+pub fn cut(text: &str, bytes: usize) -> &str {
     let mut end = bytes.min(text.len());
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -343,11 +343,14 @@ pub fn classify(code: &str, sender_fault: bool, detail: &str) -> Refusal {
 /// A FIFO topic's deduplication id for a key: SNS takes at most 128 characters of a limited
 /// set, keys hold any label value, so the id is a hash of the key.
 fn fifo_dedup_id(key: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}{:x}", key.len())
+    format!("{:016x}{:x}", fnv1a(key.bytes()), key.len())
+}
+
+/// FNV-1a, 64 bits: a short stable name for a key or a set of keys (not a security hash).
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Notifier for SnsNotifier {

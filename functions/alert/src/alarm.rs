@@ -105,6 +105,16 @@ impl NativeAlarm {
     }
 }
 
+/// One key per alarm, episode (its start) and status: a redelivered event is not sent twice,
+/// and an episode resolves once whichever way it ends.
+pub fn dedup_key(alarm: &str, since: DateTime<Utc>, status: Status) -> String {
+    format!(
+        "cloudwatch/{alarm}/{}/{}",
+        since.timestamp_millis(),
+        status.as_str()
+    )
+}
+
 /// Whether an event is a CloudWatch alarm state change, in either shape.
 pub fn is_alarm_event(event: &Value) -> bool {
     event.get("source").and_then(Value::as_str) == Some("aws.cloudwatch")
@@ -319,15 +329,9 @@ impl AlarmChange {
                 .any(|p| !p.is_empty() && self.name.starts_with(p.as_str()))
     }
 
-    /// One key per alarm, episode (its start) and status: a redelivered event is not sent
-    /// twice, and an episode resolves once whichever way it ends.
+    /// This alarm's [`dedup_key`] for the episode that began at `since`.
     pub fn dedup_key(&self, since: DateTime<Utc>, status: Status) -> String {
-        format!(
-            "cloudwatch/{}/{}/{}",
-            self.name,
-            since.timestamp_millis(),
-            status.as_str()
-        )
+        dedup_key(&self.name, since, status)
     }
 
     /// The message for people and the attributes for filters.

@@ -328,11 +328,10 @@ fn capped(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }
-    let mut end = max.saturating_sub(3);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
+    format!(
+        "{}...",
+        vigil_shared::notify::cut(text, max.saturating_sub(3))
+    )
 }
 
 /// The compact lines of a group's part: the text line and the record of each member.
@@ -464,15 +463,11 @@ pub fn grouped(group_key: &str, group_by: &[String], members: Vec<Owed>) -> Vec<
         lease: None,
         last_error: None,
     };
-    let hash = {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for m in &members {
-            for b in m.key.bytes().chain(std::iter::once(b'\n')) {
-                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        h
-    };
+    let hash = vigil_shared::notify::fnv1a(
+        members
+            .iter()
+            .flat_map(|m| m.key.bytes().chain(std::iter::once(b'\n'))),
+    );
     let keys: Vec<String> = members.iter().map(|m| m.key.clone()).collect();
 
     // The whole group in one message, every member's own text and details.

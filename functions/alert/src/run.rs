@@ -280,7 +280,7 @@ fn release_held_alarms(
             continue;
         }
         let since = alarm.since.unwrap_or(alarm.last_change);
-        let key = format!("cloudwatch/{name}/{}/firing", since.timestamp_millis());
+        let key = crate::alarm::dedup_key(name, since, Status::Firing);
         let Some(notification) = alarm.held.take() else {
             continue;
         };
