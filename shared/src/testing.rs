@@ -196,11 +196,7 @@ impl MemoryStore {
             .body(bucket, key)
             .ok_or_else(|| Error::Config(format!("s3://{bucket}/{key}: no such object")))?;
         tokio::task::spawn_blocking(move || {
-            let mut reader = DroppingReader {
-                data: body,
-                pos: 0,
-                drop_after,
-            };
+            let mut reader = DroppingReader::new(body, drop_after);
             f(&mut reader)
         })
         .await
@@ -218,11 +214,23 @@ impl crate::ObjectStreamer for MemoryStore {
     }
 }
 
-/// A body read in uneven chunks that, with `drop_after`, fails like a reset connection.
-struct DroppingReader {
+/// A body read in uneven chunks, as a network delivers it, that with `drop_after` fails after
+/// that many bytes like a reset connection.
+#[derive(Debug)]
+pub struct DroppingReader {
     data: Vec<u8>,
     pos: usize,
     drop_after: Option<usize>,
+}
+
+impl DroppingReader {
+    pub fn new(data: Vec<u8>, drop_after: Option<usize>) -> Self {
+        Self {
+            data,
+            pos: 0,
+            drop_after,
+        }
+    }
 }
 
 impl std::io::Read for DroppingReader {

@@ -140,9 +140,7 @@ async fn protections_replicas_count_and_size_are_checked() {
     assert_eq!(response["summary"]["ok"], 1, "{response}");
     assert_eq!(response["summary"]["failed"], 2, "{response}");
 
-    let key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);
-    let report: Value =
-        serde_json::from_slice(&aws.get_object(&reports, &key).await).expect("report JSON");
+    let report = report_at(&aws, &reports, run_at).await;
     let protected = set_named(&report, "protected");
     assert_eq!(
         statuses(protected),
@@ -173,12 +171,7 @@ async fn protections_replicas_count_and_size_are_checked() {
         "{plain_set}"
     );
     let drifted_set = set_named(&report, "drifted");
-    let replica = drifted_set["checks"]
-        .as_array()
-        .expect("checks")
-        .iter()
-        .find(|c| c["check"] == "replica")
-        .expect("replica");
+    let replica = checks_named(drifted_set, "replica").expect("replica");
     assert_eq!(replica["status"], "failed");
     assert!(
         replica["detail"]
@@ -218,6 +211,21 @@ async fn protections_replicas_count_and_size_are_checked() {
             .contains("enable versioning"),
         "{body}"
     );
+}
+
+/// The run's report, read back from where the function wrote it for `run_at`.
+async fn report_at(aws: &LocalAws, reports: &str, run_at: chrono::DateTime<Utc>) -> Value {
+    let key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);
+    serde_json::from_slice(&aws.get_object(reports, &key).await).expect("report JSON")
+}
+
+/// A set's check by name, if it ran.
+fn checks_named<'a>(set: &'a Value, name: &str) -> Option<&'a Value> {
+    set["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["check"] == name)
 }
 
 fn set_named<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -321,9 +329,7 @@ async fn an_unreadable_bucket_is_an_error_never_ok_and_fails_the_run() {
     );
 
     // The report was still written, with the set in error and the S3 error as evidence.
-    let key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);
-    let report: Value =
-        serde_json::from_slice(&aws.get_object(&reports, &key).await).expect("report JSON");
+    let report = report_at(&aws, &reports, run_at).await;
     let ghost = set_named(&report, "ghost");
     assert_eq!(ghost["status"], "error");
     assert!(
@@ -408,26 +414,16 @@ async fn test_restores_find_truncation_corruption_and_manifest_mismatch() {
         .invoke(&scheduler_default_event(run_at))
         .await
         .expect_response();
-    let key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);
-    let report: Value =
-        serde_json::from_slice(&aws.get_object(&reports, &key).await).expect("report JSON");
+    let report = report_at(&aws, &reports, run_at).await;
     assert_eq!(response["summary"]["ok"], 1, "{report}");
     let restore = |name: &str| -> Value {
-        set_named(&report, name)["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .find(|c| c["check"] == "restore")
+        checks_named(set_named(&report, name), "restore")
             .cloned()
             .unwrap_or_else(|| panic!("no restore check for {name}"))
     };
     // Without downloading: S3's stored SHA-256 against the manifest.
     let integrity = |name: &str| -> Value {
-        set_named(&report, name)["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .find(|c| c["check"] == "integrity")
+        checks_named(set_named(&report, name), "integrity")
             .cloned()
             .unwrap_or_else(|| panic!("no integrity check for {name}: {report}"))
     };
@@ -552,29 +548,17 @@ async fn velero_backups_are_checked_against_their_metadata() {
         .invoke(&scheduler_default_event(run_at))
         .await
         .expect_response();
-    let key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);
-    let report: Value =
-        serde_json::from_slice(&aws.get_object(&reports, &key).await).expect("report JSON");
+    let report = report_at(&aws, &reports, run_at).await;
     let restore = |name: &str| -> Value {
         let set = set_named(&report, name);
         // Only the archive counts as a backup, not its logs or metadata.
         assert_eq!(set["checks"][1]["evidence"]["objects"], 1, "{set}");
-        set["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .find(|c| c["check"] == "restore")
-            .cloned()
-            .expect("restore")
+        checks_named(set, "restore").cloned().expect("restore")
     };
     let good = restore("good");
     assert_eq!(good["status"], "ok", "{good}");
     let archives = |name: &str| -> Value {
-        set_named(&report, name)["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .find(|c| c["check"] == "velero_archives")
+        checks_named(set_named(&report, name), "velero_archives")
             .cloned()
             .expect("velero_archives")
     };
@@ -653,16 +637,10 @@ async fn patterns_choose_the_backups_and_kms_and_compliance_are_required() {
         .invoke(&scheduler_default_event(run_at))
         .await
         .expect_response();
-    let key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);
-    let report: Value =
-        serde_json::from_slice(&aws.get_object(&reports, &key).await).expect("report JSON");
+    let report = report_at(&aws, &reports, run_at).await;
     let mixed = set_named(&report, "mixed");
     let check = |name: &str| {
-        mixed["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .find(|c| c["check"] == name)
+        checks_named(mixed, name)
             .unwrap_or_else(|| panic!("no {name} check in {mixed}"))
             .clone()
     };
@@ -767,9 +745,7 @@ async fn a_multipart_backup_and_its_single_part_copy_are_the_same_backup() {
         .invoke(&scheduler_default_event(run_at))
         .await
         .expect_response();
-    let report_key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);
-    let report: Value =
-        serde_json::from_slice(&aws.get_object(&reports, &report_key).await).expect("report JSON");
+    let report = report_at(&aws, &reports, run_at).await;
     let replicas: Vec<&Value> = set_named(&report, "copied")["checks"]
         .as_array()
         .expect("checks")

@@ -29,7 +29,7 @@ use common::*;
 use futures_util::future::join_all;
 use serde_json::json;
 use vigil_alert::outbox::StateFile;
-use vigil_alert::{AlertConfig, Call, handle_event};
+use vigil_alert::{AlertConfig, handle_event};
 use vigil_shared::ObjectStore;
 use vigil_shared::testing::{
     Dice, FaultyStore, MemoryStore, NotifierFaults, Published, RecordingNotifier, SeriesKey,
@@ -54,29 +54,6 @@ fn rules_file(grouped: bool) -> String {
         ));
     }
     yaml
-}
-
-fn alarm_event(name: &str, state: &str, at: DateTime<Utc>) -> serde_json::Value {
-    let stamp = at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
-    json!({
-        "version": "0", "id": "e", "detail-type": "CloudWatch Alarm State Change",
-        "source": "aws.cloudwatch", "account": "123456789012", "time": stamp, "region": "us-east-1",
-        "resources": [format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}")],
-        "detail": {
-            "alarmName": name,
-            "state": {"value": state, "reason": "r", "timestamp": stamp},
-            "previousState": {"value": "OK", "reason": "r", "timestamp": "2026-11-25T07:00:00.000+0000"},
-            "configuration": {"description": "vigil: severity=page team=t0", "metrics": []}
-        }
-    })
-}
-
-fn call(id: String, now: DateTime<Utc>) -> Call {
-    Call {
-        request_id: id,
-        now,
-        deadline: now + Duration::seconds(50),
-    }
 }
 
 /// One invocation of the case: what it is and when it runs.
@@ -188,7 +165,10 @@ async fn case(seed: u64, ambiguous: bool) -> Seen {
         for alarm in ["checkout-5xx", "orders-queue-age"] {
             if dice.chance(0.35) {
                 let state = ["ALARM", "OK", "INSUFFICIENT_DATA"][dice.below(3) as usize];
-                let ev = alarm_event(alarm, state, at + Duration::seconds(dice.below(50) as i64));
+                let stamp = (at + Duration::seconds(dice.below(50) as i64))
+                    .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+                    .to_string();
+                let ev = alarm_event(alarm, state, &stamp, "vigil: severity=page team=t0");
                 sent_alarms.push(ev.clone());
                 jobs.push(Job {
                     id: format!("{seed}-{minute}-{alarm}"),
@@ -217,7 +197,7 @@ async fn case(seed: u64, ambiguous: bool) -> Seen {
             .map(|_| (ambiguous && dice.chance(0.1)).then(|| dice.below(60)))
             .collect();
         let outcomes = join_all(jobs.iter().zip(&kills).map(|(job, kill)| {
-            let c = call(job.id.clone(), now);
+            let c = call(&job.id, now);
             let (reader, notifier, store, cfg) = (&reader, &notifier, &store, &cfg);
             async move {
                 let work = handle_event(reader, notifier, store, cfg, &job.event, &c);
@@ -269,7 +249,7 @@ async fn case(seed: u64, ambiguous: bool) -> Seen {
             &quiet,
             &cfg,
             &ev,
-            &call(format!("{seed}-quiet-{extra}"), at + Duration::seconds(3)),
+            &call(&format!("{seed}-quiet-{extra}"), at + Duration::seconds(3)),
         )
         .await
         .expect("a quiet run succeeds");

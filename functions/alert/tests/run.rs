@@ -11,7 +11,7 @@ use serde_json::json;
 use vigil_alert::outbox::{Lease, StateFile, update};
 use vigil_alert::policy::{Muted, Policy, Silence};
 use vigil_alert::state::{Standing, Status};
-use vigil_alert::{AlertConfig, Call, handle_event, run};
+use vigil_alert::{AlertConfig, handle_event, run};
 use vigil_shared::ObjectStore;
 use vigil_shared::config::parse_yaml;
 use vigil_shared::testing::{
@@ -688,28 +688,6 @@ async fn config(store: &MemoryStore, rules: &str, allowed: &[&str]) -> AlertConf
     }
 }
 
-fn call(id: &str, now: chrono::DateTime<chrono::Utc>) -> Call {
-    Call {
-        request_id: id.into(),
-        now,
-        deadline: now + Duration::seconds(50),
-    }
-}
-
-fn alarm_event(state: &str, stamp: &str, description: &str) -> serde_json::Value {
-    json!({
-        "version": "0", "id": "e", "detail-type": "CloudWatch Alarm State Change",
-        "source": "aws.cloudwatch", "account": "123456789012", "time": stamp, "region": "us-east-1",
-        "resources": ["arn:aws:cloudwatch:us-east-1:123456789012:alarm:checkout-5xx"],
-        "detail": {
-            "alarmName": "checkout-5xx",
-            "state": {"value": state, "reason": "r", "timestamp": stamp},
-            "previousState": {"value": "OK", "reason": "r", "timestamp": "2026-11-25T07:00:00.000+0000"},
-            "configuration": {"description": description, "metrics": []}
-        }
-    })
-}
-
 /// Defect: `*` rules never inhibited native alarms (the lookup went by rule name, the state by
 /// series). A firing series inhibits by its full label set.
 #[tokio::test]
@@ -739,6 +717,7 @@ async fn a_firing_wildcard_series_inhibits_a_native_alarm() {
     assert_eq!(summary["schedule"]["source"], "scheduler_input");
     assert_eq!(notifier.published().len(), 1);
     let alarm = alarm_event(
+        "checkout-5xx",
         "ALARM",
         "2026-11-25T08:01:00.000+0000",
         "vigil: severity=page service=checkout",
@@ -811,6 +790,7 @@ async fn an_alarm_change_that_loses_the_state_write_is_applied_again() {
         done: std::sync::Mutex::new(false),
     };
     let alarm = alarm_event(
+        "checkout-5xx",
         "ALARM",
         "2026-11-25T08:01:00.000+0000",
         "vigil: severity=page",
@@ -888,6 +868,7 @@ async fn alarms_that_did_not_opt_in_are_ignored() {
     let (notifier, store) = (RecordingNotifier::default(), MemoryStore::default());
     let cfg = config(&store, RULES, &[]).await;
     let alarm = alarm_event(
+        "checkout-5xx",
         "ALARM",
         "2026-11-25T08:01:00.000+0000",
         "Vigil's own ops alarm",
@@ -950,6 +931,7 @@ async fn a_silenced_alarm_pages_when_the_silence_ends() {
     cfg.silences = Some("s3://b/silences.json".parse().expect("location"));
     let reader = SeriesReader::default();
     let alarm = alarm_event(
+        "checkout-5xx",
         "ALARM",
         "2026-11-25T08:01:00.000+0000",
         "vigil: severity=page",
@@ -992,7 +974,12 @@ async fn a_silenced_alarm_pages_when_the_silence_ends() {
     .await
     .expect("run");
     assert_eq!(subjects(&notifier).len(), 1, "paged once the silence ended");
-    let ok = alarm_event("OK", "2026-11-25T08:40:00.000+0000", "vigil: severity=page");
+    let ok = alarm_event(
+        "checkout-5xx",
+        "OK",
+        "2026-11-25T08:40:00.000+0000",
+        "vigil: severity=page",
+    );
     handle_event(&reader, &notifier, &store, &cfg, &ok, &call("y", later))
         .await
         .expect("handled");

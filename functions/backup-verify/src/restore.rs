@@ -291,34 +291,6 @@ mod tests {
         assert_eq!((r.bytes, r.sha256), (300_000, sha(&data)));
     }
 
-    /// A reader of `data` whose storage fails after `at` bytes, as a connection dropped
-    /// mid-stream does.
-    struct Dropping<'a> {
-        data: &'a [u8],
-        at: usize,
-        pos: usize,
-    }
-
-    impl Read for Dropping<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if self.pos >= self.data.len() {
-                return Ok(0);
-            }
-            if self.pos >= self.at {
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    "connection reset by peer",
-                ));
-            }
-            // Uneven chunks, as a network delivers them.
-            let end = self.data.len().min(self.at);
-            let n = buf.len().min(end - self.pos).min(1 + self.pos % 7919);
-            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
-            self.pos += n;
-            Ok(n)
-        }
-    }
-
     /// A healthy backup of each format.
     fn healthy(format: Format, seed: u8) -> Vec<u8> {
         let body: Vec<u8> = (0..20_000u32)
@@ -355,7 +327,7 @@ mod tests {
             let format = [Format::Raw, Format::Gzip, Format::Tar, Format::TarGz, Format::Json][f];
             let data = healthy(format, seed);
             let at = (data.len() as f64 * cut) as usize;
-            let mut reader = Dropping { data: &data, at, pos: 0 };
+            let mut reader = vigil_shared::testing::DroppingReader::new(data.clone(), Some(at));
             match validate(&mut reader, format, false) {
                 Ok(r) => {
                     prop_assert!(at >= data.len(), "completed though it dropped at {at}");

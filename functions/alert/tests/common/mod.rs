@@ -113,6 +113,31 @@ pub fn outage(n: usize) -> (Vec<Rule>, SeriesReader) {
     (vec![r], reader)
 }
 
+/// The invocation Lambda hands over at `now`, with 50 s to live.
+pub fn call(id: &str, now: DateTime<Utc>) -> vigil_alert::Call {
+    vigil_alert::Call {
+        request_id: id.into(),
+        now,
+        deadline: now + Duration::seconds(50),
+    }
+}
+
+/// A "CloudWatch Alarm State Change" event as EventBridge delivers it ("CloudWatch events sent
+/// to EventBridge", CloudWatch User Guide), for alarm `name` entering `state` at `stamp`.
+pub fn alarm_event(name: &str, state: &str, stamp: &str, description: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": "0", "id": "e", "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch", "account": "123456789012", "time": stamp, "region": "us-east-1",
+        "resources": [format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}")],
+        "detail": {
+            "alarmName": name,
+            "state": {"value": state, "reason": "r", "timestamp": stamp},
+            "previousState": {"value": "OK", "reason": "r", "timestamp": "2026-11-25T07:00:00.000+0000"},
+            "configuration": {"description": description, "metrics": []}
+        }
+    })
+}
+
 pub fn state(store: &MemoryStore) -> StateFile {
     serde_json::from_slice(&store.body(&LOCATION.bucket, &LOCATION.key).expect("state"))
         .expect("state JSON")
