@@ -28,8 +28,16 @@ impl Notification {
     /// Checks the message against SNS's limits and returns it with a subject SNS accepts:
     /// one line of printable ASCII, at most [`SNS_MAX_SUBJECT_LEN`] characters.
     pub fn sanitized(self) -> Result<Self> {
+        self.into_wire().map(|(n, _)| n)
+    }
+
+    /// [`Notification::sanitized`] with its `Message` parameter, built once: what a publish
+    /// sends.
+    pub fn into_wire(self) -> Result<(Self, String)> {
         let s = self.prepared();
-        s.checked()
+        let message = s.wire_message();
+        s.check(message.len())?;
+        Ok((s, message))
     }
 
     /// The form published: a subject SNS accepts, and the details with `subject` and `text`.
@@ -42,20 +50,22 @@ impl Notification {
         self
     }
 
-    fn checked(self) -> Result<Self> {
+    /// Checks the attributes and the size against SNS's limits, for a `Message` parameter of
+    /// `message_len` bytes.
+    fn check(&self, message_len: usize) -> Result<()> {
         if self.attributes.len() > SNS_MAX_MESSAGE_ATTRIBUTES {
             return Err(Error::InvalidInput(format!(
                 "{} message attributes; SNS takes at most {SNS_MAX_MESSAGE_ATTRIBUTES}",
                 self.attributes.len()
             )));
         }
-        let size = self.raw_size();
+        let size = self.size_with(message_len);
         if size > SNS_MAX_MESSAGE_BYTES {
             return Err(Error::InvalidInput(format!(
                 "message of {size} bytes; SNS takes at most {SNS_MAX_MESSAGE_BYTES}"
             )));
         }
-        Ok(self)
+        Ok(())
     }
 }
 
@@ -76,7 +86,13 @@ impl Notification {
     }
 
     fn raw_size(&self) -> usize {
-        self.wire_message().len()
+        self.size_with(self.wire_message().len())
+    }
+
+    /// The size SNS counts for a `Message` parameter of `message_len` bytes and these
+    /// attributes, with room for `dedup_key`.
+    fn size_with(&self, message_len: usize) -> usize {
+        message_len
             + self
                 .attributes
                 .iter()
@@ -355,13 +371,13 @@ pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
 
 impl Notifier for SnsNotifier {
     async fn publish(&self, topic_arn: &str, notification: &Notification) -> Result<String> {
-        let n = notification.clone().sanitized()?;
+        let (n, message) = notification.clone().into_wire()?;
         let mut request = self
             .client
             .publish()
             .topic_arn(topic_arn)
             .subject(&n.subject)
-            .message(n.wire_message());
+            .message(message);
         if n.details.is_some() {
             request = request.message_structure("json");
         }
@@ -386,8 +402,8 @@ impl Notifier for SnsNotifier {
             vec![None; batch.len()];
         let mut entries = Vec::with_capacity(batch.len());
         for (i, envelope) in batch.iter().enumerate() {
-            let n = match envelope.notification.clone().sanitized() {
-                Ok(n) => n,
+            let (n, message) = match envelope.notification.clone().into_wire() {
+                Ok(wire) => wire,
                 Err(e) => {
                     results[i] = Some(Err(Refusal::Permanent(e.to_string())));
                     continue;
@@ -396,7 +412,7 @@ impl Notifier for SnsNotifier {
             let mut entry = PublishBatchRequestEntry::builder()
                 .id(format!("m{i}"))
                 .subject(&n.subject)
-                .message(n.wire_message());
+                .message(message);
             if n.details.is_some() {
                 entry = entry.message_structure("json");
             }
