@@ -122,17 +122,21 @@ impl LocalAws {
     /// A topic with an SQS queue subscribed to it (SNS envelope delivery, as most subscribers
     /// see it). Returns (topic ARN, queue URL).
     pub async fn topic_with_queue(&self, prefix: &str) -> (String, String) {
-        let topic = self
-            .sns
+        let topic = self.create_topic(prefix).await;
+        let queue = self.subscribed_queue(&topic).await;
+        (topic, queue)
+    }
+
+    /// A new SNS topic with a unique name from `prefix`, no subscriber; returns its ARN.
+    pub async fn create_topic(&self, prefix: &str) -> String {
+        self.sns
             .create_topic()
             .name(unique(prefix))
             .send()
             .await
             .expect("CreateTopic")
             .topic_arn
-            .expect("topic ARN");
-        let queue = self.subscribed_queue(&topic).await;
-        (topic, queue)
+            .expect("topic ARN")
     }
 
     /// A new SQS queue subscribed to `topic`; returns its URL.

@@ -133,15 +133,7 @@ async fn run_alert(
     let bucket = aws.create_bucket("vigil-bench").await;
     aws.put_object(&bucket, "rules.yaml", rules(namespace, grouped))
         .await;
-    let topic = aws
-        .sns
-        .create_topic()
-        .name(unique("vigil-bench"))
-        .send()
-        .await
-        .expect("CreateTopic")
-        .topic_arn
-        .expect("arn");
+    let topic = aws.create_topic("vigil-bench").await;
     let location = format!("s3://{bucket}/rules.yaml");
     let mut f = Function::start(
         "alert",
@@ -222,15 +214,7 @@ async fn in_process(
         ));
     }
     let bucket = aws.create_bucket("vigil-bench").await;
-    let topic = aws
-        .sns
-        .create_topic()
-        .name(unique("vigil-bench"))
-        .send()
-        .await
-        .expect("CreateTopic")
-        .topic_arn
-        .expect("arn");
+    let topic = aws.create_topic("vigil-bench").await;
     let store = vigil_shared::S3Store::new(aws.s3.clone());
     let notifier = SnsNotifier::new(aws.sns.clone());
     let location = vigil_alert::StateLocation {
@@ -299,15 +283,7 @@ async fn main() {
     let mut rows = Vec::new();
     for &n in &sizes {
         let now = whole_minute_ago(0);
-        let topic = aws
-            .sns
-            .create_topic()
-            .name(unique("vigil-bench-floor"))
-            .send()
-            .await
-            .expect("CreateTopic")
-            .topic_arn
-            .expect("arn");
+        let topic = aws.create_topic("vigil-bench-floor").await;
         let floor = baseline(&aws, &topic, n).await;
         rows.push(Row {
             n,
