@@ -6,6 +6,7 @@
 //! generic over them.
 
 pub mod aws;
+pub mod cas;
 pub mod config;
 pub mod duration;
 pub mod emf;

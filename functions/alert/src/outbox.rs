@@ -18,7 +18,7 @@
 //! [`WAVE`] messages, not once per message.
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::{Duration as StdDuration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use futures_util::StreamExt;
@@ -31,9 +31,6 @@ use crate::alarm::NativeAlarm;
 use crate::policy::Policy;
 use crate::state::{AlertState, Status};
 
-/// How often one change is applied to a fresh read before the run gives up (and fails, so
-/// that Lambda retries it).
-pub const MAX_WRITE_ATTEMPTS: usize = 8;
 /// Deliveries refused as retryable, across runs, before a message is set aside.
 pub const MAX_ATTEMPTS: u32 = 30;
 /// Tries of one message within a run (with backoff) before it is left for the next run.
@@ -450,11 +447,19 @@ impl StateFile {
     }
 }
 
-/// Where the state object lives.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StateLocation {
-    pub bucket: String,
-    pub key: String,
+pub use vigil_shared::cas::{MAX_WRITE_ATTEMPTS, StateLocation, backoff};
+
+/// Parses the alert state, migrating what earlier versions wrote.
+fn parse_state(
+    location: &StateLocation,
+    now: DateTime<Utc>,
+) -> impl Fn(&[u8]) -> Result<StateFile> + '_ {
+    move |bytes| {
+        let mut state: StateFile = serde_json::from_slice(bytes)
+            .map_err(|e| Error::Config(format!("{location}: unreadable alert state: {e}")))?;
+        state.migrate(now);
+        Ok(state)
+    }
 }
 
 /// Reads the state object and its entity tag (none yet: the default state, no tag).
@@ -463,26 +468,7 @@ pub async fn load_state(
     location: &StateLocation,
     now: DateTime<Utc>,
 ) -> Result<(StateFile, Option<String>)> {
-    match store.get_tagged(&location.bucket, &location.key).await? {
-        Some((bytes, tag)) => {
-            let mut state: StateFile = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::Config(format!(
-                    "s3://{}/{}: unreadable alert state: {e}",
-                    location.bucket, location.key
-                ))
-            })?;
-            state.migrate(now);
-            Ok((state, Some(tag)))
-        }
-        None => Ok((StateFile::default(), None)),
-    }
-}
-
-/// A short pause before the next try of `attempt` (0-based): 50 ms doubling, with jitter from
-/// `salt`, at most 2 s.
-fn backoff(attempt: usize, salt: u64) -> StdDuration {
-    let base = 50u64 << attempt.min(5);
-    StdDuration::from_millis((base + salt % base.max(1)).min(2_000))
+    vigil_shared::cas::load(store, location, parse_state(location, now)).await
 }
 
 /// Applies `change` to the state and writes it with `If-Match` (or `If-None-Match: *` for the
@@ -495,60 +481,17 @@ pub async fn update<T>(
     location: &StateLocation,
     first: Option<(StateFile, Option<String>)>,
     now: DateTime<Utc>,
-    mut change: impl FnMut(&mut StateFile) -> T,
+    change: impl FnMut(&mut StateFile) -> T,
 ) -> Result<(StateFile, String, T)> {
-    let mut next = first;
-    let mut last_error = None;
-    for attempt in 0..MAX_WRITE_ATTEMPTS {
-        let (mut state, tag) = match next.take() {
-            Some(read) => read,
-            None => match load_state(store, location, now).await {
-                Ok(read) => read,
-                Err(e) if e.is_retryable() => {
-                    last_error = Some(e.to_string());
-                    tokio::time::sleep(backoff(attempt, attempt as u64 * 7)).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            },
-        };
-        let out = change(&mut state);
-        let body = serde_json::to_vec(&state)
-            .map_err(|e| Error::Internal(format!("alert state not serializable: {e}")))?;
-        match store
-            .put_if(&location.bucket, &location.key, body, tag.as_deref())
-            .await
-        {
-            Ok(Some(tag)) => return Ok((state, tag, out)),
-            Ok(None) => {
-                tracing::info!(
-                    attempt,
-                    "the alert state changed under this run; applying the change to a fresh read"
-                );
-                last_error = Some("another writer changed the state first".to_owned());
-                // Writers that collide back off by different amounts.
-                let salt = u64::from(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .subsec_nanos(),
-                );
-                tokio::time::sleep(backoff(attempt, salt)).await;
-            }
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(attempt, error = %e, "writing the alert state failed; reading it again");
-                last_error = Some(e.to_string());
-                tokio::time::sleep(backoff(attempt, attempt as u64 * 13)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(Error::LostRace(format!(
-        "s3://{}/{}: the alert state could not be written in {MAX_WRITE_ATTEMPTS} attempts ({})",
-        location.bucket,
-        location.key,
-        last_error.unwrap_or_default()
-    )))
+    vigil_shared::cas::update(
+        store,
+        location,
+        "alert state",
+        first,
+        parse_state(location, now),
+        change,
+    )
+    .await
 }
 
 /// What [`deliver`] did.
