@@ -516,12 +516,20 @@ async fn backup_verify(
         json,
     );
     let counter = restoring.clone();
-    let store = Counted {
-        inner: s3,
+    let streamer = Counted {
+        inner: s3.clone(),
         on_bytes: Arc::new(move |n| counter.inc(n)),
     };
+    let storage = vigil_backup_verify::Storage {
+        objects: &s3,
+        inspector: &s3,
+        streamer: &streamer,
+    };
     let now = at.unwrap_or_else(Utc::now);
-    let report = vigil_backup_verify::verify(&store, &sets, now).await;
+    let order: Vec<&vigil_backup_verify::BackupSet> = sets.iter().collect();
+    // No time limit here: the command verifies backups too large for one Lambda run.
+    let budget = vigil_backup_verify::Budget::unlimited();
+    let report = vigil_backup_verify::verify(&storage, &order, now, &budget).await;
     let restored = restoring.position();
     restoring.finish_and_clear();
     let value = serde_json::to_value(&report)?;
@@ -540,6 +548,7 @@ async fn backup_verify(
             Status::Failed => style.bad("FAILED"),
             Status::Error => style.bad("ERROR "),
             Status::Skipped => style.warn("SKIP  "),
+            Status::NotReached => style.warn("LATE  "),
         };
         println!(
             "{painted} {} (s3://{}/{})",
@@ -551,8 +560,9 @@ async fn backup_verify(
                 Status::Failed => style.bad("failed"),
                 Status::Error => style.bad("error"),
                 Status::Skipped => style.warn("skipped"),
+                Status::NotReached => style.warn("not reached"),
             };
-            println!("    {:<12} {mark}: {}", c.check, c.detail);
+            println!("    {:<15} {mark}: {}", c.check, c.detail);
         }
     }
     println!(

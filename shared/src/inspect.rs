@@ -20,6 +20,66 @@ pub struct ObjectHead {
     pub kms_key_id: Option<String>,
 }
 
+/// A checksum algorithm S3 stores for an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ChecksumAlgorithm {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
+}
+
+impl ChecksumAlgorithm {
+    /// S3's name of the algorithm.
+    pub fn as_s3(self) -> &'static str {
+        match self {
+            ChecksumAlgorithm::Crc32 => "CRC32",
+            ChecksumAlgorithm::Crc32c => "CRC32C",
+            ChecksumAlgorithm::Crc64Nvme => "CRC64NVME",
+            ChecksumAlgorithm::Sha1 => "SHA1",
+            ChecksumAlgorithm::Sha256 => "SHA256",
+        }
+    }
+}
+
+/// What a stored checksum is a checksum of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChecksumType {
+    /// Of the whole object's bytes (a single-part upload, or a multipart upload made with
+    /// `ChecksumType: FULL_OBJECT`, which CRC64NVME always is).
+    FullObject,
+    /// A multipart upload's checksum of its parts' checksums: equal to another only for the
+    /// same algorithm over the same part boundaries.
+    Composite,
+}
+
+/// One part of a multipart upload, as `GetObjectAttributes` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PartChecksum {
+    pub size: u64,
+    /// The part's own checksum (base64), in the object's algorithm.
+    pub checksum: Option<String>,
+}
+
+/// The checksum S3 stored for an object, as `GetObjectAttributes` returns it: base64, without
+/// the `-N` suffix `HeadObject` shows on a composite.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StoredChecksum {
+    pub algorithm: ChecksumAlgorithm,
+    pub value: String,
+    pub kind: ChecksumType,
+    /// The parts of a multipart upload (listed for a composite checksum only; S3 omits them
+    /// when the parts carried no checksums).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartChecksum>,
+    /// How many parts the upload had, when it was multipart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts_count: Option<u32>,
+}
+
 /// An object's lock retention.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Retention {
@@ -49,13 +109,40 @@ pub trait BucketInspector: Send + Sync {
         &self,
         bucket: &str,
     ) -> impl Future<Output = Result<Option<String>>> + Send;
-    /// The SHA-256 checksum S3 stored for the object (base64; a multipart upload's composite
-    /// checksum ends in `-<parts>`), `None` when it was uploaded without one.
-    fn stored_sha256(
+    /// The checksum S3 stored for the object, with its type and (for a composite) its parts;
+    /// `None` when it was uploaded without one, or there is no such object.
+    fn stored_checksum(
         &self,
         bucket: &str,
         key: &str,
-    ) -> impl Future<Output = Result<Option<String>>> + Send;
+    ) -> impl Future<Output = Result<Option<StoredChecksum>>> + Send;
+}
+
+/// The one checksum S3 stored (an object has one algorithm), and which it is.
+fn stored_value(c: &aws_sdk_s3::types::Checksum) -> Option<(ChecksumAlgorithm, &str)> {
+    [
+        (ChecksumAlgorithm::Sha256, c.checksum_sha256()),
+        (ChecksumAlgorithm::Crc64Nvme, c.checksum_crc64_nvme()),
+        (ChecksumAlgorithm::Crc32c, c.checksum_crc32_c()),
+        (ChecksumAlgorithm::Crc32, c.checksum_crc32()),
+        (ChecksumAlgorithm::Sha1, c.checksum_sha1()),
+    ]
+    .into_iter()
+    .find_map(|(a, v)| v.filter(|v| !v.is_empty()).map(|v| (a, v)))
+}
+
+fn part_value(
+    part: &aws_sdk_s3::types::ObjectPart,
+    algorithm: ChecksumAlgorithm,
+) -> Option<String> {
+    match algorithm {
+        ChecksumAlgorithm::Sha256 => part.checksum_sha256(),
+        ChecksumAlgorithm::Crc64Nvme => part.checksum_crc64_nvme(),
+        ChecksumAlgorithm::Crc32c => part.checksum_crc32_c(),
+        ChecksumAlgorithm::Crc32 => part.checksum_crc32(),
+        ChecksumAlgorithm::Sha1 => part.checksum_sha1(),
+    }
+    .map(str::to_owned)
 }
 
 fn code_of<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> Option<String> {
@@ -63,20 +150,74 @@ fn code_of<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> Option<String> 
 }
 
 impl BucketInspector for S3Store {
-    async fn stored_sha256(&self, bucket: &str, key: &str) -> Result<Option<String>> {
-        let out = self
-            .client()
-            .get_object_attributes()
-            .bucket(bucket)
-            .key(key)
-            .object_attributes(aws_sdk_s3::types::ObjectAttributes::Checksum)
-            .send()
-            .await
-            .map_err(|e| Error::aws("S3", "GetObjectAttributes", e))?;
-        Ok(out
-            .checksum()
-            .and_then(|c| c.checksum_sha256())
-            .map(str::to_owned))
+    async fn stored_checksum(&self, bucket: &str, key: &str) -> Result<Option<StoredChecksum>> {
+        use aws_sdk_s3::types::ObjectAttributes;
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut request = self
+                .client()
+                .get_object_attributes()
+                .bucket(bucket)
+                .key(key)
+                .object_attributes(ObjectAttributes::Checksum)
+                .object_attributes(ObjectAttributes::ObjectParts)
+                .max_parts(1000);
+            if let Some(m) = &marker {
+                request = request.part_number_marker(m);
+            }
+            let out = match request.send().await {
+                Ok(out) => out,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                    return Ok(None);
+                }
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(Error::aws("S3", "GetObjectAttributes", e)),
+            };
+            let Some((algorithm, value)) = out.checksum().and_then(stored_value) else {
+                return Ok(None);
+            };
+            let object_parts = out.object_parts();
+            let parts_count = object_parts
+                .and_then(|p| p.total_parts_count())
+                .and_then(|n| u32::try_from(n).ok());
+            let kind = match out.checksum().and_then(|c| c.checksum_type()) {
+                Some(aws_sdk_s3::types::ChecksumType::FullObject) => ChecksumType::FullObject,
+                Some(aws_sdk_s3::types::ChecksumType::Composite) => ChecksumType::Composite,
+                // Objects stored before S3 named the type: a multipart upload's checksum was
+                // composite, a single part's of the whole object.
+                _ if parts_count.is_some_and(|n| n > 0) => ChecksumType::Composite,
+                _ => ChecksumType::FullObject,
+            };
+            if let Some(p) = object_parts {
+                parts.extend(p.parts().iter().map(|part| PartChecksum {
+                    size: u64::try_from(part.size().unwrap_or(0)).unwrap_or(0),
+                    checksum: part_value(part, algorithm),
+                }));
+            }
+            let next = object_parts
+                .filter(|p| p.is_truncated() == Some(true))
+                .and_then(|p| p.next_part_number_marker())
+                .map(str::to_owned);
+            // A page that ends no later than it began would loop for ever: stop there.
+            if kind == ChecksumType::Composite && next.is_some() && next != marker {
+                marker = next;
+                continue;
+            }
+            return Ok(Some(StoredChecksum {
+                algorithm,
+                value: value.to_owned(),
+                kind,
+                parts: if kind == ChecksumType::Composite {
+                    parts
+                } else {
+                    Vec::new()
+                },
+                parts_count,
+            }));
+        }
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<ObjectHead>> {

@@ -27,7 +27,10 @@ pub use aws::sdk_config;
 pub use config::ConfigSource;
 pub use duration::Span;
 pub use error::{Error, Result};
-pub use inspect::{BucketInspector, ObjectHead, ObjectStreamer, Retention};
+pub use inspect::{
+    BucketInspector, ChecksumAlgorithm, ChecksumType, ObjectHead, ObjectStreamer, PartChecksum,
+    Retention, StoredChecksum,
+};
 pub use metric::{Datum, Dimension, Rejection, Rejections, Unit};
 pub use notify::{Envelope, Notification, Notifier, Refusal, SnsNotifier};
 pub use reader::{CloudWatchReader, Math, MathInput, MetricReader, StatQuery};

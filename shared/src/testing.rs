@@ -67,6 +67,8 @@ pub struct MemoryStore {
     /// Versions ever written, so tags never repeat. S3's can (the same bytes written again
     /// have the same MD5), which only makes this store the stricter judge of a claim.
     version: Mutex<u64>,
+    /// Checksums "S3 stored" for objects, as a test sets them.
+    checksums: Mutex<HashMap<(String, String), crate::StoredChecksum>>,
 }
 
 fn tag(version: u64) -> String {
@@ -79,6 +81,11 @@ impl MemoryStore {
         lock(&self.objects)
             .get(&(bucket.to_owned(), key.to_owned()))
             .map(|(b, _)| b.clone())
+    }
+
+    /// Records the checksum S3 would return for the object (`GetObjectAttributes`).
+    pub fn set_checksum(&self, bucket: &str, key: &str, checksum: crate::StoredChecksum) {
+        lock(&self.checksums).insert((bucket.to_owned(), key.to_owned()), checksum);
     }
 
     fn next_version(&self) -> u64 {
@@ -147,8 +154,9 @@ impl ObjectStore for MemoryStore {
     }
 }
 
-/// A bucket in memory has no protections (no versioning, lock, default encryption or stored
-/// checksum), as S3 reports a bucket where none was set.
+/// A bucket in memory has no protections (no versioning, lock or default encryption), as S3
+/// reports a bucket where none was set; stored checksums are those set with
+/// [`MemoryStore::set_checksum`].
 impl crate::BucketInspector for MemoryStore {
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<crate::ObjectHead>> {
         Ok(lock(&self.objects)
@@ -173,8 +181,16 @@ impl crate::BucketInspector for MemoryStore {
         Ok(None)
     }
 
-    async fn stored_sha256(&self, _: &str, _: &str) -> Result<Option<String>> {
-        Ok(None)
+    async fn stored_checksum(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<crate::StoredChecksum>> {
+        let id = (bucket.to_owned(), key.to_owned());
+        if !lock(&self.objects).contains_key(&id) {
+            return Ok(None);
+        }
+        Ok(lock(&self.checksums).get(&id).cloned())
     }
 }
 
@@ -298,8 +314,12 @@ impl crate::BucketInspector for DroppingStreams<'_> {
     async fn default_encryption(&self, bucket: &str) -> Result<Option<String>> {
         self.inner.default_encryption(bucket).await
     }
-    async fn stored_sha256(&self, bucket: &str, key: &str) -> Result<Option<String>> {
-        self.inner.stored_sha256(bucket, key).await
+    async fn stored_checksum(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<crate::StoredChecksum>> {
+        self.inner.stored_checksum(bucket, key).await
     }
 }
 

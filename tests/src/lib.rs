@@ -158,8 +158,16 @@ pub fn scheduled_event(at: DateTime<Utc>) -> Value {
     event
 }
 
-/// What EventBridge Scheduler sends a target without `Input` (`events/scheduler-default.json`,
-/// backup-verify's schedule): its default notification, `time` set to `at`.
+/// What EventBridge Scheduler sends backup-verify (`events/scheduler-backup-verify.json`): the
+/// schedule's `Input` with its context attributes filled, `scheduled_time` set to `at`.
+pub fn backup_verify_event(at: DateTime<Utc>) -> Value {
+    let mut event = sample_event("scheduler-backup-verify.json");
+    event["scheduled_time"] = Value::String(at.to_rfc3339_opts(SecondsFormat::Secs, true));
+    event
+}
+
+/// What EventBridge Scheduler sends a target without `Input` (`events/scheduler-default.json`):
+/// its default notification, `time` set to `at`.
 pub fn scheduler_default_event(at: DateTime<Utc>) -> Value {
     let mut event = sample_event("scheduler-default.json");
     event["time"] = Value::String(at.to_rfc3339_opts(SecondsFormat::Secs, true));

@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use serde_json::Value;
-use vigil_e2e::{Function, LocalAws, binary, scheduler_default_event};
+use vigil_e2e::{Function, LocalAws, backup_verify_event, binary, scheduler_default_event};
 
 async fn verifier(aws: &LocalAws, sets: &str, report_bucket: &str) -> Function {
     verifier_with(aws, sets, report_bucket, &[]).await
@@ -134,7 +134,7 @@ async fn protections_replicas_count_and_size_are_checked() {
     .await;
     let run_at = Utc::now();
     let response = function
-        .invoke(&scheduler_default_event(run_at))
+        .invoke(&backup_verify_event(run_at))
         .await
         .expect_response();
     assert_eq!(response["summary"]["ok"], 1, "{response}");
@@ -148,9 +148,10 @@ async fn protections_replicas_count_and_size_are_checked() {
             pair("freshness", "ok"),
             pair("count", "ok"),
             pair("size", "ok"),
+            pair("restore", "ok"),
+            pair("integrity", "ok"),
             pair("replica", "ok"),
             pair("object_lock", "ok"),
-            pair("restore", "ok"),
             pair("versioning", "ok"),
             pair("encryption", "ok")
         ],
@@ -163,9 +164,10 @@ async fn protections_replicas_count_and_size_are_checked() {
             pair("freshness", "ok"),
             pair("count", "failed"),
             pair("size", "failed"),
+            pair("restore", "ok"),
+            pair("integrity", "ok"),
             pair("replica", "failed"),
             pair("object_lock", "failed"),
-            pair("restore", "ok"),
             pair("versioning", "failed")
         ],
         "{plain_set}"
@@ -181,8 +183,9 @@ async fn protections_replicas_count_and_size_are_checked() {
         "{replica}"
     );
 
+    // One message per failing set and fault, each with its deduplication key.
     let messages = aws
-        .receive_sns(&queue, 2, std::time::Duration::from_secs(20))
+        .receive_sns(&queue, 6, std::time::Duration::from_secs(20))
         .await;
     let mut subjects: Vec<&str> = messages
         .iter()
@@ -193,13 +196,22 @@ async fn protections_replicas_count_and_size_are_checked() {
         subjects,
         [
             "[BACKUP FAILED] drifted: replica",
-            "[BACKUP FAILED] plain: count, size, replica, object_lock, versioning"
+            "[BACKUP FAILED] plain: count",
+            "[BACKUP FAILED] plain: object_lock",
+            "[BACKUP FAILED] plain: replica",
+            "[BACKUP FAILED] plain: size",
+            "[BACKUP FAILED] plain: versioning",
         ],
         "{messages:?}"
     );
+    assert!(
+        messages
+            .iter()
+            .all(|m| m["MessageAttributes"]["dedup_key"]["Value"].is_string())
+    );
     let plain_message = messages
         .iter()
-        .find(|m| m["Subject"].as_str().is_some_and(|s| s.contains("plain")))
+        .find(|m| m["Subject"] == "[BACKUP FAILED] plain: versioning")
         .expect("plain");
     assert_eq!(plain_message["MessageAttributes"]["team"]["Value"], "data");
     let body: Value = serde_json::from_str(plain_message["Message"].as_str().expect("message"))
@@ -211,6 +223,14 @@ async fn protections_replicas_count_and_size_are_checked() {
             .contains("enable versioning"),
         "{body}"
     );
+
+    // A retry of the same scheduled run (Lambda's, or Scheduler's) announces nothing again.
+    let retried = function.invoke(&backup_verify_event(run_at)).await;
+    let _ = retried.expect_response();
+    let again = aws
+        .receive_sns(&queue, 1, std::time::Duration::from_secs(4))
+        .await;
+    assert!(again.is_empty(), "a retry announced again: {again:?}");
 }
 
 /// The run's report, read back from where the function wrote it for `run_at`.
@@ -317,7 +337,7 @@ async fn an_unreadable_bucket_is_an_error_never_ok_and_fails_the_run() {
     let mut function = verifier(&aws, &location, &reports).await;
     let run_at = Utc::now();
     let error = function
-        .invoke(&scheduler_default_event(run_at))
+        .invoke(&backup_verify_event(run_at))
         .await
         .expect_error();
     assert_eq!(error["errorType"], "Vigil.AwsRetryable");
@@ -411,7 +431,7 @@ async fn test_restores_find_truncation_corruption_and_manifest_mismatch() {
     .await;
     let run_at = Utc::now();
     let response = function
-        .invoke(&scheduler_default_event(run_at))
+        .invoke(&backup_verify_event(run_at))
         .await
         .expect_response();
     let report = report_at(&aws, &reports, run_at).await;
@@ -462,9 +482,9 @@ async fn test_restores_find_truncation_corruption_and_manifest_mismatch() {
             "{name}: {check}"
         );
     }
-    // One SNS message per failing set, naming what failed.
+    // One SNS message per failing set and fault.
     let messages = aws
-        .receive_sns(&queue, 3, std::time::Duration::from_secs(20))
+        .receive_sns(&queue, 4, std::time::Duration::from_secs(20))
         .await;
     let mut subjects: Vec<&str> = messages
         .iter()
@@ -475,7 +495,8 @@ async fn test_restores_find_truncation_corruption_and_manifest_mismatch() {
         subjects,
         [
             "[BACKUP FAILED] corrupted: restore",
-            "[BACKUP FAILED] mismatch: integrity, restore",
+            "[BACKUP FAILED] mismatch: integrity",
+            "[BACKUP FAILED] mismatch: restore",
             "[BACKUP FAILED] truncated: restore",
         ],
         "{messages:?}"
@@ -545,7 +566,7 @@ async fn velero_backups_are_checked_against_their_metadata() {
     let mut function = verifier(&aws, &location, &reports).await;
     let run_at = Utc::now();
     function
-        .invoke(&scheduler_default_event(run_at))
+        .invoke(&backup_verify_event(run_at))
         .await
         .expect_response();
     let report = report_at(&aws, &reports, run_at).await;
@@ -634,7 +655,7 @@ async fn patterns_choose_the_backups_and_kms_and_compliance_are_required() {
     let mut function = verifier(&aws, &location, &reports).await;
     let run_at = Utc::now();
     let response = function
-        .invoke(&scheduler_default_event(run_at))
+        .invoke(&backup_verify_event(run_at))
         .await
         .expect_response();
     let report = report_at(&aws, &reports, run_at).await;
@@ -742,7 +763,7 @@ async fn a_multipart_backup_and_its_single_part_copy_are_the_same_backup() {
     let mut function = verifier(&aws, &location, &reports).await;
     let run_at = Utc::now();
     function
-        .invoke(&scheduler_default_event(run_at))
+        .invoke(&backup_verify_event(run_at))
         .await
         .expect_response();
     let report = report_at(&aws, &reports, run_at).await;
@@ -767,4 +788,173 @@ async fn a_multipart_backup_and_its_single_part_copy_are_the_same_backup() {
         replicas[0]
     );
     assert_eq!(replicas[1]["status"], "failed", "{}", replicas[1]);
+}
+
+/// Uploads `data` in 5 MiB parts with S3 computing `algorithm` per part; `full_object` asks
+/// for a whole-object checksum (CRC64NVME always is one) instead of a composite.
+async fn multipart_with_checksum(
+    aws: &LocalAws,
+    bucket: &str,
+    key: &str,
+    data: &[u8],
+    algorithm: aws_sdk_s3::types::ChecksumAlgorithm,
+    full_object: bool,
+) {
+    use aws_sdk_s3::types::{
+        ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart,
+    };
+    let kind = if full_object {
+        ChecksumType::FullObject
+    } else {
+        ChecksumType::Composite
+    };
+    let upload = aws
+        .s3
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .checksum_algorithm(algorithm.clone())
+        .checksum_type(kind)
+        .send()
+        .await
+        .expect("CreateMultipartUpload");
+    let id = upload.upload_id().expect("upload id");
+    let mut parts = Vec::new();
+    for (n, chunk) in data.chunks(5 * 1024 * 1024).enumerate() {
+        let number = i32::try_from(n + 1).expect("part number");
+        let part = aws
+            .s3
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .part_number(number)
+            .checksum_algorithm(algorithm.clone())
+            .body(chunk.to_vec().into())
+            .send()
+            .await
+            .expect("UploadPart");
+        let mut completed = CompletedPart::builder()
+            .part_number(number)
+            .e_tag(part.e_tag().unwrap_or_default());
+        completed = match algorithm {
+            ChecksumAlgorithm::Sha256 => {
+                completed.set_checksum_sha256(part.checksum_sha256().map(str::to_owned))
+            }
+            ChecksumAlgorithm::Crc32C => {
+                completed.set_checksum_crc32_c(part.checksum_crc32_c().map(str::to_owned))
+            }
+            ChecksumAlgorithm::Crc64Nvme => {
+                completed.set_checksum_crc64_nvme(part.checksum_crc64_nvme().map(str::to_owned))
+            }
+            _ => completed,
+        };
+        parts.push(completed.build());
+    }
+    aws.s3
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CompleteMultipartUpload");
+}
+
+/// S3's checksum types as the SDKs write them, through the real GetObjectAttributes: a
+/// composite SHA-256 and a composite CRC32C over two parts (recomputed over the parts S3
+/// lists), a whole-object CRC64NVME of a multipart upload, each with a single-part copy made by
+/// another tool under S3's default CRC64NVME. No finding on any; a copy with one byte changed
+/// is one.
+#[tokio::test]
+async fn every_stored_checksum_type_is_verified_and_copies_compared_without_reading_them() {
+    use aws_sdk_s3::types::ChecksumAlgorithm;
+    let aws = LocalAws::connect().await;
+    let reports = aws.create_bucket("vigil-reports").await;
+    let primary = aws.create_bucket("vigil-checksums").await;
+    let copy = aws.create_bucket("vigil-copies").await;
+    let data: Vec<u8> = (0..(5 * 1024 * 1024 + 300_000u32))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let cases = [
+        ("sha", ChecksumAlgorithm::Sha256, false),
+        ("crc32c", ChecksumAlgorithm::Crc32C, false),
+        ("crc64", ChecksumAlgorithm::Crc64Nvme, true),
+    ];
+    let mut yaml = String::from("backup_sets:\n");
+    for (name, algorithm, full) in &cases {
+        let key = format!("{name}/2026-11-25.dump");
+        multipart_with_checksum(&aws, &primary, &key, &data, algorithm.clone(), *full).await;
+        aws.s3
+            .put_object()
+            .bucket(&copy)
+            .key(&key)
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .body(data.clone().into())
+            .send()
+            .await
+            .expect("PutObject");
+        yaml.push_str(&format!(
+            "  - {{name: {name}, bucket: {primary}, prefix: {name}/, max_age: 1h, replicas: [{{bucket: {copy}}}]}}\n"
+        ));
+    }
+    let mut bad = data.clone();
+    bad[1_000] ^= 1;
+    aws.s3
+        .put_object()
+        .bucket(&copy)
+        .key("crc64/2026-11-25.dump")
+        .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+        .body(bad.into())
+        .send()
+        .await
+        .expect("PutObject");
+    aws.put_object(&reports, "sets.yaml", yaml).await;
+    let location = format!("s3://{reports}/sets.yaml");
+    let mut function = verifier(&aws, &location, &reports).await;
+    let run_at = Utc::now();
+    function
+        .invoke(&backup_verify_event(run_at))
+        .await
+        .expect_response();
+    let report = report_at(&aws, &reports, run_at).await;
+    for (name, _, _) in &cases {
+        let set = set_named(&report, name);
+        let integrity = checks_named(set, "integrity").expect("integrity");
+        assert_eq!(integrity["status"], "ok", "{name}: {integrity}");
+        assert!(
+            integrity["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("agrees with the bytes read"),
+            "{name}: {integrity}"
+        );
+        let replica = checks_named(set, "replica").expect("replica");
+        let detail = replica["detail"].as_str().unwrap_or_default();
+        if *name == "crc64" {
+            assert_eq!(replica["status"], "failed", "{replica}");
+            assert!(detail.contains("other bytes"), "{replica}");
+        } else {
+            assert_eq!(replica["status"], "ok", "{name}: {replica}");
+            assert!(
+                detail.contains("stored CRC64NVME is the primary's as read"),
+                "{name}: {replica}"
+            );
+        }
+    }
+    let kinds: Vec<&str> = cases
+        .iter()
+        .map(|(name, _, _)| {
+            checks_named(set_named(&report, name), "integrity").expect("integrity")["evidence"]
+                ["details"]["stored"]["kind"]
+                .as_str()
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(kinds, ["COMPOSITE", "COMPOSITE", "FULL_OBJECT"], "{report}");
 }

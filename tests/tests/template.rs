@@ -221,6 +221,39 @@ fn ingest_is_built_triggered_configured_and_granted() {
     );
 }
 
+/// Scheduler sends only the target's Input: it must carry the scheduled time (and the attempt),
+/// in the shape the functions read and `events/<sample>` shows.
+fn assert_scheduler_input(schedule: &Value, sample: &str) {
+    let input = schedule["Properties"]["Input"]
+        .as_str()
+        .expect("the schedule's Input");
+    let sent = input
+        .replace("<aws.scheduler.scheduled-time>", "2026-11-25T08:00:00Z")
+        .replace("<aws.scheduler.attempt-number>", "2")
+        .replace("<aws.scheduler.execution-id>", "d32c5kddcf5bb8c3")
+        .replace(
+            "<aws.scheduler.schedule-arn>",
+            "arn:aws:scheduler:us-east-1:123456789012:schedule/default/s",
+        );
+    let sent: Value = serde_json::from_str(&sent).expect("the Input is JSON once filled");
+    let scheduled = vigil_shared::schedule::parse(&sent).expect("the function reads it");
+    assert_eq!(scheduled.at.to_rfc3339(), "2026-11-25T08:00:00+00:00");
+    assert_eq!(scheduled.attempt, Some(2));
+    let sample: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("events").join(sample)).expect("sample"),
+    )
+    .expect("sample JSON");
+    let keys = |v: &Value| {
+        v.as_object()
+            .map(|o| o.keys().cloned().collect::<BTreeSet<_>>())
+    };
+    assert_eq!(
+        keys(&sent),
+        keys(&sample),
+        "events/ shows what Scheduler sends"
+    );
+}
+
 #[test]
 fn alert_is_built_triggered_configured_and_granted() {
     let t = template();
@@ -237,36 +270,7 @@ fn alert_is_built_triggered_configured_and_granted() {
     // No fixed schedule name: dev and prod may share an account and region.
     assert_eq!(events["Evaluate"]["Properties"]["OmitName"], true);
     assert_retried_with_dead_letters(&events["Evaluate"], "alert schedule");
-    // Scheduler sends only the target's Input: it carries the scheduled time (and the attempt),
-    // in the shape the function reads and events/scheduler-alert.json shows.
-    let input = events["Evaluate"]["Properties"]["Input"]
-        .as_str()
-        .expect("the schedule's Input");
-    let sent = input
-        .replace("<aws.scheduler.scheduled-time>", "2026-11-25T08:00:00Z")
-        .replace("<aws.scheduler.attempt-number>", "2")
-        .replace("<aws.scheduler.execution-id>", "d32c5kddcf5bb8c3")
-        .replace(
-            "<aws.scheduler.schedule-arn>",
-            "arn:aws:scheduler:us-east-1:123456789012:schedule/default/s",
-        );
-    let sent: Value = serde_json::from_str(&sent).expect("the Input is JSON once filled");
-    let scheduled = vigil_shared::schedule::parse(&sent).expect("the function reads it");
-    assert_eq!(scheduled.at.to_rfc3339(), "2026-11-25T08:00:00+00:00");
-    assert_eq!(scheduled.attempt, Some(2));
-    let sample: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("events/scheduler-alert.json")).expect("sample"),
-    )
-    .expect("sample JSON");
-    let keys = |v: &Value| {
-        v.as_object()
-            .map(|o| o.keys().cloned().collect::<BTreeSet<_>>())
-    };
-    assert_eq!(
-        keys(&sent),
-        keys(&sample),
-        "events/ shows what Scheduler sends"
-    );
+    assert_scheduler_input(&events["Evaluate"], "scheduler-alert.json");
     let alarms = &events["AlarmStateChange"];
     assert_eq!(alarms["Type"], "EventBridgeRule");
     assert_eq!(
@@ -379,6 +383,7 @@ fn backup_verify_is_built_triggered_configured_and_granted() {
     assert_eq!(verify["Type"], "ScheduleV2");
     assert_eq!(verify["Properties"]["OmitName"], true);
     assert_retried_with_dead_letters(verify, "backup-verify schedule");
+    assert_scheduler_input(verify, "scheduler-backup-verify.json");
     assert_eq!(
         f["Properties"]["ReservedConcurrentExecutions"][1], 1,
         "backup-verify runs one at a time"
@@ -398,6 +403,15 @@ fn backup_verify_is_built_triggered_configured_and_granted() {
         grants(f, "s3:PutObject", &format!("${{{bucket}.Arn}}/{prefix}*")),
         "backup-verify may not write its reports"
     );
+    let state = var(f, vigil_backup_verify::env::STATE_KEY)
+        .as_str()
+        .expect("state key");
+    for action in ["s3:GetObject", "s3:PutObject"] {
+        assert!(
+            grants(f, action, &format!("${{{bucket}.Arn}}/{state}")),
+            "backup-verify may not {action} its state"
+        );
+    }
     let topic = var(f, vigil_backup_verify::env::TOPIC_ARN)
         .as_str()
         .expect("topic");

@@ -7,7 +7,8 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use vigil_backup_verify::{VerifyConfig, handle_scheduled};
+use vigil_backup_verify::handler::Invocation;
+use vigil_backup_verify::{Budget, Storage, VerifyConfig, handle_scheduled};
 use vigil_shared::{S3Store, SnsNotifier, init_tracing, sdk_config};
 
 #[tokio::main]
@@ -20,7 +21,19 @@ async fn main() -> Result<(), Error> {
     let notifier = SnsNotifier::from_conf(&conf);
     let (store, notifier, config) = (&store, &notifier, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle_scheduled(store, notifier, config, &event.payload, chrono::Utc::now()).await
+        let now = chrono::Utc::now();
+        let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+        let deadline_ms = event.context.deadline;
+        let inv = Invocation {
+            now,
+            budget: Budget::from_lambda_deadline(deadline_ms, now_ms),
+            deadline: chrono::DateTime::from_timestamp_millis(
+                i64::try_from(deadline_ms).unwrap_or(i64::MAX),
+            )
+            .unwrap_or(now),
+            run_id: event.context.request_id.clone(),
+        };
+        handle_scheduled(&Storage::all(store), notifier, config, &event.payload, &inv).await
     }))
     .await
 }

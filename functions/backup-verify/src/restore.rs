@@ -3,9 +3,11 @@
 //! to its trailer (length and CRC), a tar archive readable to its last entry, JSON parseable.
 
 use std::io::{self, Read};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+
+use crate::checksum::{Digests, Hasher, Wanted};
 
 /// What a backup is, by its key or the set's `format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +47,8 @@ pub struct Restored {
     pub bytes: u64,
     /// SHA-256 of those bytes, lower-case hex.
     pub sha256: String,
+    /// Every checksum computed in the pass, S3's base64.
+    pub digests: Digests,
     /// Entries of a tar archive.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entries: Option<u64>,
@@ -61,27 +65,41 @@ pub enum RestoreError {
     Read(String),
     /// The bytes read are not a whole backup of the format: a finding.
     Invalid(String),
+    /// The run's time ran out before the end: nothing is known of the backup. Never a finding.
+    OutOfTime(String),
 }
 
 impl std::fmt::Display for RestoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RestoreError::Read(why) | RestoreError::Invalid(why) => f.write_str(why),
+            RestoreError::Read(why) | RestoreError::Invalid(why) | RestoreError::OutOfTime(why) => {
+                f.write_str(why)
+            }
         }
     }
 }
 
-/// Counts and hashes what passes through, and remembers whether the storage under it failed:
-/// a format error that follows a failed read is the read's, not the backup's.
+/// Counts and hashes what passes through, stops at the deadline, and remembers whether the
+/// storage under it failed: a format error that follows a failed read is the read's, not the
+/// backup's.
 struct Hashing<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Hasher,
     bytes: u64,
     read_failed: Option<String>,
+    deadline: Option<Instant>,
+    out_of_time: bool,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            self.out_of_time = true;
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the run's time ran out",
+            ));
+        }
         let n = match self.inner.read(buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
@@ -100,6 +118,10 @@ impl<R> Hashing<R> {
     /// The error for a step that failed with `why`: the storage's when a read failed.
     fn fail(&self, why: String) -> RestoreError {
         match &self.read_failed {
+            _ if self.out_of_time => RestoreError::OutOfTime(format!(
+                "the run's time ran out after {} bytes",
+                self.bytes
+            )),
             Some(read) => RestoreError::Read(format!(
                 "reading stopped after {} bytes: {read}",
                 self.bytes
@@ -107,10 +129,6 @@ impl<R> Hashing<R> {
             None => RestoreError::Invalid(why),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn tar_entries<R: Read>(reader: R, keep_names: bool) -> Result<(u64, Vec<String>, R), String> {
@@ -138,19 +156,31 @@ fn tar_entries<R: Read>(reader: R, keep_names: bool) -> Result<(u64, Vec<String>
     Ok((count, names, archive.into_inner()))
 }
 
+/// How a restore reads: whether to keep the archive's entry names, the checksums to compute
+/// beside SHA-256, and when to stop.
+#[derive(Clone, Debug, Default)]
+pub struct Pass {
+    pub keep_names: bool,
+    pub wanted: Wanted,
+    pub deadline: Option<Instant>,
+}
+
 /// Reads `reader` to its end as `format`. [`RestoreError::Invalid`] says what is wrong with
-/// the backup; [`RestoreError::Read`] that the storage failed under the restore, which says
-/// nothing about the backup.
+/// the backup; [`RestoreError::Read`] that the storage failed under the restore, and
+/// [`RestoreError::OutOfTime`] that the deadline came first, which say nothing about it.
 pub fn validate(
     reader: &mut dyn Read,
     format: Format,
-    keep_names: bool,
+    pass: &Pass,
 ) -> Result<Restored, RestoreError> {
+    let keep_names = pass.keep_names;
     let mut hashing = Hashing {
         inner: reader,
-        hasher: Sha256::new(),
+        hasher: Hasher::new(&pass.wanted),
         bytes: 0,
         read_failed: None,
+        deadline: pass.deadline,
+        out_of_time: false,
     };
     let mut entries = None;
     let mut names = Vec::new();
@@ -199,10 +229,12 @@ pub fn validate(
     // Whatever a format parser left unread still belongs to the object.
     let rest = io::copy(&mut hashing, &mut io::sink());
     rest.map_err(|e| hashing.fail(format!("read failed: {e}")))?;
+    let digests = hashing.hasher.finish();
     Ok(Restored {
         format,
         bytes: hashing.bytes,
-        sha256: hex(&hashing.hasher.finalize()),
+        sha256: digests.sha256_hex(),
+        digests,
         entries,
         names,
     })
@@ -230,7 +262,18 @@ mod tests {
     }
 
     fn sha(bytes: &[u8]) -> String {
-        hex(&Sha256::digest(bytes))
+        use sha2::Digest;
+        sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn names() -> Pass {
+        Pass {
+            keep_names: true,
+            ..Pass::default()
+        }
     }
 
     #[test]
@@ -249,7 +292,7 @@ mod tests {
             ("velero-backup.json", b"{}"),
             ("resources/x.json", b"[1,2]"),
         ]);
-        let r = validate(&mut data.as_slice(), Format::TarGz, true).expect("valid");
+        let r = validate(&mut data.as_slice(), Format::TarGz, &names()).expect("valid");
         assert_eq!((r.bytes, r.entries), (data.len() as u64, Some(2)));
         assert_eq!(r.sha256, sha(&data));
         assert_eq!(r.names, ["velero-backup.json", "resources/x.json"]);
@@ -259,7 +302,7 @@ mod tests {
     fn truncation_and_corruption_are_found() {
         let data = tar_gz(&[("a", &[7u8; 50_000]), ("b", &[8u8; 50_000])]);
         let truncated = &data[..data.len() - 20];
-        let err = validate(&mut &truncated[..], Format::TarGz, false)
+        let err = validate(&mut &truncated[..], Format::TarGz, &Pass::default())
             .expect_err("truncated")
             .to_string();
         assert!(
@@ -267,27 +310,34 @@ mod tests {
             "{err}"
         );
         assert!(matches!(
-            validate(&mut &truncated[..], Format::TarGz, false),
+            validate(&mut &truncated[..], Format::TarGz, &Pass::default()),
             Err(RestoreError::Invalid(_))
         ));
         let mut flipped = data.clone();
         let middle = flipped.len() / 2;
         flipped[middle] ^= 0xff;
-        assert!(validate(&mut flipped.as_slice(), Format::TarGz, false).is_err());
+        assert!(validate(&mut flipped.as_slice(), Format::TarGz, &Pass::default()).is_err());
 
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&[1u8; 10_000]).expect("gzip");
         let gz = gz.finish().expect("gzip");
-        assert!(validate(&mut gz.as_slice(), Format::Gzip, false).is_ok());
-        assert!(validate(&mut &gz[..gz.len() - 4], Format::Gzip, false).is_err());
-        assert!(validate(&mut &b"{\"a\": [1, 2"[..], Format::Json, false).is_err());
-        assert!(validate(&mut &b"{\"a\": [1, 2]} "[..], Format::Json, false).is_ok());
+        assert!(validate(&mut gz.as_slice(), Format::Gzip, &Pass::default()).is_ok());
+        assert!(validate(&mut &gz[..gz.len() - 4], Format::Gzip, &Pass::default()).is_err());
+        assert!(validate(&mut &b"{\"a\": [1, 2"[..], Format::Json, &Pass::default()).is_err());
+        assert!(
+            validate(
+                &mut &b"{\"a\": [1, 2]} "[..],
+                Format::Json,
+                &Pass::default()
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn raw_bytes_are_hashed_whole() {
         let data = vec![42u8; 300_000];
-        let r = validate(&mut data.as_slice(), Format::Raw, false).expect("raw");
+        let r = validate(&mut data.as_slice(), Format::Raw, &Pass::default()).expect("raw");
         assert_eq!((r.bytes, r.sha256), (300_000, sha(&data)));
     }
 
@@ -328,22 +378,33 @@ mod tests {
             let data = healthy(format, seed);
             let at = (data.len() as f64 * cut) as usize;
             let mut reader = vigil_shared::testing::DroppingReader::new(data.clone(), Some(at));
-            match validate(&mut reader, format, false) {
+            match validate(&mut reader, format, &Pass::default()) {
                 Ok(r) => {
                     prop_assert!(at >= data.len(), "completed though it dropped at {at}");
                     prop_assert_eq!(r.sha256, sha(&data));
                 }
                 Err(RestoreError::Read(_)) => prop_assert!(at < data.len()),
+                Err(RestoreError::OutOfTime(why)) => prop_assert!(false, "no deadline was set: {why}"),
                 Err(RestoreError::Invalid(why)) => {
                     prop_assert!(false, "a healthy {format:?} backup reported broken: {why}");
                 }
             }
         }
 
+        /// A deadline that passes is never a finding either: the restore stops and says so.
+        #[test]
+        fn a_deadline_is_never_a_finding(f in 0usize..5, seed in any::<u8>()) {
+            let format = [Format::Raw, Format::Gzip, Format::Tar, Format::TarGz, Format::Json][f];
+            let data = healthy(format, seed);
+            let pass = Pass { deadline: Some(Instant::now()), ..Pass::default() };
+            let outcome = validate(&mut data.as_slice(), format, &pass);
+            prop_assert!(matches!(outcome, Err(RestoreError::OutOfTime(_))), "{outcome:?}");
+        }
+
         #[test]
         fn never_panics_and_hashes_everything(data in proptest::collection::vec(any::<u8>(), 0..4096), f in 0usize..5) {
             let format = [Format::Raw, Format::Gzip, Format::Tar, Format::TarGz, Format::Json][f];
-            if let Ok(r) = validate(&mut data.as_slice(), format, false) {
+            if let Ok(r) = validate(&mut data.as_slice(), format, &Pass::default()) {
                 prop_assert_eq!(r.bytes, data.len() as u64);
                 prop_assert_eq!(r.sha256, sha(&data));
             }

@@ -1,6 +1,8 @@
 //! Velero backup locations: `<prefix>backups/<name>/` holds `<name>.tar.gz` (the resources)
 //! beside `velero-backup.json` (the Backup object). A backup is restorable when Velero recorded
-//! it `Completed` and its archive holds the items Velero says it backed up.
+//! it `Completed` and its archive holds the items Velero says it backed up. Pod volume data
+//! (file-system backups by restic or kopia) is recorded in `<name>-podvolumebackups.json.gz`
+//! and kept in a repository under `<prefix>restic/<namespace>/` or `<prefix>kopia/<namespace>/`.
 
 use serde_json::{Value, json};
 
@@ -42,8 +44,111 @@ pub fn phase(metadata: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Phases of a backup Velero is still writing: no archive yet is no finding.
-pub const IN_PROGRESS: [&str; 3] = ["New", "InProgress", "WaitingForPluginOperations"];
+/// Phases of a backup Velero is still writing: no archive yet is no finding. Velero uploads
+/// `velero-backup.json` first while waiting for plugin operations or finalizing, then again
+/// with the final phase.
+pub const IN_PROGRESS: [&str; 9] = [
+    "New",
+    "Queued",
+    "ReadyToStart",
+    "InProgress",
+    "WaitingForPluginOperations",
+    "WaitingForPluginOperationsPartiallyFailed",
+    "Finalizing",
+    "FinalizingPartiallyFailed",
+    "Deleting",
+];
+
+/// The key of a backup's `velero-backup.json`.
+pub fn metadata_key(prefix: &str, name: &str) -> String {
+    format!("{prefix}backups/{name}/velero-backup.json")
+}
+
+/// The key of a backup's list of pod volume backups.
+pub fn pod_volumes_key(prefix: &str, name: &str) -> String {
+    format!("{prefix}backups/{name}/{name}-podvolumebackups.json.gz")
+}
+
+/// Which file-system backup tool wrote a pod volume's data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Uploader {
+    Restic,
+    Kopia,
+}
+
+/// One pod volume backup, as Velero recorded it (a `PodVolumeBackup`, velero.io/v1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodVolume {
+    /// `namespace/pod/volume`.
+    pub name: String,
+    pub namespace: String,
+    pub uploader: Uploader,
+    pub phase: String,
+    /// Empty for an empty volume (Velero takes no snapshot of it).
+    pub snapshot_id: String,
+    pub message: String,
+}
+
+impl PodVolume {
+    /// The repository prefix holding this volume's data in the backup location.
+    pub fn repository(&self, prefix: &str) -> String {
+        let tool = match self.uploader {
+            Uploader::Restic => "restic",
+            Uploader::Kopia => "kopia",
+        };
+        format!("{prefix}{tool}/{}/", self.namespace)
+    }
+}
+
+/// Parses `<name>-podvolumebackups.json.gz`: a gzip'd JSON array of PodVolumeBackup objects.
+pub fn pod_volumes(gz: &[u8]) -> Result<Vec<PodVolume>, String> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    flate2::read::MultiGzDecoder::new(gz)
+        .take(64 << 20)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("not gzip: {e}"))?;
+    let items: Vec<Value> =
+        serde_json::from_slice(&text).map_err(|e| format!("not a JSON array: {e}"))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let text = |path: &str| {
+                item.pointer(path)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let namespace = text("/spec/pod/namespace");
+            let uploader = match text("/spec/uploaderType").as_str() {
+                // Before Velero 1.10 the field did not exist and restic was the only tool.
+                "restic" | "" => Uploader::Restic,
+                "kopia" => Uploader::Kopia,
+                other => {
+                    return Err(format!(
+                        "pod volume backup {i}: unknown uploaderType {other:?}"
+                    ));
+                }
+            };
+            if namespace.is_empty() {
+                return Err(format!("pod volume backup {i} names no pod namespace"));
+            }
+            Ok(PodVolume {
+                name: format!(
+                    "{namespace}/{}/{}",
+                    text("/spec/pod/name"),
+                    text("/spec/volume")
+                ),
+                namespace,
+                uploader,
+                phase: text("/status/phase"),
+                snapshot_id: text("/status/snapshotID"),
+                message: text("/status/message"),
+            })
+        })
+        .collect()
+}
 
 /// Resource items in an archive: `resources/<group-resource>/.../<item>.json`, not counting the
 /// copies Velero writes under `<version>-preferredversion/` directories.
@@ -98,8 +203,56 @@ pub fn consistent(name: &str, metadata: &[u8], names: &[String]) -> Result<Value
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A PodVolumeBackup as Velero writes it (pkg/apis/velero/v1/pod_volume_backup_types.go).
+    pub(crate) fn pod_volume(
+        uploader: &str,
+        namespace: &str,
+        phase: &str,
+        snapshot: &str,
+    ) -> Value {
+        json!({
+            "metadata": {"name": "nightly-x7k2p", "namespace": "velero",
+                "labels": {"velero.io/backup-name": "nightly"}},
+            "spec": {"node": "ip-10-0-1-23", "volume": "data", "backupStorageLocation": "default",
+                "pod": {"kind": "Pod", "namespace": namespace, "name": "mysql-0", "uid": "c2d4"},
+                "repoIdentifier": "", "uploaderType": uploader},
+            "status": {"phase": phase, "snapshotID": snapshot, "path": "/host_pods/c2d4/volumes/data",
+                "progress": {"totalBytes": 1024, "bytesDone": 1024}}
+        })
+    }
+
+    pub(crate) fn gz(value: &Value) -> Vec<u8> {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(value.to_string().as_bytes()).expect("gzip");
+        gz.finish().expect("gzip")
+    }
+
+    #[test]
+    fn pod_volumes_are_read_as_velero_writes_them() {
+        let list = json!([
+            pod_volume(
+                "kopia",
+                "shop",
+                "Completed",
+                "5f1b2c3d4e5f60718293a4b5c6d7e8f9"
+            ),
+            pod_volume("restic", "db", "Failed", ""),
+        ]);
+        let volumes = pod_volumes(&gz(&list)).expect("parsed");
+        assert_eq!(volumes.len(), 2);
+        assert_eq!(volumes[0].name, "shop/mysql-0/data");
+        assert_eq!(volumes[0].uploader, Uploader::Kopia);
+        assert_eq!(volumes[0].repository("velero/"), "velero/kopia/shop/");
+        assert_eq!(volumes[1].repository("velero/"), "velero/restic/db/");
+        assert_eq!(volumes[1].phase, "Failed");
+        assert!(pod_volumes(b"plain").is_err());
+        assert!(pod_volumes(&gz(&json!({"not": "a list"}))).is_err());
+        assert!(pod_volumes(&gz(&json!([pod_volume("rsync", "a", "Completed", "")]))).is_err());
+    }
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()

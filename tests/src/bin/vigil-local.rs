@@ -10,9 +10,9 @@ use std::time::Duration as StdDuration;
 use chrono::{SecondsFormat, Utc};
 use serde_json::Value;
 use vigil_e2e::{
-    Function, LocalAws, binary, http_response, json_push_event, sample_config, sample_event,
-    sample_push, scheduled_event, scheduler_default_event, stamp_logs, stamp_push,
-    stamp_remote_write, whole_minute_ago,
+    Function, LocalAws, backup_verify_event, binary, http_response, json_push_event, sample_config,
+    sample_event, sample_push, scheduled_event, stamp_logs, stamp_push, stamp_remote_write,
+    whole_minute_ago,
 };
 
 fn section(title: &str) {
@@ -220,7 +220,7 @@ async fn main() {
     )
     .await;
     let response = verifier
-        .invoke(&scheduler_default_event(Utc::now()))
+        .invoke(&backup_verify_event(Utc::now()))
         .await
         .expect_response();
     let location = response["report"].as_str().unwrap_or_default();

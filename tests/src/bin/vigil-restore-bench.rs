@@ -13,8 +13,8 @@ use std::io::Write;
 use std::time::Instant;
 
 use serde_json::Value;
-use vigil_backup_verify::restore::{Format, validate};
-use vigil_e2e::{Function, LocalAws, binary, scheduler_default_event};
+use vigil_backup_verify::restore::{Format, Pass, validate};
+use vigil_e2e::{Function, LocalAws, backup_verify_event, binary};
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -66,7 +66,7 @@ async fn main() {
     let t = Instant::now();
     let mut file =
         std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(&path).expect("open"));
-    let restored = validate(&mut file, Format::Raw, false).expect("restores");
+    let restored = validate(&mut file, Format::Raw, &Pass::default()).expect("restores");
     let ours = t.elapsed().as_secs_f64();
     assert_eq!(restored.sha256, expected, "SHA-256 differs from sha256sum");
     println!("file: {mib} MiB");
@@ -109,7 +109,7 @@ async fn main() {
     let idle = function.pid().and_then(peak_rss_kib).unwrap_or(0);
     let t = Instant::now();
     let response = function
-        .invoke(&scheduler_default_event(chrono::Utc::now()))
+        .invoke(&backup_verify_event(chrono::Utc::now()))
         .await
         .expect_response();
     let through_s3 = t.elapsed().as_secs_f64();
