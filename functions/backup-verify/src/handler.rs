@@ -92,13 +92,20 @@ where
             episodes::plan(state, planned, &sets, &report_at, announce)
         })
         .await?;
-        Some(report.summary)
+        Some((report.summary, report::restores_out_of_time(&report)))
     };
 
     let delivery = match &config.topic_arn {
         Some(topic) => episodes::deliver(storage.objects, notifier, &location, topic, inv).await?,
         None => episodes::Delivery::default(),
     };
+    let (summary, out_of_time) = (summary.map(|(s, _)| s), summary.map_or(0, |(_, n)| n));
+    report::emit_run_metrics(
+        summary.map_or(0, |s| s.not_reached),
+        out_of_time,
+        delivery.set_aside,
+        inv.now,
+    );
     let summary_json =
         serde_json::json!({ "report": report_at, "summary": summary, "delivery": delivery });
     if let Some(s) = summary.filter(|s| s.error > 0) {

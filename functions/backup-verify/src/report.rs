@@ -214,9 +214,24 @@ pub fn emit_metrics(set: &SetReport, now: DateTime<Utc>) {
     ));
 }
 
-/// One EMF line per run: sets the run's time did not reach, and announcements SNS refused for
-/// good (the stack alarms on both).
-pub fn emit_run_metrics(not_reached: usize, set_aside: usize, now: DateTime<Utc>) {
+/// Test restores the run's time cut short or did not start (`skipped`, `out_of_time`).
+pub fn restores_out_of_time(report: &Report) -> usize {
+    report
+        .sets
+        .iter()
+        .flat_map(|s| &s.checks)
+        .filter(|c| c.check == Check::Restore && c.evidence["out_of_time"] == true)
+        .count()
+}
+
+/// One EMF line per run: sets the run's time did not reach, test restores it cut short, and
+/// announcements SNS refused for good (the stack alarms on each).
+pub fn emit_run_metrics(
+    not_reached: usize,
+    out_of_time: usize,
+    set_aside: usize,
+    now: DateTime<Utc>,
+) {
     let mut fields = serde_json::Map::new();
     fields.insert("message".into(), "backup-verify run".into());
     emf::emit(&emf::line(
@@ -224,6 +239,7 @@ pub fn emit_run_metrics(not_reached: usize, set_aside: usize, now: DateTime<Utc>
         &[("Function", "backup-verify")],
         &[
             ("SetsNotReached", not_reached as f64, Unit::Count),
+            ("RestoresOutOfTime", out_of_time as f64, Unit::Count),
             ("AnnouncementsSetAside", set_aside as f64, Unit::Count),
         ],
         fields,

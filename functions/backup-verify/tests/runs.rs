@@ -366,6 +366,16 @@ async fn sets_not_reached_in_time_are_reported_and_come_first_next_run() {
         .collect();
     assert_eq!(names, ["a", "b", "c"]);
     assert_eq!(first["sets"][0]["status"], "ok");
+    // The first set's restore began after the deadline: cut short, said so, no finding.
+    let restore = &first["sets"][0]["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["check"] == "restore")
+        .cloned()
+        .expect("restore");
+    assert_eq!(restore["status"], "skipped", "{restore}");
+    assert_eq!(restore["evidence"]["out_of_time"], true, "{restore}");
     assert_eq!(first["sets"][1]["status"], "not_reached");
     assert!(notifier.take().is_empty(), "not reached is not a fault");
 

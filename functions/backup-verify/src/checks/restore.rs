@@ -34,6 +34,11 @@ pub async fn run(
         .format
         .unwrap_or_else(|| restore::Format::detect(&backup.key));
     let evidence = json!({ "key": backup.key, "format": format, "size": backup.size });
+    let out_of_time = {
+        let mut e = evidence.clone();
+        e["out_of_time"] = json!(true);
+        e
+    };
     if let (Some(left), Some(rate)) = (budget.left(), rate) {
         let needs = backup.size as f64 / rate.max(1.0);
         if needs > left.as_secs_f64() {
@@ -44,7 +49,10 @@ pub async fn run(
                 rate / 1e6,
                 left.as_secs()
             );
-            return (CheckResult::skipped(Check::Restore, detail, evidence), None);
+            return (
+                CheckResult::skipped(Check::Restore, detail, out_of_time),
+                None,
+            );
         }
     }
     let pass = Pass {
@@ -79,7 +87,10 @@ pub async fn run(
                 "{} was not restored to its end: {why}; give the function a longer timeout or verify it with `vigil backup verify`",
                 backup.key
             );
-            return (CheckResult::skipped(Check::Restore, detail, evidence), None);
+            return (
+                CheckResult::skipped(Check::Restore, detail, out_of_time),
+                None,
+            );
         }
         Ok(Err(RestoreError::Invalid(why))) => {
             let detail = format!("{} does not restore: {why}", backup.key);
