@@ -361,6 +361,8 @@ pub struct FaultyStore<'a> {
     pub written: Mutex<Vec<Vec<u8>>>,
     /// Faults injected so far, by kind.
     pub injected: Mutex<std::collections::BTreeMap<&'static str, usize>>,
+    /// Only keys under this prefix see faults (all keys when empty).
+    pub scope: String,
 }
 
 impl<'a> FaultyStore<'a> {
@@ -371,11 +373,22 @@ impl<'a> FaultyStore<'a> {
             dice: Mutex::new(Dice::new(seed)),
             written: Mutex::new(Vec::new()),
             injected: Mutex::new(std::collections::BTreeMap::new()),
+            scope: String::new(),
         }
+    }
+
+    /// Faults only on keys under `prefix` (a function's state), the rest served cleanly.
+    pub fn scoped(mut self, prefix: &str) -> Self {
+        self.scope = prefix.to_owned();
+        self
     }
 
     fn roll(&self, p: f64) -> bool {
         lock(&self.dice).chance(p)
+    }
+
+    fn faulty(&self, key: &str) -> bool {
+        key.starts_with(&self.scope)
     }
 
     fn count(&self, kind: &'static str) {
@@ -414,7 +427,7 @@ impl ObjectStore for FaultyStore<'_> {
     }
 
     async fn get_tagged(&self, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, String)>> {
-        if self.roll(self.faults.throttle) {
+        if self.faulty(key) && self.roll(self.faults.throttle) {
             self.count("S3 SlowDown");
             return Err(Self::throttled("GetObject"));
         }
@@ -428,6 +441,9 @@ impl ObjectStore for FaultyStore<'_> {
         body: Vec<u8>,
         expected: Option<&str>,
     ) -> Result<Option<String>> {
+        if !self.faulty(key) {
+            return self.inner.put_if(bucket, key, body, expected).await;
+        }
         if self.roll(self.faults.throttle) {
             self.count("S3 SlowDown");
             return Err(Self::throttled("PutObject"));

@@ -233,6 +233,20 @@ async fn protections_replicas_count_and_size_are_checked() {
     assert!(again.is_empty(), "a retry announced again: {again:?}");
 }
 
+/// Writes the backup sets file `sets` to `reports`, runs the function once on it (a scheduled
+/// run at now, no topic) and returns the report it wrote.
+async fn verify_once(aws: &LocalAws, reports: &str, sets: String) -> Value {
+    aws.put_object(reports, "sets.yaml", sets).await;
+    let location = format!("s3://{reports}/sets.yaml");
+    let mut function = verifier(aws, &location, reports).await;
+    let run_at = Utc::now();
+    function
+        .invoke(&backup_verify_event(run_at))
+        .await
+        .expect_response();
+    report_at(aws, reports, run_at).await
+}
+
 /// The run's report, read back from where the function wrote it for `run_at`.
 async fn report_at(aws: &LocalAws, reports: &str, run_at: chrono::DateTime<Utc>) -> Value {
     let key = vigil_backup_verify::report_key("reports/backup-verify/", run_at);
@@ -696,7 +710,6 @@ async fn patterns_choose_the_backups_and_kms_and_compliance_are_required() {
 /// tool (ETag the MD5 of the bytes) are the same backup: no finding.
 #[tokio::test]
 async fn a_multipart_backup_and_its_single_part_copy_are_the_same_backup() {
-    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
     let aws = LocalAws::connect().await;
     let reports = aws.create_bucket("vigil-reports").await;
     let primary = aws.create_bucket("vigil-multipart").await;
@@ -705,49 +718,7 @@ async fn a_multipart_backup_and_its_single_part_copy_are_the_same_backup() {
         .map(|i| (i % 251) as u8)
         .collect();
     let key = "db/2026-11-25.dump";
-    let upload = aws
-        .s3
-        .create_multipart_upload()
-        .bucket(&primary)
-        .key(key)
-        .send()
-        .await
-        .expect("CreateMultipartUpload");
-    let id = upload.upload_id().expect("upload id");
-    let mut parts = Vec::new();
-    for (n, chunk) in data.chunks(5 * 1024 * 1024).enumerate() {
-        let number = i32::try_from(n + 1).expect("part number");
-        let part = aws
-            .s3
-            .upload_part()
-            .bucket(&primary)
-            .key(key)
-            .upload_id(id)
-            .part_number(number)
-            .body(chunk.to_vec().into())
-            .send()
-            .await
-            .expect("UploadPart");
-        parts.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .e_tag(part.e_tag().unwrap_or_default())
-                .build(),
-        );
-    }
-    aws.s3
-        .complete_multipart_upload()
-        .bucket(&primary)
-        .key(key)
-        .upload_id(id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("CompleteMultipartUpload");
+    multipart(&aws, &primary, key, &data, None).await;
     aws.put_object(&copy, key, data.clone()).await;
     // And a copy with one byte changed: a finding.
     let mut bad = data.clone();
@@ -758,15 +729,7 @@ async fn a_multipart_backup_and_its_single_part_copy_are_the_same_backup() {
         "backup_sets:\n\
          \x20 - {{name: copied, bucket: {primary}, prefix: db/, max_age: 1h, restore: none, replicas: [{{bucket: {copy}}}, {{bucket: {drifted}}}]}}\n"
     );
-    aws.put_object(&reports, "sets.yaml", sets).await;
-    let location = format!("s3://{reports}/sets.yaml");
-    let mut function = verifier(&aws, &location, &reports).await;
-    let run_at = Utc::now();
-    function
-        .invoke(&backup_verify_event(run_at))
-        .await
-        .expect_response();
-    let report = report_at(&aws, &reports, run_at).await;
+    let report = verify_once(&aws, &reports, sets).await;
     let replicas: Vec<&Value> = set_named(&report, "copied")["checks"]
         .as_array()
         .expect("checks")
@@ -790,31 +753,34 @@ async fn a_multipart_backup_and_its_single_part_copy_are_the_same_backup() {
     assert_eq!(replicas[1]["status"], "failed", "{}", replicas[1]);
 }
 
-/// Uploads `data` in 5 MiB parts with S3 computing `algorithm` per part; `full_object` asks
-/// for a whole-object checksum (CRC64NVME always is one) instead of a composite.
-async fn multipart_with_checksum(
+/// Uploads `data` in 5 MiB parts; with a checksum, S3 computes `algorithm` per part, and
+/// `full_object` asks for a whole-object checksum (CRC64NVME always is one) instead of a
+/// composite.
+async fn multipart(
     aws: &LocalAws,
     bucket: &str,
     key: &str,
     data: &[u8],
-    algorithm: aws_sdk_s3::types::ChecksumAlgorithm,
-    full_object: bool,
+    checksum: Option<(aws_sdk_s3::types::ChecksumAlgorithm, bool)>,
 ) {
     use aws_sdk_s3::types::{
         ChecksumAlgorithm, ChecksumType, CompletedMultipartUpload, CompletedPart,
     };
-    let kind = if full_object {
-        ChecksumType::FullObject
-    } else {
-        ChecksumType::Composite
-    };
+    let algorithm = checksum.as_ref().map(|(a, _)| a.clone());
+    let kind = checksum.as_ref().map(|(_, full)| {
+        if *full {
+            ChecksumType::FullObject
+        } else {
+            ChecksumType::Composite
+        }
+    });
     let upload = aws
         .s3
         .create_multipart_upload()
         .bucket(bucket)
         .key(key)
-        .checksum_algorithm(algorithm.clone())
-        .checksum_type(kind)
+        .set_checksum_algorithm(algorithm.clone())
+        .set_checksum_type(kind)
         .send()
         .await
         .expect("CreateMultipartUpload");
@@ -829,7 +795,7 @@ async fn multipart_with_checksum(
             .key(key)
             .upload_id(id)
             .part_number(number)
-            .checksum_algorithm(algorithm.clone())
+            .set_checksum_algorithm(algorithm.clone())
             .body(chunk.to_vec().into())
             .send()
             .await
@@ -837,14 +803,15 @@ async fn multipart_with_checksum(
         let mut completed = CompletedPart::builder()
             .part_number(number)
             .e_tag(part.e_tag().unwrap_or_default());
-        completed = match algorithm {
-            ChecksumAlgorithm::Sha256 => {
+        completed = match &algorithm {
+            None => completed,
+            Some(ChecksumAlgorithm::Sha256) => {
                 completed.set_checksum_sha256(part.checksum_sha256().map(str::to_owned))
             }
-            ChecksumAlgorithm::Crc32C => {
+            Some(ChecksumAlgorithm::Crc32C) => {
                 completed.set_checksum_crc32_c(part.checksum_crc32_c().map(str::to_owned))
             }
-            ChecksumAlgorithm::Crc64Nvme => {
+            Some(ChecksumAlgorithm::Crc64Nvme) => {
                 completed.set_checksum_crc64_nvme(part.checksum_crc64_nvme().map(str::to_owned))
             }
             _ => completed,
@@ -889,7 +856,14 @@ async fn every_stored_checksum_type_is_verified_and_copies_compared_without_read
     let mut yaml = String::from("backup_sets:\n");
     for (name, algorithm, full) in &cases {
         let key = format!("{name}/2026-11-25.dump");
-        multipart_with_checksum(&aws, &primary, &key, &data, algorithm.clone(), *full).await;
+        multipart(
+            &aws,
+            &primary,
+            &key,
+            &data,
+            Some((algorithm.clone(), *full)),
+        )
+        .await;
         aws.s3
             .put_object()
             .bucket(&copy)
@@ -914,15 +888,7 @@ async fn every_stored_checksum_type_is_verified_and_copies_compared_without_read
         .send()
         .await
         .expect("PutObject");
-    aws.put_object(&reports, "sets.yaml", yaml).await;
-    let location = format!("s3://{reports}/sets.yaml");
-    let mut function = verifier(&aws, &location, &reports).await;
-    let run_at = Utc::now();
-    function
-        .invoke(&backup_verify_event(run_at))
-        .await
-        .expect_response();
-    let report = report_at(&aws, &reports, run_at).await;
+    let report = verify_once(&aws, &reports, yaml).await;
     for (name, _, _) in &cases {
         let set = set_named(&report, name);
         let integrity = checks_named(set, "integrity").expect("integrity");

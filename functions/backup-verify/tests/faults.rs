@@ -5,30 +5,9 @@
 mod common;
 
 use common::*;
-use sha2::Digest;
 use vigil_backup_verify::{Budget, Check, Status, Storage, load, verify};
 use vigil_shared::ChecksumAlgorithm;
 use vigil_shared::testing::MemoryStore;
-
-fn hex(data: &[u8]) -> String {
-    sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut builder = tar::Builder::new(gz);
-    for (name, data) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder.append_data(&mut header, name, *data).expect("tar");
-    }
-    builder.into_inner().expect("tar").finish().expect("gzip")
-}
 
 /// A healthy set: three nightly tar.gz archives of similar size, each with its manifest, the
 /// newest with S3's CRC64NVME and a copy in another bucket.
@@ -38,25 +17,9 @@ async fn healthy(store: &MemoryStore, set: &str) -> Vec<u8> {
         let rows: Vec<u8> = (0..60_000u32).map(|i| (i as u8) ^ day).collect();
         let archive = tar_gz(&[("dump.sql", &rows), ("meta.json", b"{}")]);
         let key = format!("{set}/2026-11-2{day}.tar.gz");
-        put(store, "backups", &key, archive.clone()).await;
-        let manifest =
-            serde_json::json!({"key": key, "size": archive.len(), "sha256": hex(&archive)});
-        put(
-            store,
-            "backups",
-            &format!("{key}.manifest.json"),
-            manifest.to_string().into_bytes(),
-        )
-        .await;
+        write_backup(store, &key, &archive, true, day == 3).await;
         newest = archive;
     }
-    let key = format!("{set}/2026-11-23.tar.gz");
-    store.set_checksum(
-        "backups",
-        &key,
-        s3_checksum(ChecksumAlgorithm::Crc64Nvme, &newest, &[]),
-    );
-    put(store, "dr-copy", &key, newest.clone()).await;
     newest
 }
 
@@ -151,104 +114,62 @@ const FAULTS: [Fault; 13] = [
     },
 ];
 
+/// What a backup job writes for one backup: the backup, its manifest, S3's CRC64NVME, and,
+/// with `copied`, the copy in the replica bucket.
+async fn write_backup(store: &MemoryStore, key: &str, data: &[u8], manifest: bool, copied: bool) {
+    put(store, "backups", key, data.to_vec()).await;
+    store.set_checksum(
+        "backups",
+        key,
+        s3_checksum(ChecksumAlgorithm::Crc64Nvme, data, &[]),
+    );
+    if manifest {
+        write_manifest(store, key, data).await;
+    }
+    if copied {
+        put(store, "dr-copy", key, data.to_vec()).await;
+    }
+}
+
+/// The manifest of `data` beside `key`.
+async fn write_manifest(store: &MemoryStore, key: &str, data: &[u8]) {
+    let manifest = serde_json::json!({"key": key, "size": data.len(), "sha256": sha256_hex(data)});
+    put(
+        store,
+        "backups",
+        &format!("{key}.manifest.json"),
+        manifest.to_string().into_bytes(),
+    )
+    .await;
+}
+
 /// Seeds `fault` into the healthy set `name`.
 async fn seed(store: &MemoryStore, fault: &str, name: &str, newest: &[u8]) {
     let key = format!("{name}/2026-11-23.tar.gz");
-    let manifest_of = |data: &[u8]| {
-        serde_json::json!({"key": key, "size": data.len(), "sha256": hex(data)})
-            .to_string()
-            .into_bytes()
-    };
+    // The in-memory store cannot delete: a backup without something is written as a newer one.
+    let newer = format!("{name}/2026-11-24.tar.gz");
     match fault {
         "shrunk" => {
             let small = tar_gz(&[("dump.sql", b"-- empty"), ("meta.json", b"{}")]);
-            put(store, "backups", &key, small.clone()).await;
-            put(
-                store,
-                "backups",
-                &format!("{key}.manifest.json"),
-                manifest_of(&small),
-            )
-            .await;
-            put(store, "dr-copy", &key, small.clone()).await;
-            store.set_checksum(
-                "backups",
-                &key,
-                s3_checksum(ChecksumAlgorithm::Crc64Nvme, &small, &[]),
-            );
+            write_backup(store, &key, &small, true, true).await;
         }
         "truncated" => {
             // Written short by the job, with a manifest of what it wrote (the copy too).
-            let short = newest[..newest.len() - 100].to_vec();
-            put(store, "backups", &key, short.clone()).await;
-            put(
-                store,
-                "backups",
-                &format!("{key}.manifest.json"),
-                manifest_of(&short),
-            )
-            .await;
-            put(store, "dr-copy", &key, short.clone()).await;
-            store.set_checksum(
-                "backups",
-                &key,
-                s3_checksum(ChecksumAlgorithm::Crc64Nvme, &short, &[]),
-            );
+            write_backup(store, &key, &newest[..newest.len() - 100], true, true).await;
         }
         "corrupted" => {
             let mut bad = newest.to_vec();
             let at = bad.len() / 2;
             bad[at] ^= 0xff;
-            put(store, "backups", &key, bad.clone()).await;
-            put(
-                store,
-                "backups",
-                &format!("{key}.manifest.json"),
-                manifest_of(&bad),
-            )
-            .await;
-            put(store, "dr-copy", &key, bad.clone()).await;
-            store.set_checksum(
-                "backups",
-                &key,
-                s3_checksum(ChecksumAlgorithm::Crc64Nvme, &bad, &[]),
-            );
+            write_backup(store, &key, &bad, true, true).await;
         }
         "manifest-mismatch" => {
             let mut other = newest.to_vec();
             other.push(0);
-            put(
-                store,
-                "backups",
-                &format!("{key}.manifest.json"),
-                manifest_of(&other),
-            )
-            .await;
+            write_manifest(store, &key, &other).await;
         }
-        "no-manifest" => {
-            // The in-memory store cannot delete: the manifest is written under another name.
-            let renamed = format!("{name}/2026-11-24.tar.gz");
-            put(store, "backups", &renamed, newest.to_vec()).await;
-            put(store, "dr-copy", &renamed, newest.to_vec()).await;
-            store.set_checksum(
-                "backups",
-                &renamed,
-                s3_checksum(ChecksumAlgorithm::Crc64Nvme, newest, &[]),
-            );
-        }
-        "replica-missing" => {
-            let renamed = format!("{name}/2026-11-24.tar.gz");
-            put(store, "backups", &renamed, newest.to_vec()).await;
-            put(
-                store,
-                "backups",
-                &format!("{renamed}.manifest.json"),
-                serde_json::json!({"key": renamed, "size": newest.len(), "sha256": hex(newest)})
-                    .to_string()
-                    .into_bytes(),
-            )
-            .await;
-        }
+        "no-manifest" => write_backup(store, &newer, newest, false, true).await,
+        "replica-missing" => write_backup(store, &newer, newest, true, false).await,
         "replica-drifted" => {
             let mut other = newest.to_vec();
             other[10] ^= 1;

@@ -25,54 +25,8 @@ use vigil_backup_verify::{Storage, handle_scheduled};
 use vigil_shared::testing::{
     Dice, FaultyStore, MemoryStore, NotifierFaults, RecordingNotifier, StoreFaults,
 };
-use vigil_shared::{ObjectInfo, ObjectStore, Result};
 
 const DAYS: i64 = 7;
-
-/// Faults on the state object only: the backups and the sets file are read from the clean
-/// store, so that every difference from the fault-free run is the state's or the notifier's.
-struct StateFaults<'a> {
-    clean: &'a MemoryStore,
-    faulty: &'a FaultyStore<'a>,
-}
-
-impl StateFaults<'_> {
-    fn is_state(key: &str) -> bool {
-        key.starts_with("state/")
-    }
-}
-
-impl ObjectStore for StateFaults<'_> {
-    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        self.clean.list(bucket, prefix).await
-    }
-    async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {
-        self.clean.get(bucket, key).await
-    }
-    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>, ct: &str) -> Result<()> {
-        self.clean.put(bucket, key, body, ct).await
-    }
-    async fn get_tagged(&self, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, String)>> {
-        if Self::is_state(key) {
-            self.faulty.get_tagged(bucket, key).await
-        } else {
-            self.clean.get_tagged(bucket, key).await
-        }
-    }
-    async fn put_if(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: Vec<u8>,
-        expected: Option<&str>,
-    ) -> Result<Option<String>> {
-        if Self::is_state(key) {
-            self.faulty.put_if(bucket, key, body, expected).await
-        } else {
-            self.clean.put_if(bucket, key, body, expected).await
-        }
-    }
-}
 
 const SETS: &str = "backup_sets:\n  - {name: healthy, bucket: backups, prefix: healthy/, max_age: 30d, replicas: [{bucket: dr-copy}]}\n  - {name: broken, bucket: backups, prefix: broken/, max_age: 30d, replicas: [{bucket: dr-copy}]}\n  - {name: flapping, bucket: backups, prefix: flapping/, max_age: 30d, replicas: [{bucket: dr-copy}]}\n";
 
@@ -101,15 +55,9 @@ async fn reference(copied: &[bool]) -> BTreeSet<String> {
     for (d, &c) in copied.iter().enumerate() {
         copy_made(&store, c).await;
         let at = day(d as i64, 0);
-        handle_scheduled(
-            &Storage::all(&store),
-            &notifier,
-            &config(),
-            &scheduled(at),
-            &invocation(at, &format!("ref-{d}")),
-        )
-        .await
-        .expect("a run without faults succeeds");
+        run_clean(&store, &notifier, at, &format!("ref-{d}"))
+            .await
+            .expect("a run without faults succeeds");
     }
     notifier.published().into_iter().map(|p| p.key).collect()
 }
@@ -135,13 +83,12 @@ async fn case(seed: u64, copied: &[bool], sns: NotifierFaults) -> Seen {
             pause_after_write: StdDuration::from_millis(3),
         },
         seed,
-    );
-    let objects = StateFaults {
-        clean: &store,
-        faulty: &faulty,
-    };
+    )
+    // Faults on the state object only: the backups and the sets file are read cleanly, so that
+    // every difference from the fault-free run is the state's or the notifier's.
+    .scoped("state/");
     let storage = Storage {
-        objects: &objects,
+        objects: &faulty,
         inspector: &store,
         streamer: &store,
     };
@@ -299,15 +246,7 @@ async fn planning_a_report_twice_changes_nothing_more() {
     let store = world().await;
     let notifier = RecordingNotifier::default();
     let at: DateTime<Utc> = day(0, 0);
-    handle_scheduled(
-        &Storage::all(&store),
-        &notifier,
-        &config(),
-        &scheduled(at),
-        &invocation(at, "a"),
-    )
-    .await
-    .expect("run");
+    run_clean(&store, &notifier, at, "a").await.expect("run");
     let order: Vec<_> = vigil_backup_verify::load("s.yaml", SETS).expect("sets");
     let refs: Vec<_> = order.iter().collect();
     let report = vigil_backup_verify::verify(

@@ -16,13 +16,9 @@ use vigil_shared::{ChecksumAlgorithm, Error, ObjectStreamer, Result};
 /// SHA-256 (GetObjectAttributes returns it without `-N`), its manifest, and a copy in another
 /// bucket made by another tool (single part, S3's default CRC64NVME, another ETag).
 async fn healthy() -> (MemoryStore, Vec<vigil_backup_verify::BackupSet>, Vec<u8>) {
-    use sha2::Digest;
     let store = MemoryStore::default();
     let body = dump(20_000);
-    let sha: String = sha2::Sha256::digest(&body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha = sha256_hex(&body);
     let key = "db/2026-11-25.sql.gz";
     put(&store, "backups", key, body.clone()).await;
     let half = body.len() as u64 / 2;
@@ -58,13 +54,23 @@ async fn healthy() -> (MemoryStore, Vec<vigil_backup_verify::BackupSet>, Vec<u8>
 async fn checksums_of_every_type_are_compared_like_with_like() {
     let (store, sets, body) = healthy().await;
     let order: Vec<_> = sets.iter().collect();
-    let report = verify(
-        &Storage::all(&store),
-        &order,
-        day(1, 0),
-        &Budget::unlimited(),
-    )
-    .await;
+    let reads = Recorded {
+        inner: &store,
+        buckets: std::sync::Mutex::new(Vec::new()),
+    };
+    let storage = Storage {
+        objects: &store,
+        inspector: &store,
+        streamer: &reads,
+    };
+    let budget = Budget::unlimited();
+    let run = || verify(&storage, &order, day(1, 0), &budget);
+    let report = run().await;
+    assert_eq!(
+        *reads.buckets.lock().expect("reads"),
+        ["backups"],
+        "one pass over the primary, none over the copy"
+    );
     let set = &report.sets[0];
     assert_eq!(set.status, Status::Ok, "{:#?}", set.checks);
     let integrity = set
@@ -97,18 +103,29 @@ async fn checksums_of_every_type_are_compared_like_with_like() {
         "db/2026-11-25.sql.gz",
         s3_checksum(ChecksumAlgorithm::Crc64Nvme, &other, &[]),
     );
-    let report = verify(
-        &Storage::all(&store),
-        &order,
-        day(1, 0),
-        &Budget::unlimited(),
-    )
-    .await;
+    let report = run().await;
     let replica = report.sets[0]
         .check(vigil_backup_verify::Check::Replica)
         .expect("replica");
     assert_eq!(replica.status, Status::Failed, "{}", replica.detail);
     assert!(replica.detail.contains("other bytes"), "{}", replica.detail);
+}
+
+/// A streamer that records which buckets it read from.
+struct Recorded<'a> {
+    inner: &'a MemoryStore,
+    buckets: std::sync::Mutex<Vec<String>>,
+}
+
+impl ObjectStreamer for Recorded<'_> {
+    async fn read_with<T, F>(&self, bucket: &str, key: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn std::io::Read) -> T + Send + 'static,
+    {
+        self.buckets.lock().expect("reads").push(bucket.to_owned());
+        self.inner.read_with(bucket, key, f).await
+    }
 }
 
 /// Connections that drop at random offsets, over many runs: a healthy backup is never
@@ -158,29 +175,12 @@ async fn a_healthy_backup_is_never_reported_broken_whatever_the_stream_does() {
 /// retry), and resolved once when it ends.
 #[tokio::test]
 async fn a_fault_is_announced_once_reminded_and_resolved() {
-    let store = MemoryStore::default();
-    put(&store, "backups", "db/1.sql.gz", dump(100)).await;
-    sets(
-        &store,
+    let store = one_backup(
         "backup_sets:\n  - {name: db, bucket: backups, prefix: db/, max_age: 30d, replicas: [{bucket: dr-copy}], labels: {team: data, severity: ticket}}\n",
     )
     .await;
     let notifier = RecordingNotifier::default();
-    let run = |at, id: &str| {
-        let inv = invocation(at, id);
-        let store = &store;
-        let notifier = &notifier;
-        async move {
-            handle_scheduled(
-                &Storage::all(store),
-                notifier,
-                &config(),
-                &scheduled(at),
-                &inv,
-            )
-            .await
-        }
-    };
+    let run = |at, id: &'static str| run_clean(&store, &notifier, at, id);
     run(day(0, 0), "r1").await.expect("run");
     let first = notifier.take();
     assert_eq!(first.len(), 1, "{first:#?}");
@@ -238,56 +238,45 @@ impl ObjectStreamer for Unreadable {
 /// when it is still in error at the next scheduled run: a transient failure never pages.
 #[tokio::test]
 async fn a_check_in_error_is_announced_only_when_it_lasts() {
-    let store = MemoryStore::default();
-    put(&store, "backups", "db/1.sql.gz", dump(100)).await;
-    sets(
-        &store,
-        "backup_sets:\n  - {name: db, bucket: backups, prefix: db/, max_age: 30d}\n",
-    )
-    .await;
+    let store =
+        one_backup("backup_sets:\n  - {name: db, bucket: backups, prefix: db/, max_age: 30d}\n")
+            .await;
     let notifier = RecordingNotifier::default();
     let denied = Storage {
         objects: &store,
         inspector: &store,
         streamer: &Unreadable,
     };
+    let unreadable = |at, run: &'static str| {
+        let (denied, notifier) = (&denied, &notifier);
+        async move {
+            handle_scheduled(
+                denied,
+                notifier,
+                &config(),
+                &scheduled(at),
+                &invocation(at, run),
+            )
+            .await
+        }
+    };
     let at = day(0, 0);
-    let err = handle_scheduled(
-        &denied,
-        &notifier,
-        &config(),
-        &scheduled(at),
-        &invocation(at, "a"),
-    )
-    .await
-    .expect_err("a check in error fails the run");
+    let err = unreadable(at, "a")
+        .await
+        .expect_err("a check in error fails the run");
     assert!(err.to_string().contains("could not be checked"), "{err}");
     assert_eq!(
         status(&report(&store, at), "db", "restore").as_deref(),
         Some("error")
     );
-    let _ = handle_scheduled(
-        &denied,
-        &notifier,
-        &config(),
-        &scheduled(at),
-        &invocation(at, "b"),
-    )
-    .await;
+    let _ = unreadable(at, "b").await;
     assert!(
         notifier.take().is_empty(),
         "a retry of the same run does not announce"
     );
 
     let next = day(1, 0);
-    let _ = handle_scheduled(
-        &denied,
-        &notifier,
-        &config(),
-        &scheduled(next),
-        &invocation(next, "c"),
-    )
-    .await;
+    let _ = unreadable(next, "c").await;
     let unverified = notifier.take();
     assert_eq!(unverified.len(), 1, "{unverified:#?}");
     assert!(
@@ -298,15 +287,9 @@ async fn a_check_in_error_is_announced_only_when_it_lasts() {
     );
 
     let later = day(2, 0);
-    handle_scheduled(
-        &Storage::all(&store),
-        &notifier,
-        &config(),
-        &scheduled(later),
-        &invocation(later, "d"),
-    )
-    .await
-    .expect("readable again");
+    run_clean(&store, &notifier, later, "d")
+        .await
+        .expect("readable again");
     let resolved = notifier.take();
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[0].attribute("status"), Some("resolved"));
@@ -380,15 +363,9 @@ async fn sets_not_reached_in_time_are_reported_and_come_first_next_run() {
     assert!(notifier.take().is_empty(), "not reached is not a fault");
 
     let next = day(1, 0);
-    handle_scheduled(
-        &Storage::all(&store),
-        &notifier,
-        &config(),
-        &scheduled(next),
-        &invocation(next, "full"),
-    )
-    .await
-    .expect("run");
+    run_clean(&store, &notifier, next, "full")
+        .await
+        .expect("run");
     let order: Vec<String> = report(&store, next)["sets"]
         .as_array()
         .expect("sets")
@@ -403,22 +380,10 @@ async fn sets_not_reached_in_time_are_reported_and_come_first_next_run() {
 async fn velero_pod_volumes_must_be_in_their_repositories() {
     use std::io::Write;
     let store = MemoryStore::default();
-    let tgz = {
-        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        let mut tar = tar::Builder::new(gz);
-        let item = b"{\"kind\": \"Deployment\"}";
-        let mut header = tar::Header::new_gnu();
-        header.set_size(item.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(
-            &mut header,
-            "resources/deployments.apps/namespaces/shop/api.json",
-            &item[..],
-        )
-        .expect("tar");
-        tar.into_inner().expect("tar").finish().expect("gzip")
-    };
+    let tgz = tar_gz(&[(
+        "resources/deployments.apps/namespaces/shop/api.json",
+        b"{\"kind\": \"Deployment\"}",
+    )]);
     put(&store, "velero", "v/backups/nightly/nightly.tar.gz", tgz).await;
     let metadata = serde_json::json!({"metadata": {"name": "nightly"},
         "status": {"phase": "Completed", "progress": {"itemsBackedUp": 1, "totalItems": 1}}});

@@ -128,3 +128,49 @@ pub fn status(report: &Value, set: &str, check: &str) -> Option<String> {
         .find(|c| c["check"] == check)
         .map(|c| c["status"].as_str().unwrap_or_default().to_owned())
 }
+
+/// A store holding one backup, `db/1.sql.gz`, and the backup sets file `yaml`.
+pub async fn one_backup(yaml: &str) -> MemoryStore {
+    let store = MemoryStore::default();
+    put(&store, "backups", "db/1.sql.gz", dump(100)).await;
+    sets(&store, yaml).await;
+    store
+}
+
+/// One scheduled run at `at`, everything read from `store` without faults.
+pub async fn run_clean(
+    store: &MemoryStore,
+    notifier: &impl vigil_shared::Notifier,
+    at: DateTime<Utc>,
+    run: &str,
+) -> vigil_shared::Result<Value> {
+    vigil_backup_verify::handle_scheduled(
+        &vigil_backup_verify::Storage::all(store),
+        notifier,
+        &config(),
+        &scheduled(at),
+        &invocation(at, run),
+    )
+    .await
+}
+
+/// SHA-256 in the manifests' form (lower-case hex).
+pub fn sha256_hex(data: &[u8]) -> String {
+    let mut h = Hasher::new(&Wanted::default());
+    h.update(data);
+    h.finish().sha256_hex()
+}
+
+/// A tar.gz archive of `files`.
+pub fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut builder = tar::Builder::new(gz);
+    for (name, data) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, name, *data).expect("tar");
+    }
+    builder.into_inner().expect("tar").finish().expect("gzip")
+}
