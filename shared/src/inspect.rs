@@ -131,6 +131,22 @@ fn stored_value(c: &aws_sdk_s3::types::Checksum) -> Option<(ChecksumAlgorithm, &
     .find_map(|(a, v)| v.filter(|v| !v.is_empty()).map(|v| (a, v)))
 }
 
+/// Whether S3 listed every part with its size, adding up to the object.
+pub fn complete_layout(
+    parts: &[PartChecksum],
+    count: Option<u32>,
+    object_size: Option<u64>,
+) -> bool {
+    let sum = parts
+        .iter()
+        .try_fold(0u64, |acc, p| acc.checked_add(p.size));
+    !parts.is_empty()
+        && count.is_some_and(|n| n as usize == parts.len())
+        && parts.iter().all(|p| p.size > 0)
+        && sum.is_some()
+        && sum == object_size
+}
+
 fn part_value(
     part: &aws_sdk_s3::types::ObjectPart,
     algorithm: ChecksumAlgorithm,
@@ -162,6 +178,7 @@ impl BucketInspector for S3Store {
                 .key(key)
                 .object_attributes(ObjectAttributes::Checksum)
                 .object_attributes(ObjectAttributes::ObjectParts)
+                .object_attributes(ObjectAttributes::ObjectSize)
                 .max_parts(1000);
             if let Some(m) = &marker {
                 request = request.part_number_marker(m);
@@ -193,7 +210,8 @@ impl BucketInspector for S3Store {
             };
             if let Some(p) = object_parts {
                 parts.extend(p.parts().iter().map(|part| PartChecksum {
-                    size: u64::try_from(part.size().unwrap_or(0)).unwrap_or(0),
+                    // A part without a size makes the list unusable (see `complete` below).
+                    size: part.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
                     checksum: part_value(part, algorithm),
                 }));
             }
@@ -206,15 +224,16 @@ impl BucketInspector for S3Store {
                 marker = next;
                 continue;
             }
+            let object_size = out.object_size().and_then(|s| u64::try_from(s).ok());
+            let complete = kind == ChecksumType::Composite
+                && complete_layout(&parts, parts_count, object_size);
             return Ok(Some(StoredChecksum {
                 algorithm,
                 value: value.to_owned(),
                 kind,
-                parts: if kind == ChecksumType::Composite {
-                    parts
-                } else {
-                    Vec::new()
-                },
+                // A partial or inconsistent list cannot be recomputed over: no parts, so the
+                // composite is "not comparable", never a mismatch.
+                parts: if complete { parts } else { Vec::new() },
                 parts_count,
             }));
         }
@@ -388,5 +407,41 @@ impl ObjectStreamer for S3Store {
             message: format!("the reader of s3://{bucket}/{key} failed: {e}"),
             retryable: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(size: u64) -> PartChecksum {
+        PartChecksum {
+            size,
+            checksum: None,
+        }
+    }
+
+    /// A parts list is used only when S3 gave all of it: every part, each with its size, adding
+    /// up to the object. Anything less would make a healthy backup look broken.
+    #[test]
+    fn only_a_complete_parts_list_is_used() {
+        let parts = [part(5), part(4)];
+        assert!(complete_layout(&parts, Some(2), Some(9)));
+        assert!(!complete_layout(&parts, Some(3), Some(9)), "a page missing");
+        assert!(
+            !complete_layout(&parts, Some(2), Some(10)),
+            "sizes do not add up"
+        );
+        assert!(!complete_layout(&parts, Some(2), None));
+        assert!(
+            !complete_layout(&[part(5), part(0)], Some(2), Some(5)),
+            "a size missing"
+        );
+        assert!(!complete_layout(&[], Some(0), Some(0)));
+        assert!(!complete_layout(
+            &[part(u64::MAX), part(2)],
+            Some(2),
+            Some(1)
+        ));
     }
 }

@@ -412,6 +412,12 @@ fn backup_verify_is_built_triggered_configured_and_granted() {
             "backup-verify may not {action} its state"
         );
     }
+    // A missing state object (the first run) is NoSuchKey only with ListBucket; without it S3
+    // answers AccessDenied and the first run, and every one after it, fails.
+    assert!(
+        grants(f, "s3:ListBucket", &format!("{bucket}.Arn")),
+        "backup-verify cannot tell a missing state from a denied one"
+    );
     let topic = var(f, vigil_backup_verify::env::TOPIC_ARN)
         .as_str()
         .expect("topic");

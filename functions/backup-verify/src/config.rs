@@ -206,8 +206,8 @@ pub fn load(origin: &str, text: &str) -> Result<Vec<BackupSet>> {
         if set.max_age.seconds() == 0 {
             return fail("max_age", "must be more than zero");
         }
-        if set.repeat_interval.seconds() == 0 {
-            return fail("repeat_interval", "must be more than zero");
+        if set.repeat_interval.seconds() == 0 || set.repeat_interval.seconds() > 366 * 86_400 {
+            return fail("repeat_interval", "must be more than zero and at most 366d");
         }
         if set.min_count == 0 {
             return fail("min_count", "must be at least 1");
@@ -321,6 +321,7 @@ mod requirement_tests {
         assert!(err.contains("\"db\": bucket"), "{err}");
         assert_eq!(set("").expect("valid").repeat_interval, Span(86_400));
         assert!(set(", repeat_interval: 0s").is_err());
+        assert!(set(", repeat_interval: 9999999999w").is_err());
     }
 
     #[test]

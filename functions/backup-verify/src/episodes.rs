@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use vigil_shared::cas::StateLocation;
 use vigil_shared::limits::{SNS_MAX_BATCH_BYTES, SNS_MAX_BATCH_ENTRIES, SNS_MAX_MESSAGE_BYTES};
@@ -24,7 +24,7 @@ use vigil_shared::{Envelope, Error, Notification, Notifier, ObjectStore, Refusal
 use crate::config::BackupSet;
 use crate::handler::Invocation;
 use crate::message::{self, About, Kind, Standing};
-use crate::report::{Check, Report, Status};
+use crate::report::{Check, CheckResult, Report, Status};
 
 /// The state, as stored.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -34,6 +34,9 @@ pub struct State {
     /// The latest scheduled instant planned: an older one (a late retry) only delivers.
     #[serde(default)]
     pub latest_run: Option<DateTime<Utc>>,
+    /// The scheduled instant planned before `latest_run`.
+    #[serde(default)]
+    pub previous_run: Option<DateTime<Utc>>,
     /// The latest scheduled instant whose verification completed with no check in error: a
     /// retry of it only delivers.
     #[serde(default)]
@@ -41,9 +44,9 @@ pub struct State {
     /// Open episodes, by set and check.
     #[serde(default)]
     pub episodes: BTreeMap<String, BTreeMap<Check, Episode>>,
-    /// Checks in error not yet announced: the scheduled instant they were first in error.
+    /// Checks in error not yet announced.
     #[serde(default)]
-    pub errors: BTreeMap<String, BTreeMap<Check, DateTime<Utc>>>,
+    pub errors: BTreeMap<String, BTreeMap<Check, ErrorSpell>>,
     /// When each set was last reached by a run.
     #[serde(default)]
     pub last_verified: BTreeMap<String, DateTime<Utc>>,
@@ -61,6 +64,15 @@ pub struct Episode {
     pub last_sent: DateTime<Utc>,
     /// Reminders owed so far.
     pub repeats: u32,
+}
+
+/// Consecutive scheduled runs in which a check was in error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorSpell {
+    /// The first run of the spell.
+    pub since: DateTime<Utc>,
+    /// The latest run of the spell.
+    pub last: DateTime<Utc>,
 }
 
 /// A message owed, with its deduplication key.
@@ -131,6 +143,47 @@ fn owe(state: &mut State, key: String, notification: Notification) {
     }
 }
 
+/// One result per check of a set: a check made several times (a restore per sampled backup,
+/// one per replica) stands for its worst result, with the details of the results at that
+/// status.
+pub fn per_check(checks: &[CheckResult]) -> Vec<CheckResult> {
+    let rank = |s: Status| match s {
+        Status::Failed => 4,
+        Status::Error => 3,
+        Status::Ok => 2,
+        Status::Skipped => 1,
+        Status::NotReached => 0,
+    };
+    let mut out: Vec<CheckResult> = Vec::new();
+    for c in checks {
+        match out.iter_mut().find(|o| o.check == c.check) {
+            None => out.push(c.clone()),
+            Some(o) if rank(c.status) > rank(o.status) => *o = c.clone(),
+            Some(o)
+                if c.status == o.status && matches!(c.status, Status::Failed | Status::Error) =>
+            {
+                o.detail = format!("{}; {}", o.detail, c.detail);
+            }
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// The checks a set is given by its configuration (some are made only when there is something
+/// to look at: those stay open until they are made again).
+fn configured(set: &BackupSet, check: Check) -> bool {
+    match check {
+        Check::Freshness | Check::Count | Check::Size | Check::Integrity => true,
+        Check::Restore => set.restore != crate::sample::Sample::None,
+        Check::Replica => !set.replicas.is_empty(),
+        Check::ObjectLock => set.require.object_lock_days.is_some(),
+        Check::Versioning => set.require.versioning,
+        Check::Encryption => set.require.encryption != crate::config::EncryptionRequirement::None,
+        Check::VeleroArchives | Check::VeleroVolumes => set.velero,
+    }
+}
+
 /// Applies a run's report to the state. `sets` is the whole backup sets file; `announce` is
 /// false when there is no topic (episodes are still kept, nothing is owed). Idempotent: the
 /// same report applied twice changes nothing the second time. Returns the messages it owed.
@@ -142,14 +195,17 @@ pub fn plan(
     announce: bool,
 ) -> usize {
     let run_at = report.run_at;
-    if state.latest_run.is_some_and(|latest| run_at < latest) {
-        return 0;
+    match state.latest_run {
+        Some(latest) if run_at < latest => return 0,
+        Some(latest) if run_at > latest => state.previous_run = Some(latest),
+        _ => {}
     }
     state.version = 1;
     state.latest_run = Some(run_at);
     if report.summary.error == 0 {
         state.verified_run = Some(run_at);
     }
+    let previous = state.previous_run;
     let before = state.outbox.len();
     let mut owed: Vec<(String, Notification)> = Vec::new();
     for set in &report.sets {
@@ -166,17 +222,37 @@ pub fn plan(
             labels: &spec.labels,
             report: report_at,
         };
-        let repeat = Duration::seconds(
-            i64::try_from(spec.repeat_interval.seconds()).unwrap_or(i64::MAX / 2),
-        );
+        let repeat = TimeDelta::try_seconds(
+            i64::try_from(spec.repeat_interval.seconds()).unwrap_or(i64::MAX),
+        )
+        .unwrap_or(TimeDelta::MAX);
         let episodes = state.episodes.entry(set.name.clone()).or_default();
         let errors = state.errors.entry(set.name.clone()).or_default();
-        for result in &set.checks {
+        // Checks the configuration no longer gives end their episodes.
+        let dropped: Vec<Check> = episodes
+            .keys()
+            .copied()
+            .filter(|c| !configured(spec, *c))
+            .collect();
+        for check in dropped {
+            if let Some(old) = episodes.remove(&check) {
+                let why = "the set no longer asks for this check";
+                let n = message::resolved(&about, check, old.standing, old.since, why);
+                owed.push((key(&set.name, check, old.since, Kind::Resolved), n));
+            }
+        }
+        errors.retain(|c, _| configured(spec, *c));
+        for result in per_check(&set.checks) {
+            let result = &result;
             let check = result.check;
             match (Standing::of(result.status), episodes.get_mut(&check)) {
                 // A fault that lasts: a reminder once the interval has passed.
                 (Some(standing), Some(e)) if e.standing == standing => {
-                    if run_at >= e.last_sent + repeat {
+                    let due = e
+                        .last_sent
+                        .checked_add_signed(repeat)
+                        .is_some_and(|due| run_at >= due);
+                    if due {
                         e.last_sent = run_at;
                         e.repeats += 1;
                         let kind = Kind::Repeat(e.repeats);
@@ -206,15 +282,17 @@ pub fn plan(
                 }
                 // An error while a finding is open says nothing new of the backup.
                 (Some(Standing::Unverified), Some(_)) => {}
-                (Some(Standing::Unverified), None) => {
-                    let first = *errors.entry(check).or_insert(run_at);
-                    if first < run_at {
+                // In error at the previous scheduled run too: announced. In error at this one
+                // only (or again after a gap): a spell begins, announced if it lasts.
+                (Some(Standing::Unverified), None) => match errors.get(&check).copied() {
+                    Some(spell) if spell.last == run_at => {}
+                    Some(spell) if Some(spell.last) == previous => {
                         errors.remove(&check);
                         episodes.insert(
                             check,
                             Episode {
                                 standing: Standing::Unverified,
-                                since: first,
+                                since: spell.since,
                                 last_sent: run_at,
                                 repeats: 0,
                             },
@@ -223,12 +301,21 @@ pub fn plan(
                             &about,
                             result,
                             Standing::Unverified,
-                            first,
+                            spell.since,
                             Kind::First,
                         );
-                        owed.push((key(&set.name, check, first, Kind::First), n));
+                        owed.push((key(&set.name, check, spell.since, Kind::First), n));
                     }
-                }
+                    _ => {
+                        errors.insert(
+                            check,
+                            ErrorSpell {
+                                since: run_at,
+                                last: run_at,
+                            },
+                        );
+                    }
+                },
                 (None, _) if result.status == Status::Ok => {
                     errors.remove(&check);
                     if let Some(old) = episodes.remove(&check) {
@@ -348,7 +435,7 @@ pub async fn deliver(
     inv: &Invocation,
 ) -> Result<Delivery> {
     let (_, _, (mine, elsewhere)) = update(store, location, None, |s| {
-        claim(s, &inv.run_id, inv.now, inv.deadline)
+        claim(s, &inv.run_id, inv.clock(), inv.deadline)
     })
     .await?;
     let mut delivery = Delivery {
@@ -360,7 +447,7 @@ pub async fn deliver(
     }
     let (mut sent, mut set_aside) = (BTreeSet::new(), BTreeSet::new());
     for batch in batches(&mine) {
-        if inv.budget.exhausted() {
+        if inv.budget.over() {
             break;
         }
         let envelopes: Vec<Envelope<'_>> = batch
@@ -395,4 +482,92 @@ pub async fn deliver(
     })
     .await?;
     Ok(delivery)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{SetReport, Summary};
+    use chrono::Duration;
+
+    fn report(at: DateTime<Utc>, status: Status) -> Report {
+        let check = CheckResult {
+            check: Check::Restore,
+            status,
+            detail: "read failed".into(),
+            evidence: serde_json::Value::Null,
+        };
+        Report {
+            report_version: 2,
+            run_at: at,
+            sets: vec![SetReport {
+                name: "db".into(),
+                bucket: "b".into(),
+                prefix: "db/".into(),
+                status,
+                checks: vec![check],
+            }],
+            summary: Summary::default(),
+        }
+    }
+
+    /// An error is announced only when the check was in error at the previous scheduled run:
+    /// two errors with a skipped run between them are two spells, neither announced.
+    #[test]
+    fn only_an_error_at_consecutive_runs_is_announced() {
+        let sets = crate::config::load(
+            "s.yaml",
+            "backup_sets:\n  - {name: db, bucket: bbb, prefix: db/, max_age: 1d}\n",
+        )
+        .expect("sets");
+        let at = |d: i64| DateTime::UNIX_EPOCH + Duration::days(d);
+        let mut state = State::default();
+        let owed =
+            |state: &mut State, d, status| plan(state, &report(at(d), status), &sets, "r", true);
+        assert_eq!(owed(&mut state, 0, Status::Error), 0);
+        assert_eq!(
+            owed(&mut state, 0, Status::Error),
+            0,
+            "a retry of the same run"
+        );
+        assert_eq!(owed(&mut state, 1, Status::Skipped), 0);
+        assert_eq!(
+            owed(&mut state, 2, Status::Error),
+            0,
+            "not consecutive: a new spell"
+        );
+        assert_eq!(
+            owed(&mut state, 3, Status::Error),
+            1,
+            "in error at the run before too"
+        );
+        assert_eq!(owed(&mut state, 3, Status::Error), 0, "once");
+        assert!(
+            state.outbox[0].key.contains(&stamp(at(2))),
+            "{}",
+            state.outbox[0].key
+        );
+    }
+
+    #[test]
+    fn several_results_of_a_check_stand_for_the_worst() {
+        let c = |status, detail: &str| CheckResult {
+            check: Check::Replica,
+            status,
+            detail: detail.into(),
+            evidence: serde_json::Value::Null,
+        };
+        let one = per_check(&[
+            c(Status::Ok, "a"),
+            c(Status::Failed, "b"),
+            c(Status::Failed, "c"),
+        ]);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].status, Status::Failed);
+        assert_eq!(one[0].detail, "b; c");
+        assert_eq!(
+            per_check(&[c(Status::Skipped, "a"), c(Status::Ok, "b")])[0].status,
+            Status::Ok
+        );
+    }
 }

@@ -20,11 +20,24 @@ use crate::verify::{Storage, verify};
 /// One invocation: when it runs, until when, and under which id (its claims on messages).
 #[derive(Clone, Debug)]
 pub struct Invocation {
+    /// The wall clock when the invocation began.
     pub now: DateTime<Utc>,
+    /// The monotonic clock at the same moment.
+    pub started: std::time::Instant,
     pub budget: Budget,
     /// When the invocation ends (its leases on messages last until then).
     pub deadline: DateTime<Utc>,
     pub run_id: String,
+}
+
+impl Invocation {
+    /// The wall clock now: when the invocation began plus the time it has run.
+    pub fn clock(&self) -> DateTime<Utc> {
+        chrono::TimeDelta::from_std(self.started.elapsed())
+            .ok()
+            .and_then(|d| self.now.checked_add_signed(d))
+            .unwrap_or(self.now)
+    }
 }
 
 /// The scheduled instant of `event`. A bare `{}` (an invoke by hand with no payload) is a run
@@ -69,6 +82,11 @@ where
 
     let summary = if first.0.verified_run == Some(run.at) {
         tracing::info!(run_at = %run.at, "this run's verification completed before; delivering only");
+        None
+    } else if first.0.latest_run.is_some_and(|latest| latest > run.at) {
+        // A late retry of an older run: its report would say nothing newer, and overwrite
+        // that run's own record.
+        tracing::info!(run_at = %run.at, "a newer run was verified since; delivering only");
         None
     } else {
         let order = least_recently_verified(&first.0, &sets);

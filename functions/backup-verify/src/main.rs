@@ -26,6 +26,7 @@ async fn main() -> Result<(), Error> {
         let deadline_ms = event.context.deadline;
         let inv = Invocation {
             now,
+            started: std::time::Instant::now(),
             budget: Budget::from_lambda_deadline(deadline_ms, now_ms),
             deadline: chrono::DateTime::from_timestamp_millis(
                 i64::try_from(deadline_ms).unwrap_or(i64::MAX),

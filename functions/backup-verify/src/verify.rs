@@ -236,6 +236,7 @@ where
                     &primary,
                     r,
                     &mut primary_sha,
+                    budget,
                 )
                 .await,
             ));

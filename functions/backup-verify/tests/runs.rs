@@ -333,6 +333,7 @@ async fn sets_not_reached_in_time_are_reported_and_come_first_next_run() {
     let inv = Invocation {
         budget: Budget {
             until: Some(Instant::now() + StdDuration::from_millis(150)),
+            end: None,
         },
         ..invocation(at, "short")
     };
@@ -454,5 +455,118 @@ async fn velero_pod_volumes_must_be_in_their_repositories() {
         Status::Ok,
         "{:#?}",
         found.sets[0].checks
+    );
+}
+
+/// A check made several times in a set (a restore per sampled backup, one per replica) is one
+/// fault: an old corrupt backup beside a healthy newest one, a missing copy beside a present
+/// one, each announce once, are reminded, and never "resolve" in the run that found them.
+#[tokio::test]
+async fn a_check_made_several_times_is_one_fault() {
+    let store = MemoryStore::default();
+    let mut corrupt = dump(100);
+    let last = corrupt.len() - 3;
+    corrupt[last] ^= 0xff;
+    put(&store, "backups", "db/1.sql.gz", corrupt).await;
+    put(&store, "backups", "db/2.sql.gz", dump(100)).await;
+    put(&store, "dr-copy", "db/2.sql.gz", dump(100)).await;
+    sets(
+        &store,
+        "backup_sets:\n  - {name: db, bucket: backups, prefix: db/, max_age: 30d, restore: all, replicas: [{bucket: dr-copy}, {bucket: dr-other}]}\n",
+    )
+    .await;
+    let notifier = RecordingNotifier::default();
+    run_clean(&store, &notifier, day(0, 0), "a")
+        .await
+        .expect("run");
+    let mut first: Vec<String> = notifier
+        .take()
+        .iter()
+        .map(|p| p.notification.subject.clone())
+        .collect();
+    first.sort();
+    assert_eq!(
+        first,
+        ["[BACKUP FAILED] db: replica", "[BACKUP FAILED] db: restore"]
+    );
+    run_clean(&store, &notifier, day(0, 6), "b")
+        .await
+        .expect("run");
+    assert!(
+        notifier.take().is_empty(),
+        "no resolved message beside the fault"
+    );
+    run_clean(&store, &notifier, day(1, 0), "c")
+        .await
+        .expect("run");
+    let reminders = notifier.take();
+    assert_eq!(reminders.len(), 2);
+    assert!(
+        reminders
+            .iter()
+            .all(|p| p.notification.message.contains("reminder 1"))
+    );
+}
+
+/// Messages are delivered in the reserve the run keeps after verifying: a run that used all
+/// its verifying time still announces what it found.
+#[tokio::test]
+async fn a_run_out_of_time_still_announces_what_it_found() {
+    let store = one_backup(
+        "backup_sets:\n  - {name: db, bucket: backups, prefix: db/, max_age: 30d, replicas: [{bucket: dr-copy}]}\n",
+    )
+    .await;
+    let notifier = RecordingNotifier::default();
+    let slow = Slow(&store);
+    let storage = Storage {
+        objects: &store,
+        inspector: &store,
+        streamer: &slow,
+    };
+    let at = day(0, 0);
+    let inv = Invocation {
+        budget: Budget {
+            until: Some(Instant::now() + StdDuration::from_millis(100)),
+            end: Some(Instant::now() + StdDuration::from_secs(60)),
+        },
+        ..invocation(at, "late")
+    };
+    handle_scheduled(&storage, &notifier, &config(), &scheduled(at), &inv)
+        .await
+        .expect("run");
+    let sent = notifier.take();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].attribute("check"), Some("replica"));
+}
+
+/// A check the set no longer asks for ends its episode: the copy requirement removed, the
+/// replica fault resolves once.
+#[tokio::test]
+async fn a_check_no_longer_asked_for_resolves() {
+    let store = one_backup(
+        "backup_sets:\n  - {name: db, bucket: backups, prefix: db/, max_age: 30d, replicas: [{bucket: dr-copy}]}\n",
+    )
+    .await;
+    let notifier = RecordingNotifier::default();
+    run_clean(&store, &notifier, day(0, 0), "a")
+        .await
+        .expect("run");
+    assert_eq!(notifier.take().len(), 1);
+    sets(
+        &store,
+        "backup_sets:\n  - {name: db, bucket: backups, prefix: db/, max_age: 30d}\n",
+    )
+    .await;
+    run_clean(&store, &notifier, day(1, 0), "b")
+        .await
+        .expect("run");
+    let resolved = notifier.take();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0].attribute("status"), Some("resolved"));
+    assert!(
+        resolved[0]
+            .notification
+            .message
+            .contains("no longer asks for this check")
     );
 }

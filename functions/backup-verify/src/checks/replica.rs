@@ -11,10 +11,11 @@ use vigil_shared::{
 };
 
 use super::{Attempt, Outcome};
+use crate::budget::Budget;
 use crate::checksum::{Comparison, same_stored};
 use crate::config::{BackupSet, Replica};
 use crate::report::{Check, CheckResult};
-use crate::restore::{self, Pass, Restored};
+use crate::restore::{self, Pass, RestoreError, Restored};
 
 /// The replica key of a backup.
 pub fn key(set: &BackupSet, replica: &Replica, key: &str) -> String {
@@ -59,6 +60,7 @@ pub async fn run(
     primary: &Primary<'_>,
     replica: &Replica,
     primary_sha: &mut Option<String>,
+    budget: &Budget,
 ) -> Outcome {
     let newest = primary.object;
     let key = key(set, replica, &newest.key);
@@ -106,13 +108,16 @@ pub async fn run(
             }
         }
     }
+    if budget.exhausted() {
+        return Err(out_of_time(&location, "before its bytes could be compared"));
+    }
     if primary_sha.is_none() {
         *primary_sha = Some(match primary.restored {
             Some(r) => r.sha256.clone(),
-            None => streamed_sha256(streamer, &set.bucket, &newest.key).await?,
+            None => streamed_sha256(streamer, &set.bucket, &newest.key, budget).await?,
         });
     }
-    let replica_sha = streamed_sha256(streamer, &replica.bucket, &key).await?;
+    let replica_sha = streamed_sha256(streamer, &replica.bucket, &key, budget).await?;
     let bytes = Bytes::Streamed {
         primary: primary_sha.clone().unwrap_or_default(),
         replica: replica_sha,
@@ -120,25 +125,43 @@ pub async fn run(
     Ok(decide(newest, &location, Some(&head), Some(bytes)))
 }
 
-/// SHA-256 of a whole object, streamed (never whole in memory); the `Err` is the check's
-/// `error`: a read that fails says nothing of the object.
+/// The run's time ran out before the copies were compared: nothing is known, no finding.
+fn out_of_time(location: &str, when: &str) -> CheckResult {
+    CheckResult::skipped(
+        Check::Replica,
+        format!("the run's time ran out {when}: {location} was not compared"),
+        json!({ "replica": location, "out_of_time": true }),
+    )
+}
+
+/// SHA-256 of a whole object, streamed (never whole in memory) until the run's deadline; the
+/// `Err` is the check's `error` (a read that fails says nothing of the object) or `skipped`.
 async fn streamed_sha256(
     streamer: &impl ObjectStreamer,
     bucket: &str,
     key: &str,
+    budget: &Budget,
 ) -> std::result::Result<String, CheckResult> {
+    let pass = Pass {
+        deadline: budget.until,
+        ..Pass::default()
+    };
     let read = streamer
-        .read_with(bucket, key, |r| {
-            restore::validate(r, restore::Format::Raw, &Pass::default())
+        .read_with(bucket, key, move |r| {
+            restore::validate(r, restore::Format::Raw, &pass)
         })
         .await
         .or_error(Check::Replica, || format!("read s3://{bucket}/{key}"))?;
-    read.map(|r| r.sha256).map_err(|e| {
-        CheckResult::unreadable(
+    read.map(|r| r.sha256).map_err(|e| match e {
+        RestoreError::OutOfTime(why) => out_of_time(
+            &format!("s3://{bucket}/{key}"),
+            &format!("while reading ({why})"),
+        ),
+        e => CheckResult::unreadable(
             Check::Replica,
             format!("could not read s3://{bucket}/{key} to compare the copies: {e}"),
             json!({ "key": key }),
-        )
+        ),
     })
 }
 

@@ -39,6 +39,16 @@ pub async fn run(
         e["out_of_time"] = json!(true);
         e
     };
+    if budget.exhausted() {
+        let detail = format!(
+            "{} was not restored: the run's time ran out before it; the next run begins with this set",
+            backup.key
+        );
+        return (
+            CheckResult::skipped(Check::Restore, detail, out_of_time),
+            None,
+        );
+    }
     if let (Some(left), Some(rate)) = (budget.left(), rate) {
         let needs = backup.size as f64 / rate.max(1.0);
         if needs > left.as_secs_f64() {

@@ -45,6 +45,7 @@ pub fn scheduled(at: DateTime<Utc>) -> Value {
 pub fn invocation(at: DateTime<Utc>, run: &str) -> Invocation {
     Invocation {
         now: at,
+        started: std::time::Instant::now(),
         budget: Budget::unlimited(),
         deadline: at + Duration::minutes(15),
         run_id: run.to_owned(),
