@@ -89,7 +89,7 @@ def remote_write_body(worker):
 def json_push_body(worker):
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return json.dumps({
-        "namespace": "Vigil/Load",
+        "namespace": "Load/Vigil",
         "metrics": [
             {"name": "latency", "value": random.uniform(50, 400), "unit": "Milliseconds",
              "dimensions": {"service": f"svc{j}", "worker": str(worker)}, "timestamp": now}

@@ -67,9 +67,9 @@ struct Setup {
 
 async fn setup() -> Setup {
     let aws = LocalAws::connect().await;
-    let namespace = unique("Vigil/Alert");
+    let namespace = unique("E2E/Alert");
     let bucket = aws.create_bucket("vigil-rules").await;
-    let rules = sample_config("rules.example.yaml").replace("Vigil/Demo", &namespace);
+    let rules = sample_config("rules.example.yaml").replace("Shop/Checkout", &namespace);
     aws.put_object(&bucket, "rules.yaml", rules).await;
     let (topic, queue) = aws.topic_with_queue("vigil-alerts").await;
     Setup {
@@ -372,7 +372,7 @@ async fn a_route_to_a_missing_topic_leaves_the_other_alerts_delivered() {
     );
     let rules = format!(
         "policy:\n  routes:\n    - {{match: {{alertname: CheckoutOrdersStopped}}, topic_arn: \"{missing}\"}}\n{}",
-        sample_config("rules.example.yaml").replace("Vigil/Demo", &s.namespace)
+        sample_config("rules.example.yaml").replace("Shop/Checkout", &s.namespace)
     );
     s.aws
         .put_object(&s.bucket, "missing-route.yaml", rules)
@@ -461,7 +461,7 @@ async fn routes_and_silences_from_s3() {
     let (team_topic, team_queue) = s.aws.topic_with_queue("vigil-checkout-team").await;
     let rules = format!(
         "policy:\n  routes:\n    - {{match: {{team: checkout}}, topic_arn: \"{team_topic}\"}}\n{}",
-        sample_config("rules.example.yaml").replace("Vigil/Demo", &s.namespace)
+        sample_config("rules.example.yaml").replace("Shop/Checkout", &s.namespace)
     );
     s.aws.put_object(&s.bucket, "routed.yaml", rules).await;
     let until = (Utc::now() + Duration::hours(1)).to_rfc3339();
@@ -653,7 +653,7 @@ async fn alerts_of_a_group_arrive_as_one_message() {
     let s = setup().await;
     let rules = format!(
         "policy:\n  group_by: [team]\n{}",
-        sample_config("rules.example.yaml").replace("Vigil/Demo", &s.namespace)
+        sample_config("rules.example.yaml").replace("Shop/Checkout", &s.namespace)
     );
     s.aws.put_object(&s.bucket, "grouped.yaml", rules).await;
     let now = whole_minute_ago(0);

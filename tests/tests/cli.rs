@@ -134,7 +134,7 @@ async fn invalid_files_and_failed_expectations_exit_1_with_their_place() {
     let test = dir.join("wrong.test.yaml");
     std::fs::write(
         &test,
-        "rule_files: [rules.example.yaml]\ntests:\n  - name: quiet\n    input_series:\n      - metric: {namespace: Vigil/Demo, name: latency, dimensions: {service: checkout}}\n        values: \"100x10\"\n      - metric: {namespace: Vigil/Demo, name: orders, dimensions: {service: checkout}}\n        values: \"5x10\"\n    alert_rule_test:\n      - eval_time: 8m\n        alertname: CheckoutLatencyHigh\n        exp_alerts:\n          - exp_labels: {severity: page}\n",
+        "rule_files: [rules.example.yaml]\ntests:\n  - name: quiet\n    input_series:\n      - metric: {namespace: Shop/Checkout, name: latency, dimensions: {service: checkout}}\n        values: \"100x10\"\n      - metric: {namespace: Shop/Checkout, name: orders, dimensions: {service: checkout}}\n        values: \"5x10\"\n    alert_rule_test:\n      - eval_time: 8m\n        alertname: CheckoutLatencyHigh\n        exp_alerts:\n          - exp_labels: {severity: page}\n",
     )
     .expect("write");
     let test_arg = test.to_string_lossy().to_string();
@@ -204,7 +204,7 @@ async fn invalid_files_and_failed_expectations_exit_1_with_their_place() {
 #[tokio::test]
 async fn a_backtest_replays_cloudwatch_history() {
     let aws = LocalAws::connect().await;
-    let namespace = unique("Vigil/Backtest");
+    let namespace = unique("E2E/Backtest");
     let now = whole_minute_ago(0);
     let start = now - Duration::minutes(90);
     let breach = (now - Duration::minutes(60), now - Duration::minutes(50));

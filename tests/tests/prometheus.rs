@@ -22,7 +22,7 @@ fn prometheus_binary() -> String {
 #[tokio::test]
 async fn a_real_prometheus_remote_writes_into_cloudwatch() {
     let aws = LocalAws::connect().await;
-    let namespace = unique("Vigil/Prometheus");
+    let namespace = unique("E2E/Prometheus");
     let dir = std::env::temp_dir().join(unique("vigil-prometheus"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let ingest_config = dir.join("ingest.yaml");

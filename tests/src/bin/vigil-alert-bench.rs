@@ -195,7 +195,7 @@ async fn in_process(
     now: chrono::DateTime<Utc>,
 ) -> (f64, usize, String) {
     use vigil_shared::testing::{SeriesKey, SeriesReader};
-    let namespace = unique("Vigil/Bench");
+    let namespace = unique("E2E/Bench");
     let (rules, policy) =
         vigil_alert::load_file("bench.yaml", &rules(&namespace, grouped)).expect("rules");
     let mut reader = SeriesReader::default();
@@ -310,7 +310,7 @@ async fn main() {
             continue;
         }
         for grouped in [false, true] {
-            let namespace = unique("Vigil/Bench");
+            let namespace = unique("E2E/Bench");
             put_pods(&aws, &namespace, n, now).await;
             if !grouped {
                 let (rules, _) =

@@ -35,7 +35,7 @@ async fn main() {
     let mut push = sample_push();
     let namespace = push["namespace"]
         .as_str()
-        .unwrap_or("Vigil/Demo")
+        .unwrap_or("Shop/Checkout")
         .to_owned();
     aws.put_object(
         &bucket,

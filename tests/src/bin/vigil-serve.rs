@@ -3,14 +3,14 @@
 //! Prints the URL on its first line. The load test (`scripts/load-test`) drives it.
 //!
 //! Environment: `VIGIL_AWS_ENDPOINT_URL` (the emulator), `VIGIL_SERVE_NAMESPACE` (the
-//! namespace of JSON pushes that name none; default `Vigil/Load`).
+//! namespace of JSON pushes that name none; default `Load/Vigil`).
 
 use vigil_e2e::{Function, FunctionUrl, LocalAws, binary};
 
 #[tokio::main]
 async fn main() {
     let aws = LocalAws::connect().await;
-    let namespace = std::env::var("VIGIL_SERVE_NAMESPACE").unwrap_or_else(|_| "Vigil/Load".into());
+    let namespace = std::env::var("VIGIL_SERVE_NAMESPACE").unwrap_or_else(|_| "Load/Vigil".into());
     let function = Function::start(
         "ingest",
         &binary("ingest"),

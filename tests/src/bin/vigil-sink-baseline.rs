@@ -55,12 +55,12 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
     // One call first, unmeasured: the emulator loads its CloudWatch provider on first use.
-    let _ = sink.put("Vigil/Baseline", &datums()).await;
+    let _ = sink.put("Load/Baseline", &datums()).await;
     let mut times = Vec::with_capacity(calls);
     for _ in 0..calls {
         let batch = datums();
         let started = Instant::now();
-        if let Err(e) = sink.put("Vigil/Baseline", &batch).await {
+        if let Err(e) = sink.put("Load/Baseline", &batch).await {
             eprintln!("vigil-sink-baseline: PutMetricData failed: {e}");
             std::process::exit(1);
         }
