@@ -174,6 +174,10 @@ pub enum Rejection {
     NamespaceTooLong,
     #[error("namespace must not start with \"AWS/\" (reserved for AWS services)")]
     ReservedNamespace,
+    #[error(
+        "namespace {0:?} is Vigil's own (its heartbeat and its functions' metrics): no sender may write there"
+    )]
+    VigilNamespace(String),
     #[error("{0} dimensions; CloudWatch takes at most {CW_MAX_DIMENSIONS}")]
     TooManyDimensions(usize),
     #[error("a dimension name is empty or longer than {CW_MAX_DIMENSION_NAME_LEN} characters")]
@@ -201,6 +205,7 @@ impl Rejection {
             Rejection::EmptyNamespace => "empty_namespace",
             Rejection::NamespaceTooLong => "namespace_too_long",
             Rejection::ReservedNamespace => "reserved_namespace",
+            Rejection::VigilNamespace(_) => "vigil_namespace",
             Rejection::TooManyDimensions(_) => "too_many_dimensions",
             Rejection::BadDimensionName => "bad_dimension_name",
             Rejection::BadDimensionValue(_) => "bad_dimension_value",
@@ -377,7 +382,7 @@ mod tests {
 
     #[test]
     fn namespaces() {
-        assert_eq!(validate_namespace("Vigil/Demo"), Ok(()));
+        assert_eq!(validate_namespace("Shop/Checkout"), Ok(()));
         assert_eq!(validate_namespace(""), Err(Rejection::EmptyNamespace));
         assert_eq!(
             validate_namespace("AWS/Lambda"),

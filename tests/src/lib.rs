@@ -111,6 +111,25 @@ pub fn stamp_remote_write(event: &mut Value, at: DateTime<Utc>) {
     event["body"] = Value::String(b64.encode(remote_write::encode(&request)));
 }
 
+/// A CloudWatch Logs subscription event (the shape of `events/cloudwatch-logs-subscription.json`)
+/// carrying `messages` from `log_group`, each at `at`.
+pub fn log_batch_event(log_group: &str, messages: &[String], at: DateTime<Utc>) -> Value {
+    use base64::Engine;
+    use std::io::Write;
+    let events: Vec<Value> = messages
+        .iter()
+        .enumerate()
+        .map(
+            |(i, m)| serde_json::json!({"id": i.to_string(), "timestamp": at.timestamp_millis(), "message": m}),
+        )
+        .collect();
+    let batch = serde_json::json!({"messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": log_group,
+        "logStream": "app/0f1e2d3c", "subscriptionFilters": ["vigil-ingest"], "logEvents": events});
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(batch.to_string().as_bytes()).expect("gzip");
+    serde_json::json!({"awslogs": {"data": base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("gzip"))}})
+}
+
 /// Sets every log event's timestamp (and EMF `_aws.Timestamp`) in a CloudWatch Logs
 /// subscription event to `at`, and the namespace of EMF lines to `namespace` when given.
 pub fn stamp_logs(event: &mut Value, at: DateTime<Utc>, namespace: Option<&str>) {

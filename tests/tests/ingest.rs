@@ -3,8 +3,9 @@
 
 use serde_json::json;
 use vigil_e2e::{
-    Function, LocalAws, binary, http_response, json_push_event, sample_config, sample_event,
-    sample_push, stamp_logs, stamp_push, stamp_remote_write, unique, whole_minute_ago,
+    Function, LocalAws, binary, http_response, json_push_event, log_batch_event, sample_config,
+    sample_event, sample_push, stamp_logs, stamp_push, stamp_remote_write, unique,
+    whole_minute_ago,
 };
 
 async fn ingest(aws: &LocalAws) -> Function {
@@ -20,7 +21,7 @@ async fn ingest(aws: &LocalAws) -> Function {
 async fn sample_push_lands_in_cloudwatch() {
     let aws = LocalAws::connect().await;
     let mut function = ingest(&aws).await;
-    let namespace = unique("Vigil/E2E");
+    let namespace = unique("E2E/E2E");
     let at = whole_minute_ago(2);
     let mut push = sample_push();
     push["namespace"] = json!(namespace);
@@ -49,7 +50,7 @@ async fn sample_push_lands_in_cloudwatch() {
 async fn bad_entries_are_refused_and_the_valid_ones_stored() {
     let aws = LocalAws::connect().await;
     let mut function = ingest(&aws).await;
-    let namespace = unique("Vigil/E2E");
+    let namespace = unique("E2E/E2E");
     let at = whole_minute_ago(2);
     let stamp = at.to_rfc3339();
     let push = json!({"namespace": namespace, "metrics": [
@@ -116,7 +117,7 @@ async fn unreadable_requests_get_4xx_and_store_nothing() {
     assert_eq!(status, 405);
 
     // The same process still serves a valid push afterwards.
-    let namespace = unique("Vigil/E2E");
+    let namespace = unique("E2E/E2E");
     let mut push = sample_push();
     push["namespace"] = json!(namespace);
     let at = whole_minute_ago(2);
@@ -192,7 +193,7 @@ async fn the_emf_sink_writes_log_lines_instead_of_api_calls() {
         ],
     )
     .await;
-    let namespace = unique("Vigil/E2E");
+    let namespace = unique("E2E/E2E");
     let at = whole_minute_ago(2);
     let mut push = sample_push();
     push["namespace"] = json!(namespace);
@@ -231,9 +232,9 @@ async fn the_emf_sink_writes_log_lines_instead_of_api_calls() {
 #[tokio::test]
 async fn sample_remote_write_and_log_events_land_in_cloudwatch() {
     let aws = LocalAws::connect().await;
-    let namespace = unique("Vigil/E2E");
+    let namespace = unique("E2E/E2E");
     let bucket = aws.create_bucket("vigil-ingest-config").await;
-    let config = sample_config("ingest.example.yaml").replace("Vigil/Demo", &namespace);
+    let config = sample_config("ingest.example.yaml").replace("Shop/Checkout", &namespace);
     aws.put_object(&bucket, "ingest.yaml", config).await;
     let location = format!("s3://{bucket}/ingest.yaml");
     let mut function = Function::start(
@@ -323,4 +324,78 @@ async fn an_undecodable_log_batch_fails_the_invocation() {
             .contains("awslogs.data"),
         "{error}"
     );
+}
+
+/// No sender writes Vigil's own signals, and ingest does not read its own log group: each
+/// forgery and loop tried through the real binary, and CloudWatch read back.
+#[tokio::test]
+async fn vigils_own_signals_cannot_be_forged_or_looped() {
+    let aws = LocalAws::connect().await;
+    let mut function = ingest(&aws).await;
+    let at = whole_minute_ago(2);
+    let own = unique("Vigil/forged");
+    let heartbeat = json!({"namespace": "Vigil", "metrics": [
+        {"name": "Heartbeat", "value": 1, "dimensions": {"Function": "alert"}, "timestamp": at.to_rfc3339()}]});
+    let mut tried = 0;
+    for namespace in ["Vigil", "vigil", "Vigil/alert", own.as_str()] {
+        let mut push = heartbeat.clone();
+        push["namespace"] = json!(namespace);
+        let response = function
+            .invoke(&json_push_event(&push))
+            .await
+            .expect_response();
+        let (status, body) = http_response(&response);
+        assert_eq!(status, 403, "{namespace}: {body}");
+        tried += 1;
+    }
+    let forged = aws
+        .points_near("Vigil", "Heartbeat", &[("Function", "alert")], "Sum", at)
+        .await;
+    assert!(forged.is_empty(), "a forged heartbeat landed: {forged:?}");
+
+    // EMF into Vigil's namespace beside a service's own metric: the one refused, the other kept.
+    let shop = unique("E2E/Shop");
+    let line = json!({"_aws": {"Timestamp": at.timestamp_millis(), "CloudWatchMetrics": [
+        {"Namespace": "Vigil", "Dimensions": [["Function"]], "Metrics": [{"Name": "Heartbeat"}]},
+        {"Namespace": shop, "Metrics": [{"Name": "orders"}]}]},
+        "Function": "alert", "Heartbeat": 1, "orders": 5})
+    .to_string();
+    let out = function
+        .invoke(&log_batch_event(
+            "/ecs/checkout",
+            std::slice::from_ref(&line),
+            at,
+        ))
+        .await
+        .expect_response();
+    assert_eq!(out["stored"], 1, "{out}");
+    assert_eq!(out["rejected"]["vigil_namespace"]["count"], 1, "{out}");
+    tried += 1;
+    let orders = aws.points_near(&shop, "orders", &[], "Sum", at).await;
+    assert_eq!(orders, vec![(at, 5.0)]);
+
+    // EMF of a Lambda function's log group was extracted by CloudWatch already: refused.
+    let out = function
+        .invoke(&log_batch_event(
+            "/aws/lambda/checkout",
+            std::slice::from_ref(&line),
+            at,
+        ))
+        .await
+        .expect_response();
+    assert_eq!(out["stored"], 0, "{out}");
+    assert_eq!(
+        out["rejected"]["emf_extracted_by_cloudwatch"]["count"], 1,
+        "{out}"
+    );
+    tried += 1;
+
+    // Ingest's own log group (Lambda sets AWS_LAMBDA_LOG_GROUP_NAME): skipped, not read.
+    let out = function
+        .invoke(&log_batch_event("/aws/lambda/ingest", &[line], at))
+        .await
+        .expect_response();
+    assert_eq!(out["skipped"], "own_log_group", "{out}");
+    tried += 1;
+    println!("forgery and loop cases tried: {tried}, all refused");
 }

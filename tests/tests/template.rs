@@ -211,14 +211,28 @@ fn ingest_is_built_triggered_configured_and_granted() {
     assert!(grants(f, "s3:GetObject", "${VigilBucket.Arn}/config/*"));
     let config = &var(f, vigil_ingest::env::CONFIG)[1];
     assert_can_read(f, config.as_str().expect("config location"), "ingest");
-    assert!(
-        f["Properties"]["Policies"]
-            .as_array()
-            .expect("Policies")
-            .iter()
-            .any(|p| p.get("CloudWatchPutMetricPolicy").is_some()),
-        "ingest may not put metrics"
-    );
+    // PutMetricData on "*" (the API has no resources), never into Vigil's own namespaces.
+    let put = statements(f)
+        .into_iter()
+        .find(|s| {
+            as_list(&s["Action"])
+                .iter()
+                .any(|a| a == "cloudwatch:PutMetricData")
+        })
+        .expect("ingest may put metrics");
+    assert_eq!(put["Resource"], "*");
+    let refused = as_list(&put["Condition"]["StringNotLike"]["cloudwatch:namespace"]);
+    for own in ["Vigil", "Vigil/*"] {
+        assert!(
+            refused.iter().any(|n| n == own),
+            "ingest's PutMetricData must exclude {own}: {put}"
+        );
+    }
+    // Its 5xx answers are responses, not function errors: alarmed on the Function URL's metric.
+    let url = props(&t, "IngestUrl5xxAlarm");
+    assert_eq!(url["MetricName"], "Url5xxCount");
+    assert_eq!(url["Namespace"], "AWS/Lambda");
+    assert_eq!(url["Dimensions"][0]["Value"], "IngestFunction");
 }
 
 /// Scheduler sends only the target's Input: it must carry the scheduled time (and the attempt),

@@ -25,6 +25,7 @@ use vigil_shared::config::parse_yaml;
 use vigil_shared::metric::validate_namespace;
 use vigil_shared::{ConfigSource, Error, ObjectStore, Result};
 
+use crate::guard::Guard;
 use crate::logs::LogRule;
 use crate::mapping::MappingConfig;
 
@@ -40,7 +41,7 @@ pub struct JsonPushConfig {
 impl Default for JsonPushConfig {
     fn default() -> Self {
         Self {
-            namespace: "Vigil".to_owned(),
+            namespace: "Service".to_owned(),
             max_metrics_per_request: 10_000,
         }
     }
@@ -52,6 +53,10 @@ pub struct LogsConfig {
     /// Namespace for rules that name none.
     pub namespace: String,
     pub rules: Vec<LogRule>,
+    /// Ingest EMF lines of Lambda functions' log groups (`/aws/lambda/...`), which CloudWatch
+    /// has already extracted when a function wrote them: only for a function whose EMF it does
+    /// not extract.
+    pub emf_from_lambda: bool,
 }
 
 impl Default for LogsConfig {
@@ -59,6 +64,7 @@ impl Default for LogsConfig {
         Self {
             namespace: "Logs".to_owned(),
             rules: Vec::new(),
+            emf_from_lambda: false,
         }
     }
 }
@@ -73,6 +79,9 @@ pub struct IngestConfig {
     /// Namespace of Vigil's own counters (`VIGIL_SELF_NAMESPACE`, default `Vigil`).
     #[serde(skip)]
     pub self_namespace: String,
+    /// Ingest's own log group (`AWS_LAMBDA_LOG_GROUP_NAME`).
+    #[serde(skip)]
+    pub own_log_group: Option<String>,
 }
 
 impl IngestConfig {
@@ -92,6 +101,46 @@ impl IngestConfig {
         for (i, rule) in self.logs.rules.iter().enumerate() {
             rule.validate(&format!("{origin}: logs.rules[{i}]"))?;
         }
+        self.refuse_own_namespaces(origin)
+    }
+
+    /// What ingest refuses, from this configuration.
+    pub fn guard(&self) -> Guard {
+        Guard {
+            own_namespace: if self.self_namespace.is_empty() {
+                Guard::default().own_namespace
+            } else {
+                self.self_namespace.clone()
+            },
+            own_log_group: self.own_log_group.clone(),
+            emf_from_lambda: self.logs.emf_from_lambda,
+        }
+    }
+
+    /// No namespace this configuration writes to may be Vigil's own.
+    fn refuse_own_namespaces(&self, origin: &str) -> Result<()> {
+        let guard = self.guard();
+        let mut named = vec![
+            (
+                "json_push.namespace".to_owned(),
+                self.json_push.namespace.as_str(),
+            ),
+            (
+                "remote_write.namespace".to_owned(),
+                self.remote_write.namespace.as_str(),
+            ),
+            ("logs.namespace".to_owned(), self.logs.namespace.as_str()),
+        ];
+        for (i, rule) in self.logs.rules.iter().enumerate() {
+            if let Some(ns) = &rule.namespace {
+                named.push((format!("logs.rules[{i}].namespace"), ns.as_str()));
+            }
+        }
+        for (field, namespace) in named {
+            guard
+                .namespace(namespace)
+                .map_err(|r| Error::Config(format!("{origin}: {field}: {r}")))?;
+        }
         Ok(())
     }
 
@@ -109,6 +158,9 @@ impl IngestConfig {
             validate_namespace(&ns).map_err(|r| Error::Config(format!("VIGIL_NAMESPACE: {r}")))?;
             config.json_push.namespace = ns;
         }
+        config.own_log_group = std::env::var(env::LOG_GROUP)
+            .ok()
+            .filter(|g| !g.trim().is_empty());
         if let Ok(limit) = std::env::var(env::MAX_METRICS_PER_REQUEST) {
             config.json_push.max_metrics_per_request = limit.parse().map_err(|_| {
                 Error::Config(format!(
@@ -118,6 +170,7 @@ impl IngestConfig {
         }
         config.self_namespace =
             std::env::var(env::SELF_NAMESPACE).unwrap_or_else(|_| "Vigil".to_owned());
+        config.refuse_own_namespaces("the environment and the config file")?;
         Ok(config)
     }
 
@@ -154,6 +207,29 @@ logs:
         assert_eq!(c.remote_write.max_series_per_request, 20_000);
         assert_eq!(c.logs.namespace, "Logs");
         assert_eq!(c.logs.rules.len(), 1);
+    }
+
+    /// No configured namespace may be Vigil's own: refused at load, naming the field.
+    #[test]
+    fn vigils_own_namespaces_cannot_be_configured() {
+        for (text, field) in [
+            ("json_push: {namespace: Vigil}\n", "json_push.namespace"),
+            (
+                "remote_write: {namespace: Vigil/alert}\n",
+                "remote_write.namespace",
+            ),
+            ("logs: {namespace: vigil}\n", "logs.namespace"),
+            (
+                "logs:\n  rules:\n    - {metric: Heartbeat, namespace: Vigil, pattern: x}\n",
+                "logs.rules[0].namespace",
+            ),
+        ] {
+            let err = IngestConfig::parse("ingest.yaml", text)
+                .expect_err(text)
+                .to_string();
+            assert!(err.contains(field) && err.contains("Vigil's own"), "{err}");
+        }
+        assert_eq!(IngestConfig::default().json_push.namespace, "Service");
     }
 
     #[test]

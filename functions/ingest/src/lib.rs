@@ -19,6 +19,8 @@ pub mod env {
     pub const SELF_NAMESPACE: &str = "VIGIL_SELF_NAMESPACE";
     /// Optional: `cloudwatch` (default) or `emf`.
     pub const SINK: &str = vigil_shared::sink::SINK_ENV;
+    /// Set by Lambda: the function's own log group, whose batches ingest skips.
+    pub const LOG_GROUP: &str = "AWS_LAMBDA_LOG_GROUP_NAME";
     pub const REQUIRED: &[&str] = &[];
     pub const OPTIONAL: &[&str] = &[
         CONFIG,
@@ -30,6 +32,7 @@ pub mod env {
 }
 
 pub mod config;
+pub mod guard;
 pub mod json_push;
 pub mod logs;
 pub mod mapping;
@@ -196,6 +199,25 @@ async fn json_push(
             return HttpResponse::error(400, e.to_string());
         }
     };
+    if let Err(refused) = config.guard().namespace(&push.namespace) {
+        tracing::warn!(source = "json", namespace = %push.namespace, "push into Vigil's own namespace refused");
+        let mut rejections = Rejections::default();
+        rejections.add_many(
+            refused.reason(),
+            push.datums.len() + push.rejected.len(),
+            || refused.to_string(),
+        );
+        report(
+            config,
+            "json",
+            0,
+            &rejections,
+            Map::new(),
+            "push refused",
+            now,
+        );
+        return HttpResponse::error(403, refused.to_string());
+    }
     let mut rejections = Rejections::default();
     for r in &push.rejected {
         rejections.add(r.reason, || r.detail.clone());
@@ -368,7 +390,35 @@ pub async fn handle_logs(
         tracing::info!(log_group = %batch.log_group, "control message acknowledged");
         return Ok(json!({ "control_message": true }));
     }
-    let extracted = logs::extract(&batch, &config.logs.rules, &config.logs.namespace, now);
+    let guard = config.guard();
+    if let Some(skipped) = guard.log_batch(&batch.log_group) {
+        let mut rejections = Rejections::default();
+        rejections.add_many(skipped.reason(), batch.log_events.len(), || {
+            format!(
+                "{} is ingest's own log group: reading it would feed ingest its own lines",
+                batch.log_group
+            )
+        });
+        let mut fields = Map::new();
+        fields.insert("log_group".into(), json!(batch.log_group));
+        report(
+            config,
+            "logs",
+            0,
+            &rejections,
+            fields,
+            "log batch skipped",
+            now,
+        );
+        return Ok(json!({ "skipped": skipped.reason(), "lines": batch.log_events.len() }));
+    }
+    let extracted = logs::extract(
+        &batch,
+        &config.logs.rules,
+        &config.logs.namespace,
+        &guard,
+        now,
+    );
     let mut stored = 0;
     for (namespace, datums) in &extracted.by_namespace {
         stored += sink.put(namespace, datums).await?.datums;
@@ -553,6 +603,29 @@ mod tests {
         assert_eq!(body["stored"], 1);
         assert_eq!(body["rejected"][0]["index"], 1);
         assert_eq!(sink.stored.lock().expect("lock")[0].1.name, "up");
+    }
+
+    /// A push into Vigil's own namespace (its heartbeat, its functions' metrics) is refused
+    /// whole, with the reason, and stores nothing.
+    #[tokio::test]
+    async fn a_push_into_vigils_own_namespace_is_forbidden() {
+        let sink = MemorySink::default();
+        for namespace in ["Vigil", "vigil", "Vigil/alert"] {
+            let body = format!(
+                r#"{{"namespace":"{namespace}","metrics":[{{"name":"Heartbeat","value":1,"dimensions":{{"Function":"alert"}}}}]}}"#
+            );
+            let (status, answer) =
+                status_of(&sink, event("POST", "application/json", &body, false)).await;
+            assert_eq!(status, 403, "{namespace}: {answer}");
+            assert!(
+                answer["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("Vigil's own"),
+                "{answer}"
+            );
+        }
+        assert!(sink.stored.lock().expect("lock").is_empty());
     }
 
     #[tokio::test]
@@ -785,7 +858,7 @@ mod tests {
             now,
         );
         let data = encode(
-            json!({"messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "/aws/lambda/api",
+            json!({"messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "/ecs/api",
             "logStream": "s", "subscriptionFilters": ["f"],
             "logEvents": [{"id": "1", "timestamp": now.timestamp_millis(), "message": emf_line},
                           {"id": "2", "timestamp": now.timestamp_millis(), "message": "plain"}]}),
@@ -805,6 +878,26 @@ mod tests {
         assert_eq!(
             (first.0.as_str(), first.1.name.as_str(), first.1.value),
             ("Shop", "latency", 12.0)
+        );
+
+        // A batch from ingest's own log group is skipped whole and counted: no loop.
+        let own = encode(
+            json!({"messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "vigil-IngestLogGroup-1A2B",
+            "logStream": "s", "subscriptionFilters": ["f"],
+            "logEvents": [{"id": "1", "timestamp": now.timestamp_millis(), "message": emf_line}]}),
+        );
+        let config = IngestConfig {
+            own_log_group: Some("vigil-IngestLogGroup-1A2B".into()),
+            ..IngestConfig::new()
+        };
+        let skipped = handle_event(&sink, &config, json!({"awslogs": {"data": own}}), now)
+            .await
+            .expect("skipped, not failed");
+        assert_eq!(skipped["skipped"], "own_log_group");
+        assert_eq!(
+            sink.stored.lock().expect("lock").len(),
+            1,
+            "nothing more stored"
         );
 
         let control = encode(

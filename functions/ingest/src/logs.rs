@@ -17,6 +17,8 @@ use serde_json::Value;
 use vigil_shared::metric::{Datum, Dimension, Rejections, Unit, validate_namespace};
 use vigil_shared::{Error, Result};
 
+use crate::guard::Guard;
+
 /// The largest decompressed batch accepted. Lambda caps an asynchronous event at 1 MB, and a
 /// log batch compresses about ten to one; anything past this is a decompression bomb.
 pub const MAX_DECODED_BYTES: u64 = 32 * 1024 * 1024;
@@ -233,12 +235,16 @@ impl Extracted {
 }
 
 /// Extracts metrics from every line of `batch` at `now`: EMF lines first, then the rules.
+/// `guard` refuses EMF into Vigil's own namespaces, and EMF that CloudWatch already extracted
+/// (a Lambda function's log group, unless the configuration opts in).
 pub fn extract(
     batch: &LogsData,
     rules: &[LogRule],
     default_namespace: &str,
+    guard: &Guard,
     now: DateTime<Utc>,
 ) -> Extracted {
+    let emf_allowed = guard.emf_from(&batch.log_group);
     let mut out = Extracted {
         lines: batch.log_events.len(),
         ..Extracted::default()
@@ -252,7 +258,16 @@ pub fn extract(
         let mut matched = false;
         if let Some(doc) = json.as_ref().filter(|d| d.get("_aws").is_some()) {
             matched = true;
-            emf(doc, &mut out, now);
+            if emf_allowed {
+                emf(doc, &mut out, guard, now);
+            } else {
+                out.rejected.add("emf_extracted_by_cloudwatch", || {
+                    format!(
+                        "{} is a Lambda function's log group: CloudWatch extracted its EMF when it was written, and ingesting it again would count every value twice (set logs.emf_from_lambda: true if it does not)",
+                        batch.log_group
+                    )
+                });
+            }
         }
         for rule in rules {
             if rule
@@ -299,7 +314,7 @@ pub fn extract(
 }
 
 /// Reads one EMF document (`_aws.CloudWatchMetrics` directives) into datums.
-fn emf(doc: &Value, out: &mut Extracted, now: DateTime<Utc>) {
+fn emf(doc: &Value, out: &mut Extracted, guard: &Guard, now: DateTime<Utc>) {
     let aws = &doc["_aws"];
     let timestamp = aws["Timestamp"]
         .as_i64()
@@ -322,7 +337,7 @@ fn emf(doc: &Value, out: &mut Extracted, now: DateTime<Utc>) {
                 .add("emf_invalid", || "a directive has no Namespace".to_owned());
             continue;
         };
-        if let Err(r) = validate_namespace(namespace) {
+        if let Err(r) = validate_namespace(namespace).and_then(|()| guard.namespace(namespace)) {
             out.rejected
                 .reject(&r, || format!("EMF namespace {:?}", truncate(namespace)));
             continue;
@@ -435,7 +450,7 @@ mod tests {
         LogsData {
             message_type: "DATA_MESSAGE".into(),
             owner: "123456789012".into(),
-            log_group: "/aws/lambda/checkout".into(),
+            log_group: "/ecs/checkout".into(),
             log_stream: "s".into(),
             log_events: messages
                 .iter()
@@ -510,7 +525,7 @@ mod tests {
                 "Metrics": [{"Name": "latency", "Unit": "Milliseconds"}, {"Name": "hits"}]}]},
             "service": "api", "route": "/buy", "latency": [12.0, 15.5], "hits": 1
         }).to_string();
-        let out = extract(&batch(&[&line]), &[], "Logs", now());
+        let out = extract(&batch(&[&line]), &[], "Logs", &Guard::default(), now());
         assert!(out.rejected.is_empty(), "{:?}", out.rejected);
         let shop = &out.by_namespace["Shop"];
         // latency: 2 values × 2 dimension sets; hits: 1 × 2.
@@ -531,12 +546,45 @@ mod tests {
             &batch(&[&good, &no_ts, &no_value, &bad_unit, "plain text"]),
             &[],
             "Logs",
+            &Guard::default(),
             now(),
         );
         assert_eq!(out.datums(), 1);
         assert_eq!(out.rejected.count("emf_invalid"), 2);
         assert_eq!(out.rejected.count("unknown_unit"), 1);
         assert_eq!(out.unmatched, 1);
+    }
+
+    /// EMF into Vigil's own namespaces is refused (the rest of the line's directives kept), and
+    /// EMF in a Lambda function's log group, which CloudWatch already extracted, is refused
+    /// unless the configuration opts in.
+    #[test]
+    fn forged_and_already_extracted_emf_is_refused() {
+        let forged = serde_json::json!({"_aws": {"Timestamp": T, "CloudWatchMetrics": [
+            {"Namespace": "Vigil", "Dimensions": [["Function"]], "Metrics": [{"Name": "Heartbeat"}]},
+            {"Namespace": "Shop", "Metrics": [{"Name": "orders"}]}]},
+            "Function": "alert", "Heartbeat": 1, "orders": 3}).to_string();
+        let out = extract(&batch(&[&forged]), &[], "Logs", &Guard::default(), now());
+        assert_eq!(out.rejected.count("vigil_namespace"), 1);
+        assert!(!out.by_namespace.contains_key("Vigil"));
+        assert_eq!(out.by_namespace["Shop"].len(), 1);
+
+        let mut lambda = batch(&[&forged]);
+        lambda.log_group = "/aws/lambda/checkout".into();
+        let out = extract(&lambda, &[], "Logs", &Guard::default(), now());
+        assert_eq!(out.datums(), 0);
+        assert_eq!(out.rejected.count("emf_extracted_by_cloudwatch"), 1);
+        let opted = Guard {
+            emf_from_lambda: true,
+            ..Guard::default()
+        };
+        let out = extract(&lambda, &[], "Logs", &opted, now());
+        assert_eq!(out.by_namespace["Shop"].len(), 1);
+        assert_eq!(
+            out.rejected.count("vigil_namespace"),
+            1,
+            "still never Vigil's own"
+        );
     }
 
     #[test]
@@ -552,7 +600,7 @@ mod tests {
   static_dimensions: {service: checkout}
 - metric: errors
   namespace: Shop
-  log_group_prefix: /aws/lambda/checkout
+  log_group_prefix: /ecs/checkout
   pattern: 'ERROR'
 "#,
         );
@@ -564,6 +612,7 @@ mod tests {
             ]),
             &r,
             "Logs",
+            &Guard::default(),
             now(),
         );
         let shop = &out.by_namespace["Shop"];
@@ -596,6 +645,7 @@ mod tests {
             ]),
             &r,
             "Logs",
+            &Guard::default(),
             now(),
         );
         let logs = &out.by_namespace["Logs"];
@@ -640,7 +690,7 @@ mod tests {
             )).collect();
             let lines = vigil_shared::EmfSink::lines("Shop", &datums);
             let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
-            let out = extract(&batch(&refs), &[], "Logs", now());
+            let out = extract(&batch(&refs), &[], "Logs", &Guard::default(), now());
             prop_assert!(out.rejected.is_empty());
             let mut got: Vec<(String, u64)> = out.by_namespace["Shop"].iter().map(|d| (d.name.clone(), d.value.to_bits())).collect();
             let mut want: Vec<(String, u64)> = datums.iter().map(|d| (d.name.clone(), d.value.to_bits())).collect();
@@ -658,7 +708,7 @@ mod tests {
         fn extract_never_panics_and_accounts_for_every_line(lines in proptest::collection::vec(".{0,80}", 0..20)) {
             let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
             let r = rules("- {metric: m, pattern: '(?P<v>[0-9]+)', value_from: v}\n");
-            let out = extract(&batch(&refs), &r, "Logs", now());
+            let out = extract(&batch(&refs), &r, "Logs", &Guard::default(), now());
             prop_assert_eq!(out.lines, lines.len());
             prop_assert!(out.unmatched <= lines.len());
             for ds in out.by_namespace.values() {
@@ -671,7 +721,7 @@ mod tests {
         #[test]
         fn emf_never_panics_on_arbitrary_json(doc in arbitrary_json()) {
             let wrapped = serde_json::json!({"_aws": {"Timestamp": T, "CloudWatchMetrics": [doc.clone()]}, "x": doc});
-            let _ = extract(&batch(&[&wrapped.to_string()]), &[], "Logs", now());
+            let _ = extract(&batch(&[&wrapped.to_string()]), &[], "Logs", &Guard::default(), now());
         }
     }
 
