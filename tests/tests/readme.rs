@@ -107,3 +107,24 @@ fn prometheus_examples_load_in_a_real_promtool_and_sign_for_lambda() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The recording rules README recommends for counters and histograms load in `promtool`.
+#[test]
+fn the_recommended_recording_rules_pass_promtool() {
+    let promtool = std::env::var("VIGIL_PROMTOOL").unwrap_or_else(|_| "promtool".to_owned());
+    let rules = workspace_root().join("config/prometheus-recording-rules.yaml");
+    let out = Command::new(&promtool)
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {promtool} ({e})"));
+    assert!(
+        out.status.success(),
+        "promtool refused {}:\n{}{}",
+        rules.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("3 rules found"), "{text}");
+}

@@ -2,9 +2,13 @@
 //! labels become dimensions under the configured rules (drop, keep, rename), and every sample is
 //! checked against what CloudWatch accepts.
 //!
-//! Counters are stored as their raw cumulative values; alert on their rate with CloudWatch
-//! metric math (`RATE(m1)` or `DIFF(m1)`, see the README). Histograms arrive as one series per
-//! `le` bucket (plus `_sum` and `_count`) and are stored that way, `le` as a dimension.
+//! Per-instance labels (`instance`, `pod`, ...) are dropped from gauges, whose coinciding series
+//! then merge into one metric that CloudWatch's statistics aggregate. Cumulative series
+//! (counters, and a histogram's or summary's `_bucket`, `_sum`, `_count`, by their OpenMetrics
+//! suffixes) keep every label: the sum of three pods' cumulative counts means nothing, and a
+//! pod's reset would be read as a drop. Send their rate instead (a Prometheus recording rule,
+//! see the README). Histograms arrive as one series per `le` bucket and are stored that way,
+//! `le` as a dimension.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,8 +22,10 @@ use crate::remote_write::{STALE_NAN_BITS, TimeSeries, WriteRequest};
 
 /// Labels dropped by default: they are unique per pod, container or scrape target, so keeping
 /// them would make one CloudWatch metric per instance (cardinality, and cost, explode).
-pub const DEFAULT_DROP_LABELS: [&str; 12] = [
+pub const DEFAULT_DROP_LABELS: [&str; 13] = [
     "instance",
+    // OpenTelemetry's Prometheus exporters: one value per process (a restart makes a new one).
+    "service_instance_id",
     "pod",
     "pod_name",
     "pod_ip",
@@ -84,11 +90,23 @@ impl MappingConfig {
         Ok(())
     }
 
-    fn keeps(&self, label: &str) -> bool {
+    /// Whether a label of a series becomes a dimension. A cumulative series keeps all its
+    /// labels: dropping one would merge series whose values cannot be merged.
+    fn keeps(&self, label: &str, cumulative: bool) -> bool {
         !label.starts_with("__")
-            && !self.drop_labels.contains(label)
-            && self.keep_labels.as_ref().is_none_or(|k| k.contains(label))
+            && (cumulative
+                || (!self.drop_labels.contains(label)
+                    && self.keep_labels.as_ref().is_none_or(|k| k.contains(label))))
     }
+}
+
+/// OpenMetrics suffixes of cumulative series: counters (`_total`, `_created`), and a
+/// histogram's or summary's buckets, sum and count.
+pub const CUMULATIVE_SUFFIXES: [&str; 5] = ["_total", "_created", "_bucket", "_sum", "_count"];
+
+/// Whether a metric name is that of a cumulative series.
+pub fn is_cumulative(name: &str) -> bool {
+    CUMULATIVE_SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
 /// What a request mapped to.
@@ -132,6 +150,11 @@ fn map_series(series: TimeSeries, config: &MappingConfig, now: DateTime<Utc>, ou
         });
     let mut name: Option<String> = None;
     let mut dimensions: Vec<Dimension> = Vec::with_capacity(series.labels.len());
+    let cumulative = series
+        .labels
+        .iter()
+        .find(|l| l.name == b"__name__")
+        .is_some_and(|l| std::str::from_utf8(&l.value).is_ok_and(is_cumulative));
     for label in series.labels {
         let (Ok(label_name), Ok(value)) = (
             String::from_utf8(label.name),
@@ -144,7 +167,7 @@ fn map_series(series: TimeSeries, config: &MappingConfig, now: DateTime<Utc>, ou
         };
         if label_name == "__name__" {
             name = Some(value);
-        } else if config.keeps(&label_name) && !value.is_empty() {
+        } else if config.keeps(&label_name, cumulative) && !value.is_empty() {
             let label_name = config
                 .rename
                 .get(&label_name)
@@ -165,7 +188,11 @@ fn map_series(series: TimeSeries, config: &MappingConfig, now: DateTime<Utc>, ou
     if dimensions.len() > CW_MAX_DIMENSIONS {
         let n = dimensions.len();
         out.rejected.add_many("too_many_dimensions", samples, || {
-            format!("{name}: {n} dimensions after mapping; CloudWatch takes {CW_MAX_DIMENSIONS} (drop labels in the config)")
+            if cumulative {
+                format!("{name}: {n} labels; a cumulative series keeps them all (its pods' values cannot be merged) and CloudWatch takes {CW_MAX_DIMENSIONS}: send its rate from a recording rule")
+            } else {
+                format!("{name}: {n} dimensions after mapping; CloudWatch takes {CW_MAX_DIMENSIONS} (drop labels in the config)")
+            }
         });
         return;
     }
@@ -232,11 +259,12 @@ mod tests {
         let request = WriteRequest {
             timeseries: vec![series(
                 &[
-                    ("__name__", "http_request_duration_seconds_bucket"),
+                    ("__name__", "process_resident_memory_bytes"),
                     ("job", "api"),
                     ("instance", "10.0.0.1:9090"),
                     ("pod", "api-7d9c"),
-                    ("le", "0.25"),
+                    ("service_instance_id", "5f1b2c3d"),
+                    ("zone", "a"),
                     ("empty", ""),
                 ],
                 &[(42.0, T), (43.0, T + 15_000)],
@@ -246,15 +274,66 @@ mod tests {
         assert!(mapped.rejected.is_empty(), "{:?}", mapped.rejected);
         assert_eq!(mapped.datums.len(), 2);
         let d = &mapped.datums[0];
-        assert_eq!(d.name, "http_request_duration_seconds_bucket");
+        assert_eq!(d.name, "process_resident_memory_bytes");
         let dims: Vec<(&str, &str)> = d
             .dimensions
             .iter()
             .map(|d| (d.name.as_str(), d.value.as_str()))
             .collect();
-        assert_eq!(dims, [("le", "0.25"), ("service", "api")]);
+        assert_eq!(dims, [("service", "api"), ("zone", "a")]);
         assert_eq!(d.timestamp.timestamp_millis(), T);
         assert_eq!(mapped.datums[1].value, 43.0);
+    }
+
+    /// Three pods' series: a gauge's merge into one metric (CloudWatch's statistics aggregate
+    /// them); a counter's, and a histogram's buckets, sum and count, stay one metric per pod,
+    /// whatever drop_labels and keep_labels say: summing cumulative values across pods means
+    /// nothing, and one pod's restart would read as a drop of the sum.
+    #[test]
+    fn cumulative_series_are_never_merged_across_dropped_labels() {
+        use vigil_shared::sink::aggregate;
+        let config = MappingConfig {
+            keep_labels: Some(["job".to_owned(), "le".to_owned()].into()),
+            ..MappingConfig::default()
+        };
+        for (name, cumulative) in [
+            ("process_resident_memory_bytes", false),
+            ("http_requests_total", true),
+            ("http_request_duration_seconds_bucket", true),
+            ("http_request_duration_seconds_sum", true),
+            ("http_request_duration_seconds_count", true),
+            ("process_start_time_seconds", false),
+        ] {
+            assert_eq!(is_cumulative(name), cumulative, "{name}");
+            let request = WriteRequest {
+                timeseries: (0..3)
+                    .map(|pod| {
+                        series(
+                            &[
+                                ("__name__", name),
+                                ("job", "api"),
+                                ("instance", &format!("10.0.0.{pod}:9090")),
+                                ("pod", &format!("api-{pod}")),
+                                ("le", "0.25"),
+                            ],
+                            &[(100.0 * f64::from(pod + 1), T)],
+                        )
+                    })
+                    .collect(),
+            };
+            let mapped = map_request(request, &config, now());
+            let metrics = aggregate(&mapped.datums).len();
+            assert_eq!(metrics, if cumulative { 3 } else { 1 }, "{name}");
+            if cumulative {
+                assert!(
+                    mapped
+                        .datums
+                        .iter()
+                        .all(|d| d.dimensions.iter().any(|x| x.name == "pod")),
+                    "{name}"
+                );
+            }
+        }
     }
 
     #[test]
