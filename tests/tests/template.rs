@@ -228,6 +228,15 @@ fn ingest_is_built_triggered_configured_and_granted() {
             "ingest's PutMetricData must exclude {own}: {put}"
         );
     }
+    // The log groups have generated names: the stack's outputs give them, as README says.
+    for (output, group) in [
+        ("IngestLogGroupName", "IngestLogGroup"),
+        ("AlertLogGroupName", "AlertLogGroup"),
+        ("BackupVerifyLogGroupName", "BackupVerifyLogGroup"),
+    ] {
+        assert_eq!(t["Outputs"][output]["Value"], group, "output {output}");
+        assert_eq!(resource(&t, group)["Type"], "AWS::Logs::LogGroup");
+    }
     // Its 5xx answers are responses, not function errors: alarmed on the Function URL's metric.
     let url = props(&t, "IngestUrl5xxAlarm");
     assert_eq!(url["MetricName"], "Url5xxCount");
