@@ -3,8 +3,8 @@
 //! This crate is the pure part (decoding, mapping, validation, status codes) plus handlers
 //! generic over [`MetricSink`]; `main.rs` only wires them to the Lambda runtime.
 //!
-//! Inputs: on the Function URL, Prometheus remote-write 1.0 ([`remote_write`], mapped by
-//! [`mapping`]) and the JSON push ([`json_push`]); as events, CloudWatch Logs subscription
+//! Inputs: on the Function URL, Prometheus remote-write 1.0 ([`remote_write`]) and 2.0
+//! ([`remote_write_v2`]), both mapped by [`mapping`], and the JSON push ([`json_push`]); as events, CloudWatch Logs subscription
 //! batches ([`logs`]).
 
 /// The environment variables ingest reads (the template sets them; a test checks both agree).
@@ -37,6 +37,7 @@ pub mod json_push;
 pub mod logs;
 pub mod mapping;
 pub mod remote_write;
+pub mod remote_write_v2;
 
 use aws_lambda_events::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
@@ -63,11 +64,12 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
 }
 
-/// What ingest answers: a status and a JSON body.
+/// What ingest answers: a status, a JSON body, and headers beside the content type.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HttpResponse {
     pub status: u16,
     pub body: Value,
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl HttpResponse {
@@ -75,6 +77,7 @@ impl HttpResponse {
         Self {
             status,
             body: json!({ "error": message.into() }),
+            headers: Vec::new(),
         }
     }
 
@@ -85,6 +88,11 @@ impl HttpResponse {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
+        for (name, value) in self.headers {
+            if let Ok(value) = http::HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
         let mut response = LambdaFunctionUrlResponse::default();
         response.status_code = i64::from(self.status);
         response.headers = headers;
@@ -244,14 +252,19 @@ async fn remote_write(
     proto: Option<&str>,
     now: DateTime<Utc>,
 ) -> HttpResponse {
-    if let Some(p) = proto.filter(|p| *p != "prometheus.WriteRequest") {
-        return HttpResponse::error(
-            415,
-            format!(
-                "remote-write message {p:?} is not supported; send prometheus.WriteRequest (remote-write 1.0)"
-            ),
-        );
-    }
+    let v2 = match proto {
+        None | Some("prometheus.WriteRequest") => false,
+        Some(remote_write_v2::PROTO) => true,
+        Some(p) => {
+            return HttpResponse::error(
+                415,
+                format!(
+                    "remote-write message {p:?} is not supported; send prometheus.WriteRequest (remote-write 1.0) or {} (2.0)",
+                    remote_write_v2::PROTO
+                ),
+            );
+        }
+    };
     match header(&request.headers, "content-encoding").map(str::to_ascii_lowercase) {
         Some(e) if e == "snappy" => {}
         other => {
@@ -264,24 +277,52 @@ async fn remote_write(
             );
         }
     }
-    let decoded = match remote_write::decode(&request.body) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(source = "remote_write", error = %e, "request refused");
-            let status = if matches!(e, remote_write::DecodeError::TooLarge(_)) {
-                413
-            } else {
-                400
-            };
-            return HttpResponse::error(status, e.to_string());
+    let refused = |e: remote_write::DecodeError| {
+        tracing::warn!(source = "remote_write", error = %e, "request refused");
+        let status = if matches!(e, remote_write::DecodeError::TooLarge(_)) {
+            413
+        } else {
+            400
+        };
+        HttpResponse::error(status, e.to_string())
+    };
+    let (mapped, exemplars) = if v2 {
+        let resolved = match remote_write_v2::decode(&request.body) {
+            Ok(r) => r,
+            Err(e) => return refused(e),
+        };
+        if resolved.series.is_empty() && resolved.broken_series == 0 && !request.body.is_empty() {
+            // 2.0 reserves 1.0's field numbers so that a 1.0 body read as 2.0 is empty.
+            return HttpResponse::error(
+                400,
+                format!(
+                    "the body is an empty {}: is it a prometheus.WriteRequest (1.0) sent with the 2.0 content type?",
+                    remote_write_v2::PROTO
+                ),
+            );
+        }
+        let (broken, broken_samples) = (resolved.broken_series, resolved.broken_samples);
+        let mut mapped =
+            mapping::map_series_list(resolved.series.into_iter(), &config.remote_write, now);
+        mapped.series += broken;
+        mapped
+            .rejected
+            .add_many("broken_reference", broken_samples, || {
+                "a series' labels_refs point outside the request's symbols, or are odd in number"
+                    .to_owned()
+            });
+        (mapped, resolved.exemplars)
+    } else {
+        match remote_write::decode(&request.body) {
+            Ok(d) => (mapping::map_request(d, &config.remote_write, now), 0),
+            Err(e) => return refused(e),
         }
     };
-    let mapped = mapping::map_request(decoded, &config.remote_write, now);
     let mut extra = Map::new();
     extra.insert("series".into(), json!(mapped.series));
     extra.insert("stale_markers".into(), json!(mapped.stale_markers));
     let detail = json!(mapped.rejected);
-    store(
+    let mut response = store(
         sink,
         config,
         "remote_write",
@@ -292,7 +333,34 @@ async fn remote_write(
         extra,
         now,
     )
-    .await
+    .await;
+    if v2 {
+        // Remote-write 2.0's receiver headers: what was written, so the sender can tell a
+        // partial write. Native histograms and exemplars are never written to CloudWatch.
+        let written = if response.status < 500 {
+            response.body["stored"].as_u64().unwrap_or(0)
+        } else {
+            0
+        };
+        response.headers = vec![
+            (
+                "x-prometheus-remote-write-samples-written",
+                written.to_string(),
+            ),
+            (
+                "x-prometheus-remote-write-histograms-written",
+                "0".to_owned(),
+            ),
+            (
+                "x-prometheus-remote-write-exemplars-written",
+                "0".to_owned(),
+            ),
+        ];
+        if exemplars > 0 {
+            response.body["exemplars_dropped"] = json!(exemplars);
+        }
+    }
+    response
 }
 
 /// Reports one request's figures as an EMF log line: the same line carries the reasons for
@@ -363,6 +431,7 @@ async fn store(
             HttpResponse {
                 status: if rejections.is_empty() { 200 } else { 400 },
                 body: Value::Object(body),
+                headers: Vec::new(),
             }
         }
         Err(e) => {
@@ -371,6 +440,7 @@ async fn store(
             HttpResponse {
                 status,
                 body: json!({ "error": e.to_string(), "stored": 0 }),
+                headers: Vec::new(),
             }
         }
     }
@@ -628,6 +698,59 @@ mod tests {
         assert!(sink.stored.lock().expect("lock").is_empty());
     }
 
+    /// Remote-write 2.0: symbols resolved, the metadata type deciding what is cumulative, and
+    /// the written counts in the spec's response headers.
+    #[tokio::test]
+    async fn remote_write_2_is_stored_and_answered_with_the_written_counts() {
+        use crate::remote_write::Sample;
+        let t = Utc::now().timestamp_millis() - 60_000;
+        let pods = |name: &'static str, kind: i32| {
+            (0..3)
+                .map(move |p| {
+                    (
+                        vec![
+                            ("__name__", name),
+                            ("job", "api"),
+                            ("pod", ["api-0", "api-1", "api-2"][p]),
+                        ],
+                        vec![Sample {
+                            value: 10.0 * (p + 1) as f64,
+                            timestamp: t,
+                        }],
+                        kind,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        // A counter named without a suffix (the type says it is one), and a gauge.
+        let mut series = pods("requests", 1);
+        series.extend(pods("in_flight", 2));
+        let body = remote_write_v2::encode(&series);
+        let mut ev = remote_write_event(&body, json!({}));
+        ev["headers"]["content-type"] =
+            json!("application/x-protobuf;proto=io.prometheus.write.v2.Request");
+        ev["headers"]["x-prometheus-remote-write-version"] = json!("2.0.0");
+        let sink = MemorySink::default();
+        let response = handle_event(&sink, &IngestConfig::new(), ev, Utc::now())
+            .await
+            .expect("response");
+        assert_eq!(response["statusCode"], 200, "{response}");
+        let headers = &response["headers"];
+        assert_eq!(headers["x-prometheus-remote-write-samples-written"], "6");
+        assert_eq!(headers["x-prometheus-remote-write-histograms-written"], "0");
+        assert_eq!(headers["x-prometheus-remote-write-exemplars-written"], "0");
+        let stored = sink.stored.lock().expect("lock").clone();
+        let pods_kept = |name: &str| {
+            stored
+                .iter()
+                .filter(|(_, d)| d.name == name)
+                .filter(|(_, d)| d.dimensions.iter().any(|x| x.name == "pod"))
+                .count()
+        };
+        assert_eq!(pods_kept("requests"), 3, "the counter keeps its pods");
+        assert_eq!(pods_kept("in_flight"), 0, "the gauge's pods are dropped");
+    }
+
     #[tokio::test]
     async fn bad_requests_get_their_status() {
         let sink = MemorySink::default();
@@ -778,10 +901,18 @@ mod tests {
                 415,
             ),
             (
-                "remote-write 2.0",
+                "a 1.0 body sent as 2.0 (decodes to nothing)",
                 remote_write_event(
                     &valid,
                     json!({"content-type": "application/x-protobuf;proto=io.prometheus.write.v2.Request"}),
+                ),
+                400,
+            ),
+            (
+                "an unknown message",
+                remote_write_event(
+                    &valid,
+                    json!({"content-type": "application/x-protobuf;proto=io.prometheus.write.v3.Request"}),
                 ),
                 415,
             ),

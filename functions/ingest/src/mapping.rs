@@ -19,6 +19,7 @@ use vigil_shared::metric::{Datum, Dimension, Rejections, Unit, validate_namespac
 use vigil_shared::{Error, Result};
 
 use crate::remote_write::{STALE_NAN_BITS, TimeSeries, WriteRequest};
+use crate::remote_write_v2::Kind;
 
 /// Labels dropped by default: they are unique per pod, container or scrape target, so keeping
 /// them would make one CloudWatch metric per instance (cardinality, and cost, explode).
@@ -119,14 +120,33 @@ pub struct Mapped {
     pub series: usize,
 }
 
-/// Maps a decoded request at `now`. Consumes it so that label strings move, not copy.
+/// Maps a decoded 1.0 request at `now`. Consumes it so that label strings move, not copy.
+/// A series is cumulative by its name's suffix.
 pub fn map_request(request: WriteRequest, config: &MappingConfig, now: DateTime<Utc>) -> Mapped {
+    map_series_list(
+        request
+            .timeseries
+            .into_iter()
+            .map(|s| (s, Kind::Unspecified)),
+        config,
+        now,
+    )
+}
+
+/// Maps series whose kind the sender may have said (remote-write 2.0's metadata): a counter,
+/// histogram or summary is cumulative, a gauge is not, and an unspecified one goes by its
+/// name's suffix.
+pub fn map_series_list(
+    series: impl ExactSizeIterator<Item = (TimeSeries, Kind)>,
+    config: &MappingConfig,
+    now: DateTime<Utc>,
+) -> Mapped {
     let mut mapped = Mapped {
-        datums: Vec::with_capacity(request.timeseries.len()),
-        series: request.timeseries.len(),
+        datums: Vec::with_capacity(series.len()),
+        series: series.len(),
         ..Mapped::default()
     };
-    for (index, series) in request.timeseries.into_iter().enumerate() {
+    for (index, (series, kind)) in series.enumerate() {
         if index >= config.max_series_per_request {
             let samples = series.samples.len() + series.histograms.len();
             mapped.rejected.add_many("series_limit", samples, || {
@@ -137,12 +157,18 @@ pub fn map_request(request: WriteRequest, config: &MappingConfig, now: DateTime<
             });
             continue;
         }
-        map_series(series, config, now, &mut mapped);
+        map_series(series, kind, config, now, &mut mapped);
     }
     mapped
 }
 
-fn map_series(series: TimeSeries, config: &MappingConfig, now: DateTime<Utc>, out: &mut Mapped) {
+fn map_series(
+    series: TimeSeries,
+    kind: Kind,
+    config: &MappingConfig,
+    now: DateTime<Utc>,
+    out: &mut Mapped,
+) {
     let samples = series.samples.len();
     out.rejected
         .add_many("native_histogram", series.histograms.len(), || {
@@ -150,11 +176,15 @@ fn map_series(series: TimeSeries, config: &MappingConfig, now: DateTime<Utc>, ou
         });
     let mut name: Option<String> = None;
     let mut dimensions: Vec<Dimension> = Vec::with_capacity(series.labels.len());
-    let cumulative = series
-        .labels
-        .iter()
-        .find(|l| l.name == b"__name__")
-        .is_some_and(|l| std::str::from_utf8(&l.value).is_ok_and(is_cumulative));
+    let cumulative = match kind {
+        Kind::Cumulative => true,
+        Kind::Gauge => false,
+        Kind::Unspecified => series
+            .labels
+            .iter()
+            .find(|l| l.name == b"__name__")
+            .is_some_and(|l| std::str::from_utf8(&l.value).is_ok_and(is_cumulative)),
+    };
     for label in series.labels {
         let (Ok(label_name), Ok(value)) = (
             String::from_utf8(label.name),
