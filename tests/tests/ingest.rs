@@ -399,3 +399,73 @@ async fn vigils_own_signals_cannot_be_forged_or_looped() {
     tried += 1;
     println!("forgery and loop cases tried: {tried}, all refused");
 }
+
+/// Remote-write 2.0 through the real binary: the written counts come back in the spec's
+/// headers, and a counter the metadata names keeps its pods in CloudWatch.
+#[tokio::test]
+async fn remote_write_2_lands_in_cloudwatch_with_the_written_counts() {
+    use base64::Engine;
+    use vigil_ingest::remote_write::Sample;
+    let aws = LocalAws::connect().await;
+    let namespace = unique("E2E/RW2");
+    let config_dir = std::env::temp_dir().join(unique("vigil-rw2"));
+    std::fs::create_dir_all(&config_dir).expect("dir");
+    let config = config_dir.join("ingest.yaml");
+    std::fs::write(
+        &config,
+        format!("remote_write: {{namespace: {namespace}}}\n"),
+    )
+    .expect("config");
+    let mut function = Function::start(
+        "ingest",
+        &binary("ingest"),
+        &[
+            ("VIGIL_AWS_ENDPOINT_URL", aws.endpoint.as_str()),
+            ("VIGIL_INGEST_CONFIG", config.to_str().expect("path")),
+        ],
+    )
+    .await;
+    let at = whole_minute_ago(2);
+    let series: Vec<vigil_ingest::remote_write_v2::Plain<'_>> = ["api-0", "api-1", "api-2"]
+        .iter()
+        .enumerate()
+        .map(|(i, pod)| {
+            (
+                vec![("__name__", "requests"), ("job", "api"), ("pod", *pod)],
+                vec![Sample {
+                    value: 100.0 * (i + 1) as f64,
+                    timestamp: at.timestamp_millis(),
+                }],
+                1,
+            )
+        })
+        .collect();
+    let mut event = sample_event("function-url-remote-write.json");
+    event["body"] = json!(
+        base64::engine::general_purpose::STANDARD
+            .encode(vigil_ingest::remote_write_v2::encode(&series))
+    );
+    event["headers"]["content-type"] =
+        json!("application/x-protobuf;proto=io.prometheus.write.v2.Request");
+    event["headers"]["x-prometheus-remote-write-version"] = json!("2.0.0");
+    let response = function.invoke(&event).await.expect_response();
+    let (status, body) = http_response(&response);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        response["headers"]["x-prometheus-remote-write-samples-written"], "3",
+        "{response}"
+    );
+    for (i, pod) in ["api-0", "api-1", "api-2"].iter().enumerate() {
+        let points = aws
+            .points_near(
+                &namespace,
+                "requests",
+                &[("job", "api"), ("pod", pod)],
+                "Maximum",
+                at,
+            )
+            .await;
+        assert_eq!(points, vec![(at, 100.0 * (i + 1) as f64)], "{pod}");
+    }
+    let _ = std::fs::remove_dir_all(&config_dir);
+}
