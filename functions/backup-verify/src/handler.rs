@@ -80,7 +80,7 @@ where
     let key = report_key(&config.report_prefix, run.at);
     let report_at = format!("s3://{}/{key}", config.report_bucket);
 
-    let summary = if first.0.verified_run == Some(run.at) {
+    let verified = if first.0.verified_run == Some(run.at) {
         tracing::info!(run_at = %run.at, "this run's verification completed before; delivering only");
         None
     } else if first.0.latest_run.is_some_and(|latest| latest > run.at) {
@@ -110,17 +110,17 @@ where
             episodes::plan(state, planned, &sets, &report_at, announce)
         })
         .await?;
-        Some((report.summary, report::restores_out_of_time(&report)))
+        Some(report)
     };
 
     let delivery = match &config.topic_arn {
         Some(topic) => episodes::deliver(storage.objects, notifier, &location, topic, inv).await?,
         None => episodes::Delivery::default(),
     };
-    let (summary, out_of_time) = (summary.map(|(s, _)| s), summary.map_or(0, |(_, n)| n));
+    let summary = verified.as_ref().map(|r| r.summary);
     report::emit_run_metrics(
         summary.map_or(0, |s| s.not_reached),
-        out_of_time,
+        verified.as_ref().map_or(0, report::restores_out_of_time),
         delivery.set_aside,
         inv.now,
     );

@@ -10,7 +10,7 @@ use crate::budget::Budget;
 use crate::checks::{self, Attempt, settle};
 use crate::checksum::Wanted;
 use crate::config::BackupSet;
-use crate::manifest::{self, MANIFEST_SUFFIX};
+use crate::manifest::{self, MANIFEST_SUFFIX, Manifest};
 use crate::report::{Check, CheckResult, Report, SetReport, Status, Summary, worst};
 use crate::restore::Restored;
 use crate::sample::sample;
@@ -176,18 +176,24 @@ where
     if let Some(Ok(Some(s))) = &stored {
         wanted.add(s);
     }
+    // The copies' stored checksums, read once: for what the restore computes, and for the
+    // replica checks.
+    let mut replicas_stored = Vec::with_capacity(set.replicas.len());
     if let Some(n) = newest {
         for r in &set.replicas {
             let key = checks::replica::key(set, r, &n.key);
-            if let Ok(Some(c)) = storage.inspector.stored_checksum(&r.bucket, &key).await {
+            let stored = storage.inspector.stored_checksum(&r.bucket, &key).await;
+            if let Ok(Some(c)) = &stored {
                 if c.kind == ChecksumType::FullObject {
                     wanted.full.insert(c.algorithm);
                 }
             }
+            replicas_stored.push(stored);
         }
     }
 
     let mut newest_restored: Option<Restored> = None;
+    let mut newest_manifest: Option<Option<Manifest>> = None;
     for backup in sample(&objects, set.restore, now.timestamp() / 86_400) {
         let is_newest = newest.is_some_and(|n| n.key == backup.key);
         let computes = if is_newest {
@@ -195,7 +201,7 @@ where
         } else {
             Wanted::default()
         };
-        let (check, restored) = checks::restore::run(
+        let restore = checks::restore::run(
             storage.objects,
             storage.streamer,
             set,
@@ -205,11 +211,12 @@ where
             rate.per_second(),
         )
         .await;
-        rate.add(&check);
+        rate.add(&restore.check);
         if is_newest {
-            newest_restored = restored;
+            newest_restored = restore.restored;
+            newest_manifest = restore.manifest;
         }
-        out.push(check);
+        out.push(restore.check);
     }
 
     let primary_stored: Option<StoredChecksum> = stored
@@ -217,7 +224,15 @@ where
         .and_then(|r| r.as_ref().ok().cloned().flatten());
     if let (Some(newest), Some(stored)) = (newest, stored) {
         out.push(settle(
-            integrity(storage, set, newest, stored, newest_restored.as_ref()).await,
+            integrity(
+                storage,
+                set,
+                newest,
+                stored,
+                newest_manifest,
+                newest_restored.as_ref(),
+            )
+            .await,
         ));
     }
     if let Some(newest) = newest {
@@ -227,14 +242,14 @@ where
             restored: newest_restored.as_ref(),
         };
         let mut primary_sha = None;
-        for r in &set.replicas {
+        for (r, stored) in set.replicas.iter().zip(replicas_stored) {
             out.push(settle(
                 checks::replica::run(
                     storage.inspector,
                     storage.streamer,
                     set,
                     &primary,
-                    r,
+                    (r, stored),
                     &mut primary_sha,
                     budget,
                 )
@@ -268,14 +283,16 @@ where
     out
 }
 
-/// The integrity check of the newest backup. A mismatch with the bytes read is confirmed
-/// against a fresh look at the object: one overwritten while it was read (the listing's ETag
-/// is gone) is an error for the next run, not a finding.
+/// The integrity check of the newest backup, with its manifest when the restore already read
+/// it. A mismatch with the bytes read is confirmed against a fresh look at the object: one
+/// overwritten while it was read (the listing's ETag is gone) is an error for the next run,
+/// not a finding.
 async fn integrity<S, I, T>(
     storage: &Storage<'_, S, I, T>,
     set: &BackupSet,
     newest: &ObjectInfo,
     stored: std::result::Result<Option<StoredChecksum>, CheckResult>,
+    manifest: Option<Option<Manifest>>,
     restored: Option<&Restored>,
 ) -> checks::Outcome
 where
@@ -284,8 +301,10 @@ where
     T: ObjectStreamer,
 {
     let stored = stored?;
-    let manifest =
-        manifest::read(storage.objects, Check::Integrity, &set.bucket, &newest.key).await?;
+    let manifest = match manifest {
+        Some(read) => read,
+        None => manifest::read(storage.objects, Check::Integrity, &set.bucket, &newest.key).await?,
+    };
     let check = checks::integrity::decide(newest, stored.as_ref(), manifest.as_ref(), restored);
     if check.status != Status::Failed || restored.is_none() {
         return Ok(check);

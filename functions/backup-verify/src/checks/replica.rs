@@ -52,13 +52,14 @@ pub struct Primary<'a> {
     pub restored: Option<&'a Restored>,
 }
 
-/// Checks one replica. `primary_sha` caches the primary's streamed SHA-256 across replicas.
+/// Checks one replica, with the checksum S3 stored for its copy of the newest backup (read
+/// once by the run). `primary_sha` caches the primary's streamed SHA-256 across replicas.
 pub async fn run(
     inspector: &impl BucketInspector,
     streamer: &impl ObjectStreamer,
     set: &BackupSet,
     primary: &Primary<'_>,
-    replica: &Replica,
+    (replica, stored): (&Replica, vigil_shared::Result<Option<StoredChecksum>>),
     primary_sha: &mut Option<String>,
     budget: &Budget,
 ) -> Outcome {
@@ -83,12 +84,9 @@ pub async fn run(
             Some(Bytes::SameEtag),
         ));
     }
-    let stored = inspector
-        .stored_checksum(&replica.bucket, &key)
-        .await
-        .or_error(Check::Replica, || {
-            format!("read the checksum of {location}")
-        })?;
+    let stored = stored.or_error(Check::Replica, || {
+        format!("read the checksum of {location}")
+    })?;
     if let Some(stored) = &stored {
         if let Some(equal) = primary.stored.and_then(|p| same_stored(p, stored)) {
             let algorithm = stored.algorithm.as_s3();

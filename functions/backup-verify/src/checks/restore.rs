@@ -14,9 +14,19 @@ use crate::report::{Check, CheckResult, Status};
 use crate::restore::{self, Pass, RestoreError, Restored};
 use crate::velero;
 
+/// What a test restore found.
+pub struct Restore {
+    pub check: CheckResult,
+    /// What was read, when the backup was read to its end.
+    pub restored: Option<Restored>,
+    /// The backup's manifest (`Some(None)`: it has none), when it could be read: the integrity
+    /// check of the newest backup uses it instead of reading it again.
+    pub manifest: Option<Option<Manifest>>,
+}
+
 /// Restores `backup`, computing `wanted` beside SHA-256. `rate` is the throughput measured so
 /// far this run (bytes per second): a backup that cannot be read in the time left at that rate
-/// is not started. Returns the check and, when the backup was read to its end, what was read.
+/// is not started.
 pub async fn run(
     store: &impl ObjectStore,
     streamer: &impl ObjectStreamer,
@@ -25,11 +35,46 @@ pub async fn run(
     wanted: Wanted,
     budget: &Budget,
     rate: Option<f64>,
-) -> (CheckResult, Option<Restored>) {
+) -> Restore {
     let manifest = match manifest::read(store, Check::Restore, &set.bucket, &backup.key).await {
         Ok(m) => m,
-        Err(check) => return (check, None),
+        Err(check) => {
+            return Restore {
+                check,
+                restored: None,
+                manifest: None,
+            };
+        }
     };
+    let (check, restored) = restore(
+        store,
+        streamer,
+        set,
+        backup,
+        manifest.as_ref(),
+        wanted,
+        budget,
+        rate,
+    )
+    .await;
+    Restore {
+        check,
+        restored,
+        manifest: Some(manifest),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn restore(
+    store: &impl ObjectStore,
+    streamer: &impl ObjectStreamer,
+    set: &BackupSet,
+    backup: &ObjectInfo,
+    manifest: Option<&Manifest>,
+    wanted: Wanted,
+    budget: &Budget,
+    rate: Option<f64>,
+) -> (CheckResult, Option<Restored>) {
     let format = set
         .format
         .unwrap_or_else(|| restore::Format::detect(&backup.key));
@@ -133,7 +178,7 @@ pub async fn run(
             Err(e) => return (e, Some(restored)),
         }
     }
-    let check = decide(set, backup, manifest.as_ref(), &restored, evidence);
+    let check = decide(set, backup, manifest, &restored, evidence);
     (check, Some(restored))
 }
 
