@@ -309,6 +309,26 @@ impl ObjectStreamer for Slow<'_> {
     }
 }
 
+/// One scheduled run at `at` whose streams are [`Slow`], within `budget`.
+async fn run_slow(
+    store: &MemoryStore,
+    notifier: &RecordingNotifier,
+    at: chrono::DateTime<chrono::Utc>,
+    budget: Budget,
+) -> Result<serde_json::Value> {
+    let slow = Slow(store);
+    let storage = Storage {
+        objects: store,
+        inspector: store,
+        streamer: &slow,
+    };
+    let inv = Invocation {
+        budget,
+        ..invocation(at, "slow")
+    };
+    handle_scheduled(&storage, notifier, &config(), &scheduled(at), &inv).await
+}
+
 /// Sets not reached before the deadline are reported as not reached (never as verified, never
 /// as failing), and the next run begins with them.
 #[tokio::test]
@@ -323,21 +343,12 @@ async fn sets_not_reached_in_time_are_reported_and_come_first_next_run() {
     )
     .await;
     let notifier = RecordingNotifier::default();
-    let slow = Slow(&store);
-    let storage = Storage {
-        objects: &store,
-        inspector: &store,
-        streamer: &slow,
-    };
     let at = day(0, 0);
-    let inv = Invocation {
-        budget: Budget {
-            until: Some(Instant::now() + StdDuration::from_millis(150)),
-            end: None,
-        },
-        ..invocation(at, "short")
+    let budget = Budget {
+        until: Some(Instant::now() + StdDuration::from_millis(150)),
+        end: None,
     };
-    let out = handle_scheduled(&storage, &notifier, &config(), &scheduled(at), &inv)
+    let out = run_slow(&store, &notifier, at, budget)
         .await
         .expect("a run out of time still succeeds");
     assert_eq!(out["summary"]["not_reached"], 2, "{out}");
@@ -517,23 +528,12 @@ async fn a_run_out_of_time_still_announces_what_it_found() {
     )
     .await;
     let notifier = RecordingNotifier::default();
-    let slow = Slow(&store);
-    let storage = Storage {
-        objects: &store,
-        inspector: &store,
-        streamer: &slow,
-    };
     let at = day(0, 0);
-    let inv = Invocation {
-        budget: Budget {
-            until: Some(Instant::now() + StdDuration::from_millis(100)),
-            end: Some(Instant::now() + StdDuration::from_secs(60)),
-        },
-        ..invocation(at, "late")
+    let budget = Budget {
+        until: Some(Instant::now() + StdDuration::from_millis(100)),
+        end: Some(Instant::now() + StdDuration::from_secs(60)),
     };
-    handle_scheduled(&storage, &notifier, &config(), &scheduled(at), &inv)
-        .await
-        .expect("run");
+    run_slow(&store, &notifier, at, budget).await.expect("run");
     let sent = notifier.take();
     assert_eq!(sent.len(), 1, "{sent:#?}");
     assert_eq!(sent[0].attribute("check"), Some("replica"));
