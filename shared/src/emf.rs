@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::metric::Unit;
+use crate::metric::{Resolution, Unit};
 
 /// Builds one EMF line: `metrics` (name, value, unit) in `namespace` under one dimension set
 /// `dimensions`, with `fields` added at the root (log context, not metrics).
@@ -16,6 +16,32 @@ pub fn line(
     fields: Map<String, Value>,
     at: DateTime<Utc>,
 ) -> String {
+    line_at_resolution(
+        namespace,
+        dimensions,
+        metrics,
+        fields,
+        at,
+        Resolution::Standard,
+    )
+}
+
+/// [`line`] for metrics stored at `resolution` (EMF's `StorageResolution`, written only when
+/// high: standard is the default).
+pub fn line_at_resolution(
+    namespace: &str,
+    dimensions: &[(&str, &str)],
+    metrics: &[(&str, f64, Unit)],
+    fields: Map<String, Value>,
+    at: DateTime<Utc>,
+    resolution: Resolution,
+) -> String {
+    let definition = |name: &str, unit: Unit| match resolution {
+        Resolution::Standard => json!({"Name": name, "Unit": unit.as_str()}),
+        Resolution::High => {
+            json!({"Name": name, "Unit": unit.as_str(), "StorageResolution": resolution.seconds()})
+        }
+    };
     let mut root = fields;
     for (k, v) in dimensions {
         root.insert((*k).to_owned(), Value::from(*v));
@@ -33,7 +59,7 @@ pub fn line(
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
                 "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
-                "Metrics": metrics.iter().map(|(n, _, u)| json!({"Name": n, "Unit": u.as_str()})).collect::<Vec<_>>(),
+                "Metrics": metrics.iter().map(|(n, _, u)| definition(n, *u)).collect::<Vec<_>>(),
             }],
         }),
     );
@@ -83,5 +109,30 @@ mod tests {
             json!([{"Name": "SamplesStored", "Unit": "Count"}])
         );
         assert_eq!(v["_aws"]["Timestamp"], 1_795_593_600_000i64);
+    }
+
+    #[test]
+    fn high_resolution_is_written_as_storage_resolution_one() {
+        let at = DateTime::from_timestamp(1_795_593_600, 0).expect("time");
+        let metrics = [("m", 1.0, Unit::Count)];
+        let high: Value = serde_json::from_str(&line_at_resolution(
+            "N",
+            &[],
+            &metrics,
+            Map::new(),
+            at,
+            Resolution::High,
+        ))
+        .expect("JSON");
+        assert_eq!(
+            high["_aws"]["CloudWatchMetrics"][0]["Metrics"],
+            json!([{"Name": "m", "Unit": "Count", "StorageResolution": 1}])
+        );
+        let standard: Value =
+            serde_json::from_str(&line("N", &[], &metrics, Map::new(), at)).expect("JSON");
+        assert_eq!(
+            standard["_aws"]["CloudWatchMetrics"][0]["Metrics"],
+            json!([{"Name": "m", "Unit": "Count"}])
+        );
     }
 }

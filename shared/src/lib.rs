@@ -31,7 +31,7 @@ pub use inspect::{
     BucketInspector, ChecksumAlgorithm, ChecksumType, ObjectHead, ObjectStreamer, PartChecksum,
     Retention, StoredChecksum,
 };
-pub use metric::{Datum, Dimension, Rejection, Rejections, Unit};
+pub use metric::{Datum, Dimension, Rejection, Rejections, Resolution, Unit};
 pub use notify::{Envelope, Notification, Notifier, Refusal, SnsNotifier};
 pub use reader::{CloudWatchReader, Math, MathInput, MetricReader, StatQuery};
 pub use sink::{CloudWatchSink, ConfiguredSink, EmfSink, MetricSink, PutOutcome};

@@ -25,6 +25,51 @@ pub struct Datum {
     pub value: f64,
     pub unit: Unit,
     pub timestamp: DateTime<Utc>,
+    /// How finely CloudWatch keeps the series (`StorageResolution`).
+    #[serde(default)]
+    pub resolution: Resolution,
+}
+
+/// CloudWatch's storage resolution of a series. Standard keeps one value per minute, so rules
+/// and alarms on it need periods of whole minutes; high resolution keeps one per second (for
+/// three hours), so periods of 1, 5, 10 and 30 s are meaningful too. Written `1` or `60`
+/// (seconds), as `PutMetricData` and EMF's `StorageResolution` write it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub enum Resolution {
+    #[default]
+    Standard,
+    High,
+}
+
+impl Resolution {
+    /// The value of `StorageResolution` on the wire.
+    pub fn seconds(self) -> u32 {
+        match self {
+            Resolution::Standard => 60,
+            Resolution::High => 1,
+        }
+    }
+}
+
+impl TryFrom<u32> for Resolution {
+    type Error = String;
+
+    fn try_from(seconds: u32) -> Result<Self, String> {
+        match seconds {
+            60 => Ok(Resolution::Standard),
+            1 => Ok(Resolution::High),
+            other => Err(format!(
+                "storage resolution {other}: CloudWatch stores at 1 s (high) or 60 s (standard)"
+            )),
+        }
+    }
+}
+
+impl From<Resolution> for u32 {
+    fn from(r: Resolution) -> u32 {
+        r.seconds()
+    }
 }
 
 /// CloudWatch's standard units.
@@ -257,7 +302,14 @@ impl Datum {
             value,
             unit,
             timestamp,
+            resolution: Resolution::Standard,
         }
+    }
+
+    /// The same datum stored at `resolution`.
+    pub fn at_resolution(mut self, resolution: Resolution) -> Self {
+        self.resolution = resolution;
+        self
     }
 
     /// Checks the datum against what CloudWatch accepts at `now`.

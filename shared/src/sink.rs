@@ -9,7 +9,7 @@ use aws_sdk_cloudwatch::primitives::DateTime as SdkDateTime;
 use aws_sdk_cloudwatch::types::{Dimension as SdkDimension, MetricDatum, StandardUnit};
 
 use crate::limits::{CW_MAX_DATUMS_PER_PUT, CW_MAX_PUT_BYTES, CW_MAX_VALUES_PER_DATUM};
-use crate::metric::{Datum, Dimension, Unit};
+use crate::metric::{Datum, Dimension, Resolution, Unit};
 use crate::{Error, Result};
 
 /// What a sink stored.
@@ -43,16 +43,22 @@ pub struct Aggregate<'a> {
     pub values: Vec<(f64, f64)>,
 }
 
-/// Merges samples of the same series (name, dimensions, unit) and second into [`Aggregate`]s,
+/// Merges samples of the same series (name, dimensions, unit, resolution) and second into [`Aggregate`]s,
 /// in order of first appearance, each holding at most [`CW_MAX_VALUES_PER_DATUM`] distinct
 /// values. Identical values are counted, not repeated.
 pub fn aggregate(datums: &[Datum]) -> Vec<Aggregate<'_>> {
-    type Key<'a> = (&'a str, &'a [Dimension], Unit, i64);
+    type Key<'a> = (&'a str, &'a [Dimension], Unit, Resolution, i64);
     let mut open: HashMap<Key<'_>, usize> = HashMap::with_capacity(datums.len());
     let mut out: Vec<Aggregate<'_>> = Vec::with_capacity(datums.len());
     for d in datums {
         let secs = d.timestamp.timestamp();
-        let key = (d.name.as_str(), d.dimensions.as_slice(), d.unit, secs);
+        let key = (
+            d.name.as_str(),
+            d.dimensions.as_slice(),
+            d.unit,
+            d.resolution,
+            secs,
+        );
         if let Some(&i) = open.get(&key) {
             let values = &mut out[i].values;
             if let Some(slot) = values
@@ -154,11 +160,14 @@ pub(crate) fn to_sdk_dimensions(dimensions: &[Dimension]) -> Vec<SdkDimension> {
 
 fn to_sdk(a: &Aggregate<'_>) -> MetricDatum {
     let datum = a.series;
-    let builder = MetricDatum::builder()
+    let mut builder = MetricDatum::builder()
         .metric_name(&datum.name)
         .set_dimensions(Some(to_sdk_dimensions(&datum.dimensions)))
         .unit(StandardUnit::from(datum.unit.as_str()))
         .timestamp(SdkDateTime::from_secs(a.timestamp_secs));
+    if datum.resolution == Resolution::High {
+        builder = builder.storage_resolution(1);
+    }
     match a.values.as_slice() {
         [(value, count)] if *count == 1.0 => builder.value(*value).build(),
         values => builder
@@ -224,12 +233,13 @@ impl EmfSink {
             for chunk in values.chunks(EMF_MAX_VALUES) {
                 let mut fields = serde_json::Map::new();
                 fields.insert(a.series.name.clone(), serde_json::json!(chunk));
-                lines.push(crate::emf::line(
+                lines.push(crate::emf::line_at_resolution(
                     namespace,
                     &dims,
                     &[(a.series.name.as_str(), f64::NAN, a.series.unit)],
                     fields,
                     chrono::DateTime::from_timestamp(a.timestamp_secs, 0).unwrap_or_default(),
+                    a.series.resolution,
                 ));
             }
         }
@@ -366,6 +376,29 @@ mod tests {
         assert_eq!(aggregates.len(), 2);
         assert_eq!(aggregates[0].values, vec![(1.0, 2.0), (2.0, 1.0)]);
         assert_eq!(aggregates[1].values, vec![(5.0, 1.0)]);
+    }
+
+    #[test]
+    fn high_resolution_datums_carry_it_and_never_share_a_datum_with_standard_ones() {
+        let standard = datum(1, 3);
+        let mut high = standard.clone().at_resolution(Resolution::High);
+        high.value = 2.0;
+        let requests = build_requests("ns", &[standard.clone(), high, standard]);
+        let sent: Vec<(Option<i32>, Vec<f64>)> = requests[0]
+            .iter()
+            .map(|d| {
+                let values = d.values().to_vec();
+                (
+                    d.storage_resolution(),
+                    if values.is_empty() {
+                        d.value().into_iter().collect()
+                    } else {
+                        values
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(sent, vec![(None, vec![1.0]), (Some(1), vec![2.0])]);
     }
 
     #[test]

@@ -186,6 +186,7 @@ impl IngestConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vigil_shared::Resolution;
 
     #[test]
     fn parses_the_documented_file() {
@@ -207,6 +208,21 @@ logs:
         assert_eq!(c.remote_write.max_series_per_request, 20_000);
         assert_eq!(c.logs.namespace, "Logs");
         assert_eq!(c.logs.rules.len(), 1);
+        assert_eq!(c.remote_write.storage_resolution, Resolution::Standard);
+    }
+
+    #[test]
+    fn storage_resolution_is_one_or_sixty_seconds() {
+        let high = IngestConfig::parse("ingest.yaml", "remote_write: {storage_resolution: 1}\n")
+            .expect("valid");
+        assert_eq!(high.remote_write.storage_resolution, Resolution::High);
+        let err = IngestConfig::parse("ingest.yaml", "remote_write: {storage_resolution: 10}\n")
+            .expect_err("10 s")
+            .to_string();
+        assert!(
+            err.contains("ingest.yaml") && err.contains("1 s (high) or 60 s"),
+            "{err}"
+        );
     }
 
     /// No configured namespace may be Vigil's own: refused at load, naming the field.

@@ -7,14 +7,14 @@
 //! ```
 //!
 //! `namespace` falls back to the configured default; per metric, `unit` defaults to `None`,
-//! `dimensions` to none and `timestamp` (RFC 3339 text or epoch milliseconds) to the time of
-//! the request. A malformed metric entry is rejected alone; the others are still stored.
+//! `dimensions` to none, `timestamp` (RFC 3339 text or epoch milliseconds) to the time of
+//! the request and `storage_resolution` to `60` (standard; `1` stores it at high resolution). A malformed metric entry is rejected alone; the others are still stored.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use vigil_shared::metric::{Datum, Dimension, Unit, validate_namespace};
+use vigil_shared::metric::{Datum, Dimension, Resolution, Unit, validate_namespace};
 
 /// A push that could not be read at all.
 #[derive(Debug, PartialEq, Eq)]
@@ -80,6 +80,9 @@ struct RawMetric {
     dimensions: BTreeMap<String, String>,
     #[serde(default)]
     timestamp: Option<RawTimestamp>,
+    /// `1` (high resolution) or `60` (standard, the default), as `PutMetricData` takes it.
+    #[serde(default)]
+    storage_resolution: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -167,7 +170,14 @@ fn decode_metric(
         .into_iter()
         .map(|(name, value)| Dimension { name, value })
         .collect();
-    let datum = Datum::new(raw.name, dimensions, raw.value, unit, timestamp);
+    let resolution = match raw.storage_resolution {
+        None => Resolution::Standard,
+        Some(seconds) => {
+            Resolution::try_from(seconds).map_err(|m| ("bad_storage_resolution", m))?
+        }
+    };
+    let datum =
+        Datum::new(raw.name, dimensions, raw.value, unit, timestamp).at_resolution(resolution);
     datum
         .validate(now)
         .map_err(|r| (r.reason(), r.to_string()))?;
@@ -189,7 +199,7 @@ mod tests {
     fn decodes_the_documented_shape() {
         let body = br#"{"namespace":"Shop/Checkout","metrics":[
             {"name":"latency","value":12.5,"unit":"Milliseconds","dimensions":{"service":"api","az":"a"},"timestamp":"2026-11-25T07:59:00Z"},
-            {"name":"orders","value":3,"timestamp":1795593540000}]}"#;
+            {"name":"orders","value":3,"timestamp":1795593540000,"storage_resolution":1}]}"#;
         let push = decode(body, "Vigil", 100, now()).expect("valid push");
         assert_eq!(push.namespace, "Shop/Checkout");
         assert!(push.rejected.is_empty());
@@ -207,6 +217,8 @@ mod tests {
         );
         assert_eq!(latency.timestamp.to_rfc3339(), "2026-11-25T07:59:00+00:00");
         assert_eq!(push.datums[1].unit, Unit::None);
+        assert_eq!(latency.resolution, Resolution::Standard);
+        assert_eq!(push.datums[1].resolution, Resolution::High);
         assert_eq!(
             push.datums[1].timestamp.timestamp_millis(),
             1_795_593_540_000
@@ -235,6 +247,7 @@ mod tests {
             {"name":"old","value":1,"timestamp":"2026-10-01T00:00:00Z"},
             {"name":"unit","value":1,"unit":"Furlongs"},
             {"value":1},
+            {"name":"fine","value":1,"storage_resolution":10},
             {"name":"ok2","value":2}]}"#;
         let push = decode(body, "Vigil", 100, now()).expect("push readable");
         assert_eq!(
@@ -253,6 +266,7 @@ mod tests {
                 (3, "too_old"),
                 (4, "unknown_unit"),
                 (5, "malformed_metric"),
+                (6, "bad_storage_resolution"),
             ]
         );
         assert_eq!(push.rejected[0].name.as_deref(), Some("text"));

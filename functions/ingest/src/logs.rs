@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
-use vigil_shared::metric::{Datum, Dimension, Rejections, Unit, validate_namespace};
+use vigil_shared::metric::{Datum, Dimension, Rejections, Resolution, Unit, validate_namespace};
 use vigil_shared::{Error, Result};
 
 use crate::guard::Guard;
@@ -381,6 +381,21 @@ fn emf(doc: &Value, out: &mut Extracted, guard: &Guard, now: DateTime<Utc>) {
                     }
                 },
             };
+            let resolution = match metric.get("StorageResolution") {
+                None => Resolution::Standard,
+                Some(r) => match r
+                    .as_u64()
+                    .and_then(|s| u32::try_from(s).ok())
+                    .ok_or_else(|| format!("storage resolution {r}: not a whole number"))
+                    .and_then(Resolution::try_from)
+                {
+                    Ok(r) => r,
+                    Err(m) => {
+                        out.rejected.add("emf_invalid", || format!("{name}: {m}"));
+                        continue;
+                    }
+                },
+            };
             let values: Vec<f64> = match &doc[name] {
                 Value::Number(n) => n.as_f64().into_iter().collect(),
                 Value::Array(a) if a.len() <= EMF_MAX_VALUES => {
@@ -413,7 +428,8 @@ fn emf(doc: &Value, out: &mut Extracted, guard: &Guard, now: DateTime<Utc>) {
                     });
                 }
                 for &value in &values {
-                    let datum = Datum::new(name, dimensions.clone(), value, unit, timestamp);
+                    let datum = Datum::new(name, dimensions.clone(), value, unit, timestamp)
+                        .at_resolution(resolution);
                     match datum.validate(now) {
                         Ok(()) => out
                             .by_namespace
@@ -522,7 +538,7 @@ mod tests {
     fn emf_lines_become_their_metrics() {
         let line = serde_json::json!({
             "_aws": {"Timestamp": T, "CloudWatchMetrics": [{"Namespace": "Shop", "Dimensions": [["service"], ["service", "route"]],
-                "Metrics": [{"Name": "latency", "Unit": "Milliseconds"}, {"Name": "hits"}]}]},
+                "Metrics": [{"Name": "latency", "Unit": "Milliseconds", "StorageResolution": 1}, {"Name": "hits", "StorageResolution": 60}]}]},
             "service": "api", "route": "/buy", "latency": [12.0, 15.5], "hits": 1
         }).to_string();
         let out = extract(&batch(&[&line]), &[], "Logs", &Guard::default(), now());
@@ -534,6 +550,10 @@ mod tests {
         assert_eq!(shop[0].dimensions.len(), 1);
         assert_eq!(shop[2].dimensions.len(), 2);
         assert_eq!(shop[0].timestamp.timestamp_millis(), T);
+        // Each metric at the resolution its definition asks for.
+        assert_eq!(shop[0].resolution, Resolution::High);
+        assert_eq!(shop[4].name, "hits");
+        assert_eq!(shop[4].resolution, Resolution::Standard);
     }
 
     #[test]
@@ -542,15 +562,23 @@ mod tests {
         let no_ts = serde_json::json!({"_aws": {"CloudWatchMetrics": []}}).to_string();
         let no_value = serde_json::json!({"_aws": {"Timestamp": T, "CloudWatchMetrics": [{"Namespace": "Shop", "Metrics": [{"Name": "gone"}]}]}}).to_string();
         let bad_unit = serde_json::json!({"_aws": {"Timestamp": T, "CloudWatchMetrics": [{"Namespace": "Shop", "Metrics": [{"Name": "u", "Unit": "Parsecs"}]}]}, "u": 1}).to_string();
+        let bad_resolution = serde_json::json!({"_aws": {"Timestamp": T, "CloudWatchMetrics": [{"Namespace": "Shop", "Metrics": [{"Name": "r", "StorageResolution": 5}]}]}, "r": 1}).to_string();
         let out = extract(
-            &batch(&[&good, &no_ts, &no_value, &bad_unit, "plain text"]),
+            &batch(&[
+                &good,
+                &no_ts,
+                &no_value,
+                &bad_unit,
+                &bad_resolution,
+                "plain text",
+            ]),
             &[],
             "Logs",
             &Guard::default(),
             now(),
         );
         assert_eq!(out.datums(), 1);
-        assert_eq!(out.rejected.count("emf_invalid"), 2);
+        assert_eq!(out.rejected.count("emf_invalid"), 3);
         assert_eq!(out.rejected.count("unknown_unit"), 1);
         assert_eq!(out.unmatched, 1);
     }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use vigil_shared::limits::CW_MAX_DIMENSIONS;
-use vigil_shared::metric::{Datum, Dimension, Rejections, Unit, validate_namespace};
+use vigil_shared::metric::{Datum, Dimension, Rejections, Resolution, Unit, validate_namespace};
 use vigil_shared::{Error, Result};
 
 use crate::remote_write::{STALE_NAN_BITS, TimeSeries, WriteRequest};
@@ -54,6 +54,10 @@ pub struct MappingConfig {
     pub rename: BTreeMap<String, String>,
     /// Series accepted in one request; the rest are rejected as `series_limit`.
     pub max_series_per_request: usize,
+    /// How finely CloudWatch stores the series: `60` (standard, the default) or `1` (high
+    /// resolution, for senders that scrape or evaluate more often than once a minute and rules
+    /// with periods under a minute).
+    pub storage_resolution: Resolution,
 }
 
 impl Default for MappingConfig {
@@ -67,6 +71,7 @@ impl Default for MappingConfig {
             keep_labels: None,
             rename: BTreeMap::new(),
             max_series_per_request: 20_000,
+            storage_resolution: Resolution::Standard,
         }
     }
 }
@@ -226,7 +231,8 @@ fn map_series(
         });
         return;
     }
-    let mut template = Datum::new(name, dimensions, 0.0, Unit::None, now);
+    let mut template =
+        Datum::new(name, dimensions, 0.0, Unit::None, now).at_resolution(config.storage_resolution);
     let last = samples.saturating_sub(1);
     for (i, sample) in series.samples.into_iter().enumerate() {
         if sample.value.to_bits() == STALE_NAN_BITS {
@@ -279,6 +285,38 @@ mod tests {
     }
 
     const T: i64 = 1_795_593_590_000;
+
+    #[test]
+    fn the_configured_storage_resolution_reaches_every_datum() {
+        let request = || WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "up"), ("job", "a")], &[(1.0, T)]),
+                series(
+                    &[("__name__", "http_requests_total"), ("job", "a")],
+                    &[(7.0, T), (8.0, T + 1000)],
+                ),
+            ],
+        };
+        let standard = map_request(request(), &MappingConfig::default(), now());
+        assert!(
+            standard
+                .datums
+                .iter()
+                .all(|d| d.resolution == Resolution::Standard)
+        );
+        let high = MappingConfig {
+            storage_resolution: Resolution::High,
+            ..MappingConfig::default()
+        };
+        let mapped = map_request(request(), &high, now());
+        assert_eq!(mapped.datums.len(), 3);
+        assert!(
+            mapped
+                .datums
+                .iter()
+                .all(|d| d.resolution == Resolution::High)
+        );
+    }
 
     #[test]
     fn maps_names_and_dimensions_under_the_config() {

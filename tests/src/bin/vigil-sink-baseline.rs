@@ -41,6 +41,7 @@ fn datums() -> Vec<Datum> {
                 value: i as f64,
                 unit: Unit::None,
                 timestamp: now,
+                resolution: Default::default(),
             }
         })
         .collect()
