@@ -2,6 +2,7 @@
 //! local Lambda Runtime API ([`runtime`]), against a local AWS emulator ([`aws`]).
 
 pub mod aws;
+pub mod exporter;
 pub mod runtime;
 pub mod url;
 
