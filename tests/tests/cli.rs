@@ -56,7 +56,7 @@ fn temp_dir(name: &str) -> PathBuf {
 async fn the_example_rules_pass_check_and_their_tests() {
     let out = run(None, &["rules", "check", "config/rules.example.yaml"]).await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("2 rules"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 rules"));
 
     let out = run(
         None,
@@ -72,7 +72,7 @@ async fn the_example_rules_pass_check_and_their_tests() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let result = json_of(&out);
     assert_eq!(result["ok"], true);
-    assert_eq!(result["files"][0]["checks"], 7);
+    assert_eq!(result["files"][0]["checks"], 12);
 }
 
 /// A route to a topic the stack cannot publish to is an error of `rules check`, with its line,
