@@ -9,6 +9,7 @@
 //!   keep_labels: [job, le, code]        # optional allow-list
 //!   rename: {job: service}
 //!   max_series_per_request: 20000
+//!   storage_resolution: 60              # or 1: one-second (high-resolution) storage
 //! logs:
 //!   namespace: Logs
 //!   rules:
