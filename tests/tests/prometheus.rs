@@ -277,6 +277,13 @@ async fn three_pods_counters_alert_on_their_rate_across_a_restart() {
     let _ = prometheus.start_kill();
     let _ = prometheus.wait().await;
     let prometheus_log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+    // Nothing Prometheus sent was refused: samples, nor the metadata it sends in requests of
+    // their own once a minute.
+    let refused: Vec<&str> = prometheus_log
+        .lines()
+        .filter(|l| l.contains("level=error") && l.contains("remote"))
+        .collect();
+    assert!(refused.is_empty(), "{refused:#?}");
 
     // What CloudWatch holds: the job's rate and p99 at one-second resolution, in 5 s points.
     let service = [("service", "checkout")];

@@ -829,7 +829,10 @@ mod tests {
     }
 
     fn write_request(series: Vec<remote_write::TimeSeries>) -> Vec<u8> {
-        remote_write::encode(&remote_write::WriteRequest { timeseries: series })
+        remote_write::encode(&remote_write::WriteRequest {
+            timeseries: series,
+            metadata: vec![],
+        })
     }
 
     fn series(name: &[u8], value: f64) -> remote_write::TimeSeries {
@@ -859,6 +862,25 @@ mod tests {
         let stored = sink.stored.lock().expect("lock");
         assert_eq!(stored[0].0, "Prometheus");
         assert_eq!(stored[1].1.name, "requests_total");
+    }
+
+    /// Prometheus sends its metadata (`metadata_config`, on by default) in requests of their
+    /// own: answered as a success, nothing stored, so Prometheus neither retries nor logs them
+    /// as failed.
+    #[tokio::test]
+    async fn a_metadata_only_request_is_a_success_that_stores_nothing() {
+        let sink = MemorySink::default();
+        let body = remote_write::encode(&remote_write::WriteRequest {
+            timeseries: vec![],
+            metadata: vec![remote_write::MetricMetadata {
+                r#type: 1,
+                metric_family_name: b"http_requests_total".to_vec(),
+            }],
+        });
+        let (status, resp) = status_of(&sink, remote_write_event(&body, json!({}))).await;
+        assert!((200..300).contains(&status), "{status} {resp}");
+        assert_eq!(resp["stored"], 0, "{resp}");
+        assert!(sink.stored.lock().expect("lock").is_empty());
     }
 
     /// Every bad input with the status it gets; the sink must see only valid samples.

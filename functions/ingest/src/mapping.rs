@@ -10,7 +10,7 @@
 //! see the README). Histograms arrive as one series per `le` bucket and are stored that way,
 //! `le` as a dimension.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -126,16 +126,58 @@ pub struct Mapped {
 }
 
 /// Maps a decoded 1.0 request at `now`. Consumes it so that label strings move, not copy.
-/// A series is cumulative by its name's suffix.
+/// A series is cumulative by the type the request's metadata gives its family, else by its
+/// name's suffix.
 pub fn map_request(request: WriteRequest, config: &MappingConfig, now: DateTime<Utc>) -> Mapped {
+    let families: HashMap<Vec<u8>, i32> = request
+        .metadata
+        .into_iter()
+        .filter(|m| Kind::of_type(m.r#type) != Kind::Unspecified)
+        .map(|m| (m.metric_family_name, m.r#type))
+        .collect();
     map_series_list(
-        request
-            .timeseries
-            .into_iter()
-            .map(|s| (s, Kind::Unspecified)),
+        request.timeseries.into_iter().map(|s| {
+            let kind = if families.is_empty() {
+                Kind::Unspecified
+            } else {
+                family_kind(&s, &families)
+            };
+            (s, kind)
+        }),
         config,
         now,
     )
+}
+
+/// `MetricType` numbers of the families whose series carry a suffix.
+const COUNTER: i32 = 1;
+const HISTOGRAM: i32 = 3;
+const GAUGE_HISTOGRAM: i32 = 4;
+const SUMMARY: i32 = 5;
+
+/// The kind the metadata gives a series: by its own name's family (a counter named without
+/// `_total`, a gauge named like a count), or by the family it is a suffixed series of (a
+/// counter's `_total`, a histogram's or summary's `_bucket`, `_sum`, `_count`, a gauge
+/// histogram's `_bucket`). No family: the suffix decides.
+fn family_kind(series: &TimeSeries, families: &HashMap<Vec<u8>, i32>) -> Kind {
+    let Some(name) = series.labels.iter().find(|l| l.name == b"__name__") else {
+        return Kind::Unspecified;
+    };
+    let name = name.value.as_slice();
+    if let Some(metric_type) = families.get(name) {
+        return Kind::of_type(*metric_type);
+    }
+    for suffix in CUMULATIVE_SUFFIXES {
+        let Some(family) = name.strip_suffix(suffix.as_bytes()) else {
+            continue;
+        };
+        match families.get(family) {
+            Some(&(COUNTER | HISTOGRAM | SUMMARY)) => return Kind::Cumulative,
+            Some(&GAUGE_HISTOGRAM) if suffix == "_bucket" => return Kind::Gauge,
+            _ => {}
+        }
+    }
+    Kind::Unspecified
 }
 
 /// Maps series whose kind the sender may have said (remote-write 2.0's metadata): a counter,
@@ -286,9 +328,60 @@ mod tests {
 
     const T: i64 = 1_795_593_590_000;
 
+    /// Metadata sent with the series (as the OpenTelemetry Collector's exporter can) decides
+    /// what is cumulative; without it, the suffix does.
+    #[test]
+    fn metadata_in_the_request_says_which_series_are_cumulative() {
+        use crate::remote_write::MetricMetadata;
+        let meta = |name: &str, t: i32| MetricMetadata {
+            r#type: t,
+            metric_family_name: name.as_bytes().to_vec(),
+        };
+        // Per name: whether its three pods stay apart.
+        let cases = [
+            ("legacy_requests", true),        // a counter without `_total`
+            ("queue_depth_count", false),     // a gauge named like a count
+            ("latency_seconds_bucket", true), // a histogram family's bucket
+            ("inflight_bucket", false),       // a gauge histogram's bucket
+            ("other_total", true),            // no metadata: the suffix
+            ("memory_bytes", false),          // no metadata: the suffix
+        ];
+        let request = WriteRequest {
+            metadata: vec![
+                meta("legacy_requests", 1),
+                meta("queue_depth_count", 2),
+                meta("latency_seconds", 3),
+                meta("inflight", 4),
+                meta("unused", 0),
+            ],
+            timeseries: cases
+                .iter()
+                .flat_map(|(name, _)| {
+                    (0..3).map(move |pod| {
+                        series(
+                            &[("__name__", name), ("pod", &format!("p{pod}"))],
+                            &[(f64::from(pod), T)],
+                        )
+                    })
+                })
+                .collect(),
+        };
+        let mapped = map_request(request, &MappingConfig::default(), now());
+        for (name, apart) in cases {
+            let datums: Vec<&Datum> = mapped.datums.iter().filter(|d| d.name == name).collect();
+            assert_eq!(datums.len(), 3, "{name}");
+            let with_pod = datums
+                .iter()
+                .filter(|d| d.dimensions.iter().any(|x| x.name == "pod"))
+                .count();
+            assert_eq!(with_pod, if apart { 3 } else { 0 }, "{name}");
+        }
+    }
+
     #[test]
     fn the_configured_storage_resolution_reaches_every_datum() {
         let request = || WriteRequest {
+            metadata: vec![],
             timeseries: vec![
                 series(&[("__name__", "up"), ("job", "a")], &[(1.0, T)]),
                 series(
@@ -325,6 +418,7 @@ mod tests {
             ..MappingConfig::default()
         };
         let request = WriteRequest {
+            metadata: vec![],
             timeseries: vec![series(
                 &[
                     ("__name__", "process_resident_memory_bytes"),
@@ -374,6 +468,7 @@ mod tests {
         ] {
             assert_eq!(is_cumulative(name), cumulative, "{name}");
             let request = WriteRequest {
+                metadata: vec![],
                 timeseries: (0..3)
                     .map(|pod| {
                         series(
@@ -411,6 +506,7 @@ mod tests {
             ..MappingConfig::default()
         };
         let request = WriteRequest {
+            metadata: vec![],
             timeseries: vec![series(
                 &[("__name__", "up"), ("job", "api"), ("zone", "a")],
                 &[(1.0, T)],
@@ -436,6 +532,7 @@ mod tests {
         let mut histo = series(&[("__name__", "h")], &[]);
         histo.histograms.push(vec![1, 2, 3]);
         let request = WriteRequest {
+            metadata: vec![],
             timeseries: vec![
                 series(
                     &[("__name__", "ok")],
@@ -475,6 +572,7 @@ mod tests {
             ..MappingConfig::default()
         };
         let request = WriteRequest {
+            metadata: vec![],
             timeseries: (0..5)
                 .map(|i| series(&[("__name__", "m"), ("k", &i.to_string())], &[(1.0, T)]))
                 .collect(),
@@ -556,6 +654,7 @@ mod tests {
                 0..30)
         ) {
             let request = WriteRequest {
+                metadata: vec![],
                 timeseries: input.iter().map(|(labels, name, samples)| {
                     let mut s = TimeSeries {
                         labels: labels.iter().map(|(n, v)| Label::new(n, v)).collect(),

@@ -2,8 +2,11 @@
 //!
 //! The message types mirror `prompb/types.proto` and `prompb/remote.proto`. Label names and
 //! values are read as bytes and checked as UTF-8 per series, so that one bad series is rejected
-//! alone instead of failing the whole request. Exemplars and metadata are skipped; native
-//! histograms are counted and rejected (CloudWatch has no equivalent).
+//! alone instead of failing the whole request. Exemplars are skipped; native histograms are
+//! counted and rejected (CloudWatch has no equivalent). Metadata (a metric family's type)
+//! counts where it arrives in the same request as its series, as some senders send it;
+//! Prometheus sends its metadata in requests of their own, answered without storing anything,
+//! and its series go by their names' suffixes.
 
 use prost::Message;
 
@@ -12,6 +15,19 @@ use prost::Message;
 pub struct WriteRequest {
     #[prost(message, repeated, tag = "1")]
     pub timeseries: Vec<TimeSeries>,
+    #[prost(message, repeated, tag = "3")]
+    pub metadata: Vec<MetricMetadata>,
+}
+
+/// `prometheus.MetricMetadata`: a metric family's type, with its name as raw bytes (help and
+/// unit are skipped).
+#[derive(Clone, PartialEq, Message)]
+pub struct MetricMetadata {
+    /// `MetricType`: the same numbers as remote-write 2.0's.
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub metric_family_name: Vec<u8>,
 }
 
 /// `prometheus.TimeSeries`.
@@ -135,6 +151,7 @@ pub fn sample_request(series: usize, labels: usize, timestamp_ms: i64) -> WriteR
         "go_goroutines",
     ];
     WriteRequest {
+        metadata: vec![],
         timeseries: (0..series)
             .map(|i| {
                 let mut l = Vec::with_capacity(labels);
@@ -179,6 +196,7 @@ mod tests {
 
     fn request() -> WriteRequest {
         WriteRequest {
+            metadata: vec![],
             timeseries: vec![TimeSeries {
                 labels: vec![Label::new("__name__", "up"), Label::new("job", "api")],
                 samples: vec![Sample {
@@ -230,6 +248,7 @@ mod tests {
                 0..20)
         ) {
             let request = WriteRequest {
+                metadata: vec![],
                 timeseries: series.into_iter().map(|(labels, samples)| TimeSeries {
                     labels: labels.iter().map(|(n, v)| Label::new(n, v)).collect(),
                     samples: samples.into_iter().map(|(value, timestamp)| Sample { value, timestamp }).collect(),

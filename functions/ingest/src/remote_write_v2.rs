@@ -70,7 +70,13 @@ pub enum Kind {
 
 impl Kind {
     fn of(metadata: Option<Metadata>) -> Kind {
-        match metadata.map_or(0, |m| m.r#type) {
+        Kind::of_type(metadata.map_or(0, |m| m.r#type))
+    }
+
+    /// The kind of a `MetricType` (1.0 and 2.0 number them alike): counter, histogram and
+    /// summary are cumulative; gauge, gauge histogram, info and stateset are not.
+    pub fn of_type(metric_type: i32) -> Kind {
+        match metric_type {
             1 | 3 | 5 => Kind::Cumulative,
             2 | 4 | 6 | 7 => Kind::Gauge,
             _ => Kind::Unspecified,
