@@ -8,10 +8,13 @@ requests only, which `VIGIL_LOAD_SIGV4=1` adds (credentials and region from the 
 environment).
 
 The offered load rises in steps (VIGIL_LOAD_STEPS, requests per second per step, default
-"2 4 6 8 10 12 16 20"; VIGIL_LOAD_STEP_SECONDS each, default 15). Every request's outcome and
+"2 4 6 8 10 12 16 20"; VIGIL_LOAD_STEP_SECONDS each, default 15), after a warm-up at the first
+step's rate that is not recorded (VIGIL_LOAD_WARMUP_SECONDS, default 5). Every request's outcome and
 latency is recorded in its step; at the end a JSON summary per step goes to VIGIL_LOAD_RESULT
 (default load-result.json): offered and achieved requests per second, failures, p50 and p99
-latency, and the samples per second ingest reports stored in CloudWatch.
+latency, and the samples per second ingest reports stored in CloudWatch. The run is then held
+to the gate (gate.py, thresholds in gate.json): a step that breaks it is printed and makes
+Locust exit with status 1.
 """
 
 import json
@@ -24,8 +27,11 @@ import time
 import cramjam
 from locust import HttpUser, LoadTestShape, constant_throughput, events, task
 
+import gate
+
 STEPS = [float(s) for s in os.environ.get("VIGIL_LOAD_STEPS", "2 4 6 8 10 12 16 20").split()]
 STEP_SECONDS = float(os.environ.get("VIGIL_LOAD_STEP_SECONDS", "15"))
+WARMUP_SECONDS = float(os.environ.get("VIGIL_LOAD_WARMUP_SECONDS", "5"))
 # Each user sends one request per second; a step's users are its offered rate.
 USER_RATE = 1.0
 SERIES_PER_WRITE = int(os.environ.get("VIGIL_LOAD_SERIES", "500"))
@@ -105,14 +111,23 @@ class Steps:
         self.started = None
         self.records = {}  # step index -> list of (latency_ms, ok, stored)
 
-    def step(self):
+    def step(self, at=None):
+        """The measured step at `at` (default now); None in the warm-up and after the end."""
         if self.started is None:
             return None
-        index = int((time.monotonic() - self.started) // STEP_SECONDS)
+        elapsed = (at or time.monotonic()) - self.started
+        if elapsed < 0:
+            return None
+        index = int(elapsed // STEP_SECONDS)
         return index if index < len(STEPS) else None
 
-    def record(self, latency_ms, ok, stored):
-        index = self.step()
+    def finished(self):
+        return self.started is not None and time.monotonic() >= self.started + len(STEPS) * STEP_SECONDS
+
+    def record(self, sent, latency_ms, ok, stored):
+        """One request, in the step it was sent in (so a step's achieved rate is what it sent
+        and got answered, whatever the latency)."""
+        index = self.step(sent)
         if index is not None:
             self.records.setdefault(index, []).append((latency_ms, ok, stored))
 
@@ -144,14 +159,30 @@ STEPS_STATE = Steps()
 
 @events.test_start.add_listener
 def _start(environment, **_):
-    STEPS_STATE.started = time.monotonic()
+    # The warm-up (the first step's rate, not recorded) opens connections and starts instances.
+    STEPS_STATE.started = time.monotonic() + WARMUP_SECONDS
+
+
+GATE = gate.thresholds()
+GATE_VIOLATIONS = []
 
 
 @events.test_stop.add_listener
 def _stop(environment, **_):
+    steps = STEPS_STATE.summary()
+    GATE_VIOLATIONS[:] = gate.violations(steps, GATE)
     with open(RESULT, "w") as f:
         json.dump({"step_seconds": STEP_SECONDS, "series_per_write": SERIES_PER_WRITE,
-                   "steps": STEPS_STATE.summary()}, f, indent=2)
+                   "steps": steps, "gate": GATE, "gate_file": gate.path(),
+                   "gate_violations": GATE_VIOLATIONS}, f, indent=2)
+
+
+@events.quitting.add_listener
+def _quitting(environment, **_):
+    for v in GATE_VIOLATIONS:
+        print(f"load gate: {v}")
+    if GATE_VIOLATIONS:
+        environment.process_exit_code = 1
 
 
 def _signed(method, url, body, headers):
@@ -177,6 +208,7 @@ class IngestUser(HttpUser):
     def _post(self, path, body, headers, name):
         if SIGV4:
             headers = _signed("POST", self.host.rstrip("/") + path, body, headers)
+        sent = time.monotonic()
         started = time.perf_counter()
         with self.client.post(path, data=body, headers=headers, name=name, catch_response=True) as r:
             latency = (time.perf_counter() - started) * 1000
@@ -190,7 +222,7 @@ class IngestUser(HttpUser):
                 r.success()
             else:
                 r.failure(f"status {r.status_code}: {r.text[:200]}")
-            STEPS_STATE.record(latency, ok, stored)
+            STEPS_STATE.record(sent, latency, ok, stored)
 
     @task(9)
     def remote_write(self):
@@ -209,8 +241,8 @@ class RisingSteps(LoadTestShape):
     """One user per request per second of the step's offered rate; stops after the last step."""
 
     def tick(self):
-        index = STEPS_STATE.step() if STEPS_STATE.started else 0
-        if index is None:
+        if STEPS_STATE.finished():
             return None
+        index = STEPS_STATE.step() or 0
         users = max(1, int(round(STEPS[index] / USER_RATE)))
         return users, users
