@@ -1,5 +1,6 @@
-# Sourced by scripts/local-aws and scripts/tools: find a Python of a given minor version and
-# keep a project-local venv whose every version is pinned by a constraints file.
+# Sourced by scripts/local-aws, scripts/tools and scripts/lock: find a Python of a given minor
+# version and keep a project-local venv installed from a lock file of scripts/requirements/
+# (every package pinned with its hashes, written by scripts/lock).
 
 # find_python 3.13: prints the path of a Python 3.13 on PATH or under pyenv, else fails.
 find_python() {
@@ -22,13 +23,13 @@ find_python() {
     return 1
 }
 
-# ensure_venv DIR PYTHON_VERSION CONSTRAINTS PACKAGE...: (re)creates DIR when the packages or
-# the constraints changed since it was made; otherwise does nothing.
+# ensure_venv DIR PYTHON_VERSION LOCK: (re)creates DIR from LOCK (pip --require-hashes: every
+# package pinned, every download checked; --no-deps: the lock is the whole set) when LOCK
+# changed since it was made; otherwise does nothing.
 ensure_venv() {
-    local venv="$1" version="$2" constraints="$3"
-    shift 3
+    local venv="$1" version="$2" lock="$3"
     local stamp="$venv/.vigil-stamp" want py
-    want="$(printf '%s\n' "$@" | cat - "$constraints" | sha256sum | cut -d' ' -f1)"
+    want="$(sha256sum "$lock" | cut -d' ' -f1)"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return 0
     fi
@@ -38,9 +39,9 @@ ensure_venv() {
             "$version" "$version" "$version" >&2
         exit 1
     fi
-    printf '%s: installing %s into %s with %s\n' "$(basename "$0")" "$*" "$venv" "$py" >&2
+    printf '%s: installing %s into %s with %s\n' "$(basename "$0")" "${lock#"$root"/}" "$venv" "$py" >&2
     rm -rf "$venv"
     "$py" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" -c "$constraints"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps -r "$lock"
     echo "$want" >"$stamp"
 }
