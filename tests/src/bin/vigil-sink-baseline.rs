@@ -1,50 +1,50 @@
 //! `vigil-sink-baseline`: the load test's baseline, measured in the same run. The datums one
-//! load-test remote-write request becomes after ingest's default mapping (150 series, 500
-//! samples: `job`, `route`, `code`, `method`), written back to back with ingest's own
-//! CloudWatch sink, straight to the emulator: no HTTP front, no Runtime API, no decoding.
-//! Prints `{"p50_ms", "p99_ms", "rps"}`.
+//! load-test remote-write request becomes (the series `tests/load/locustfile.py` sends, mapped
+//! by ingest's own default mapping: 500 series of a counter, which keeps its `instance` and
+//! `pod`), written back to back with ingest's own CloudWatch sink, straight to the emulator: no
+//! HTTP front, no Runtime API, no decoding. Prints `{"p50_ms", "p99_ms", "rps"}`.
 //!
-//! Environment: `VIGIL_AWS_ENDPOINT_URL` (the emulator), `VIGIL_BASELINE_CALLS` (default 40).
+//! Environment: `VIGIL_AWS_ENDPOINT_URL` (the emulator), `VIGIL_BASELINE_CALLS` (default 40),
+//! `VIGIL_LOAD_SERIES` (series per request, default 500, as the load test).
 
 use std::time::Instant;
 
 use chrono::Utc;
 use vigil_e2e::LocalAws;
-use vigil_shared::{CloudWatchSink, Datum, Dimension, MetricSink, Unit};
+use vigil_ingest::mapping::{MappingConfig, map_request};
+use vigil_ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest};
+use vigil_shared::{CloudWatchSink, Datum, MetricSink};
 
+/// The locustfile's remote-write request from one worker, mapped as ingest maps it.
 fn datums() -> Vec<Datum> {
+    let series: usize = std::env::var("VIGIL_LOAD_SERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     let now = Utc::now();
-    (0..500)
-        .map(|i| {
-            let mut dimensions = vec![
-                Dimension {
-                    name: "code".into(),
-                    value: ["200", "404", "500"][i % 3].into(),
-                },
-                Dimension {
-                    name: "job".into(),
-                    value: "baseline".into(),
-                },
-                Dimension {
-                    name: "method".into(),
-                    value: ["GET", "POST"][i % 2].into(),
-                },
-                Dimension {
-                    name: "route".into(),
-                    value: format!("/r{}", i % 50),
-                },
-            ];
-            dimensions.sort();
-            Datum {
-                name: "http_requests_total".into(),
-                dimensions,
-                value: i as f64,
-                unit: Unit::None,
-                timestamp: now,
-                resolution: Default::default(),
-            }
-        })
-        .collect()
+    let worker = 7;
+    let request = WriteRequest {
+        timeseries: (0..series)
+            .map(|i| TimeSeries {
+                labels: vec![
+                    Label::new("__name__", "http_requests_total"),
+                    Label::new("job", "load"),
+                    Label::new("instance", &format!("worker-{worker}")),
+                    Label::new("route", &format!("/r{}", i % 50)),
+                    Label::new("code", ["200", "404", "500"][i % 3]),
+                    Label::new("method", ["GET", "POST"][i % 2]),
+                    Label::new("pod", &format!("load-{worker}-{}", i % 7)),
+                ],
+                samples: vec![Sample {
+                    value: i as f64,
+                    timestamp: now.timestamp_millis(),
+                }],
+                histograms: vec![],
+            })
+            .collect(),
+        metadata: vec![],
+    };
+    map_request(request, &MappingConfig::default(), now).datums
 }
 
 #[tokio::main]
