@@ -37,6 +37,9 @@ USER_RATE = 1.0
 SERIES_PER_WRITE = int(os.environ.get("VIGIL_LOAD_SERIES", "500"))
 RESULT = os.environ.get("VIGIL_LOAD_RESULT", "load-result.json")
 SIGV4 = os.environ.get("VIGIL_LOAD_SIGV4") == "1"
+# Distinct senders (the `instance` and `pod` labels): each sender's series are distinct
+# CloudWatch metrics, billed as custom metrics on AWS, so their number is bounded.
+WORKERS = int(os.environ.get("VIGIL_LOAD_WORKERS", "10"))
 
 
 # --- Prometheus remote-write 1.0: protobuf WriteRequest, snappy block format -----------------
@@ -203,7 +206,7 @@ class IngestUser(HttpUser):
     wait_time = constant_throughput(USER_RATE)
 
     def on_start(self):
-        self.worker = random.randint(0, 1_000_000)
+        self.worker = random.randrange(WORKERS)
 
     def _post(self, path, body, headers, name):
         if SIGV4:
