@@ -1,6 +1,9 @@
-//! AWS SDK set-up, done once per execution environment (outside the handler).
+//! AWS SDK set-up, done once per execution environment (outside the handler). Every client is
+//! built here, so that each records its calls when the call log is on (`call_log.rs`).
 
 use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::call_log::CallLog;
 
 /// Environment variable that points every AWS client at another endpoint (a local emulator).
 /// Unset in production, where the SDK resolves the regional endpoints itself.
@@ -25,9 +28,30 @@ pub async fn sdk_config_with_endpoint(endpoint: Option<&str>) -> SdkConfig {
 /// An S3 client; with an endpoint override it addresses buckets by path (`host/bucket/key`),
 /// which local emulators need since they cannot serve a DNS name per bucket.
 pub fn s3_client(conf: &SdkConfig) -> aws_sdk_s3::Client {
-    let builder =
+    let mut builder =
         aws_sdk_s3::config::Builder::from(conf).force_path_style(conf.endpoint_url().is_some());
+    if let Some(log) = CallLog::from_env() {
+        builder = builder.interceptor(log);
+    }
     aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+/// A CloudWatch client.
+pub fn cloudwatch_client(conf: &SdkConfig) -> aws_sdk_cloudwatch::Client {
+    let mut builder = aws_sdk_cloudwatch::config::Builder::from(conf);
+    if let Some(log) = CallLog::from_env() {
+        builder = builder.interceptor(log);
+    }
+    aws_sdk_cloudwatch::Client::from_conf(builder.build())
+}
+
+/// An SNS client, from `builder` (the caller's settings over `conf`).
+pub fn sns_client(builder: aws_sdk_sns::config::Builder) -> aws_sdk_sns::Client {
+    let mut builder = builder;
+    if let Some(log) = CallLog::from_env() {
+        builder = builder.interceptor(log);
+    }
+    aws_sdk_sns::Client::from_conf(builder.build())
 }
 
 /// Reads a required environment variable, with an error that names it.

@@ -6,6 +6,7 @@
 //! generic over them.
 
 pub mod aws;
+pub mod call_log;
 pub mod cas;
 pub mod config;
 pub mod duration;

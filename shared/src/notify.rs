@@ -301,10 +301,8 @@ impl SnsNotifier {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .operation_timeout(PUBLISH_TIMEOUT)
             .build();
-        let config = aws_sdk_sns::config::Builder::from(conf)
-            .timeout_config(timeouts)
-            .build();
-        Self::new(aws_sdk_sns::Client::from_conf(config))
+        let builder = aws_sdk_sns::config::Builder::from(conf).timeout_config(timeouts);
+        Self::new(crate::aws::sns_client(builder))
     }
 }
 

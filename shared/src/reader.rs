@@ -119,7 +119,7 @@ impl CloudWatchReader {
 
     /// Builds the client from the shared SDK configuration.
     pub fn from_conf(conf: &aws_config::SdkConfig) -> Self {
-        Self::new(aws_sdk_cloudwatch::Client::new(conf))
+        Self::new(crate::aws::cloudwatch_client(conf))
     }
 }
 

@@ -141,7 +141,7 @@ impl CloudWatchSink {
 
     /// Builds the client from the shared SDK configuration.
     pub fn from_conf(conf: &aws_config::SdkConfig) -> Self {
-        Self::new(aws_sdk_cloudwatch::Client::new(conf))
+        Self::new(crate::aws::cloudwatch_client(conf))
     }
 }
 
