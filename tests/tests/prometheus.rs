@@ -39,29 +39,35 @@ fn start_prometheus(dir: &Path, config: &Path, web: u16) -> tokio::process::Chil
         })
 }
 
+/// The real ingest binary behind a local Function URL front, with `config` as its ingest
+/// settings (written into `dir`).
+async fn ingest_url(aws: &LocalAws, dir: &Path, config: &str) -> FunctionUrl {
+    let path = dir.join("ingest.yaml");
+    std::fs::write(&path, config).expect("ingest config");
+    let function = Function::start(
+        "ingest",
+        &binary("ingest"),
+        &[
+            ("VIGIL_AWS_ENDPOINT_URL", aws.endpoint.as_str()),
+            ("VIGIL_INGEST_CONFIG", path.to_str().expect("path")),
+        ],
+    )
+    .await;
+    FunctionUrl::serve(function).await
+}
+
 #[tokio::test]
 async fn a_real_prometheus_remote_writes_into_cloudwatch() {
     let aws = LocalAws::connect().await;
     let namespace = unique("E2E/Prometheus");
     let dir = std::env::temp_dir().join(unique("vigil-prometheus"));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let ingest_config = dir.join("ingest.yaml");
-    std::fs::write(
-        &ingest_config,
-        format!("remote_write:\n  namespace: {namespace}\n  rename: {{job: service}}\n"),
-    )
-    .expect("ingest config");
-
-    let function = Function::start(
-        "ingest",
-        &binary("ingest"),
-        &[
-            ("VIGIL_AWS_ENDPOINT_URL", aws.endpoint.as_str()),
-            ("VIGIL_INGEST_CONFIG", ingest_config.to_str().expect("path")),
-        ],
+    let url = ingest_url(
+        &aws,
+        &dir,
+        &format!("remote_write:\n  namespace: {namespace}\n  rename: {{job: service}}\n"),
     )
     .await;
-    let url = FunctionUrl::serve(function).await;
 
     let web = free_port();
     let config = dir.join("prometheus.yml");
@@ -197,24 +203,14 @@ async fn three_pods_counters_alert_on_their_rate_across_a_restart() {
     let namespace = unique("E2E/Rates");
     let dir = std::env::temp_dir().join(unique("vigil-rates"));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let ingest_config = dir.join("ingest.yaml");
-    std::fs::write(
-        &ingest_config,
-        format!(
+    let url = ingest_url(
+        &aws,
+        &dir,
+        &format!(
             "remote_write:\n  namespace: {namespace}\n  rename: {{job: service}}\n  storage_resolution: 1\n"
         ),
     )
-    .expect("ingest config");
-    let function = Function::start(
-        "ingest",
-        &binary("ingest"),
-        &[
-            ("VIGIL_AWS_ENDPOINT_URL", aws.endpoint.as_str()),
-            ("VIGIL_INGEST_CONFIG", ingest_config.to_str().expect("path")),
-        ],
-    )
     .await;
-    let url = FunctionUrl::serve(function).await;
 
     // 5 requests/s per pod, all fast; then 20/s with 5 % slow (true p99: 0.8 s), pod 2
     // restarting in the middle; then 5/s again.
