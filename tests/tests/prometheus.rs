@@ -56,12 +56,18 @@ async fn ingest_url(aws: &LocalAws, dir: &Path, config: &str) -> FunctionUrl {
     FunctionUrl::serve(function).await
 }
 
+/// The emulator, a fresh namespace under `prefix` and a scratch directory.
+async fn setup(prefix: &str) -> (LocalAws, String, std::path::PathBuf) {
+    let aws = LocalAws::connect().await;
+    let namespace = unique(&format!("E2E/{prefix}"));
+    let dir = std::env::temp_dir().join(unique(&format!("vigil-{}", prefix.to_lowercase())));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    (aws, namespace, dir)
+}
+
 #[tokio::test]
 async fn a_real_prometheus_remote_writes_into_cloudwatch() {
-    let aws = LocalAws::connect().await;
-    let namespace = unique("E2E/Prometheus");
-    let dir = std::env::temp_dir().join(unique("vigil-prometheus"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (aws, namespace, dir) = setup("Prometheus").await;
     let url = ingest_url(
         &aws,
         &dir,
@@ -199,10 +205,7 @@ impl Timeline {
 /// falls, and the restart neither resolves nor flaps either alert.
 #[tokio::test]
 async fn three_pods_counters_alert_on_their_rate_across_a_restart() {
-    let aws = LocalAws::connect().await;
-    let namespace = unique("E2E/Rates");
-    let dir = std::env::temp_dir().join(unique("vigil-rates"));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (aws, namespace, dir) = setup("Rates").await;
     let url = ingest_url(
         &aws,
         &dir,

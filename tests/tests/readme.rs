@@ -291,18 +291,9 @@ fn the_grafana_alloy_example_signs_for_lambda() {
         attributes.push((key.trim(), value.trim().trim_matches('"')));
     }
     for (key, _) in &attributes {
+        // Alloy's SigV4Config has prometheus/sigv4's fields, and passes them on to it.
         assert!(
-            [
-                "region",
-                "access_key",
-                "secret_key",
-                "profile",
-                "role_arn",
-                "external_id",
-                "use_fips_sts_endpoint",
-                "service_name"
-            ]
-            .contains(key),
+            SIGV4_KEYS.contains(key),
             "sigv4.{key} is not an attribute of Alloy's sigv4 block"
         );
     }
