@@ -12,6 +12,8 @@ pub mod config;
 pub mod duration;
 pub mod emf;
 pub mod error;
+#[cfg(feature = "testing")]
+pub mod fixtures;
 pub mod inspect;
 pub mod limits;
 pub mod metric;

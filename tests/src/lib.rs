@@ -22,29 +22,7 @@ pub fn whole_minute_ago(minutes_ago: i64) -> DateTime<Utc> {
         .expect("a minute boundary")
 }
 
-/// `data` gzip-compressed, as a backup job writes a `.gz` dump.
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(data).expect("gzip");
-    gz.finish().expect("gzip")
-}
-
-/// A `.tar.gz` archive of `files`.
-pub fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut builder = tar::Builder::new(gz);
-    for (name, data) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder
-            .append_data(&mut header, name, *data)
-            .expect("tar entry");
-    }
-    builder.into_inner().expect("tar").finish().expect("gzip")
-}
+pub use vigil_shared::fixtures::{gzip, tar_gz};
 
 /// The manifest a backup job writes beside `key`: `{"key", "size", "sha256"}`.
 pub fn manifest(key: &str, data: &[u8]) -> Vec<u8> {
@@ -202,4 +180,19 @@ pub fn http_response(response: &Value) -> (i64, Value) {
         .and_then(|b| serde_json::from_str(b).ok())
         .unwrap_or(Value::Null);
     (status, body)
+}
+
+/// `template.yaml` as CloudFormation receives it: the SAM transform applied offline by
+/// `scripts/sam-transform` (aws-sam-translator from the tools venv), parsed.
+pub fn sam_transformed() -> Value {
+    let script = aws::workspace_root().join("scripts/sam-transform");
+    let out = std::process::Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} ({e})", script.display()));
+    assert!(
+        out.status.success(),
+        "sam-transform failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("transformed template is JSON")
 }

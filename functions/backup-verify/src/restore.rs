@@ -244,22 +244,7 @@ pub fn validate(
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::io::Write;
-
-    pub(crate) fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        let mut builder = tar::Builder::new(gz);
-        for (name, data) in files {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            builder
-                .append_data(&mut header, name, *data)
-                .expect("append");
-        }
-        builder.into_inner().expect("tar").finish().expect("gzip")
-    }
+    use vigil_shared::fixtures::{gzip, tar_gz};
 
     fn sha(bytes: &[u8]) -> String {
         use sha2::Digest;
@@ -318,9 +303,7 @@ mod tests {
         flipped[middle] ^= 0xff;
         assert!(validate(&mut flipped.as_slice(), Format::TarGz, &Pass::default()).is_err());
 
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&[1u8; 10_000]).expect("gzip");
-        let gz = gz.finish().expect("gzip");
+        let gz = gzip(&[1u8; 10_000]);
         assert!(validate(&mut gz.as_slice(), Format::Gzip, &Pass::default()).is_ok());
         assert!(validate(&mut &gz[..gz.len() - 4], Format::Gzip, &Pass::default()).is_err());
         assert!(validate(&mut &b"{\"a\": [1, 2"[..], Format::Json, &Pass::default()).is_err());
@@ -348,11 +331,7 @@ mod tests {
             .collect();
         match format {
             Format::Raw => body,
-            Format::Gzip => {
-                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                gz.write_all(&body).expect("gzip");
-                gz.finish().expect("gzip")
-            }
+            Format::Gzip => gzip(&body),
             Format::Tar | Format::TarGz => {
                 let tgz = tar_gz(&[("a.bin", &body), ("b.json", b"{\"ok\": true}")]);
                 if format == Format::TarGz {

@@ -225,10 +225,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn gz(value: &Value) -> Vec<u8> {
-        use std::io::Write;
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(value.to_string().as_bytes()).expect("gzip");
-        gz.finish().expect("gzip")
+        vigil_shared::fixtures::gzip(value.to_string().as_bytes())
     }
 
     #[test]

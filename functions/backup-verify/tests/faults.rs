@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use vigil_backup_verify::{Budget, Check, Status, Storage, load, verify};
 use vigil_shared::ChecksumAlgorithm;
+use vigil_shared::fixtures::tar_gz;
 use vigil_shared::testing::MemoryStore;
 
 /// A healthy set: three nightly tar.gz archives of similar size, each with its manifest, the

@@ -9,6 +9,7 @@ use std::time::{Duration as StdDuration, Instant};
 use common::*;
 use vigil_backup_verify::handler::Invocation;
 use vigil_backup_verify::{Budget, Status, Storage, handle_scheduled, load, verify};
+use vigil_shared::fixtures::tar_gz;
 use vigil_shared::testing::{Dice, DroppingStreams, MemoryStore, RecordingNotifier};
 use vigil_shared::{ChecksumAlgorithm, Error, ObjectStreamer, Result};
 

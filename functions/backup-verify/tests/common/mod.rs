@@ -161,17 +161,3 @@ pub fn sha256_hex(data: &[u8]) -> String {
     h.update(data);
     h.finish().sha256_hex()
 }
-
-/// A tar.gz archive of `files`.
-pub fn tar_gz(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut builder = tar::Builder::new(gz);
-    for (name, data) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        builder.append_data(&mut header, name, *data).expect("tar");
-    }
-    builder.into_inner().expect("tar").finish().expect("gzip")
-}
