@@ -4,24 +4,8 @@
 //! invokes the alias, and CodeDeploy shifts the alias to a new version under the function's
 //! own deploy alarm, rolling it back when the alarm goes off.
 
-use std::process::Command;
-
 use serde_json::{Value, json};
-use vigil_e2e::workspace_root;
-
-/// The transformed template, with its resources.
-fn transformed() -> Value {
-    let script = workspace_root().join("scripts/sam-transform");
-    let out = Command::new(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e})", script.display()));
-    assert!(
-        out.status.success(),
-        "sam-transform failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("transformed template is JSON")
-}
+use vigil_e2e::sam_transformed as transformed;
 
 const FUNCTIONS: [&str; 3] = ["IngestFunction", "AlertFunction", "BackupVerifyFunction"];
 

@@ -11,30 +11,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 
 use chrono::Utc;
 use serde_json::{Value, json};
 use vigil_e2e::{
-    Function, LocalAws, backup_verify_event, binary, json_push_event, sample_config, sample_event,
-    sample_push, scheduled_event, stamp_logs, stamp_push, stamp_remote_write, unique,
-    whole_minute_ago, workspace_root,
+    Function, LocalAws, backup_verify_event, binary, json_push_event,
+    sam_transformed as transformed, sample_config, sample_event, sample_push, scheduled_event,
+    stamp_logs, stamp_push, stamp_remote_write, unique, whole_minute_ago, workspace_root,
 };
 
 const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "000000000000";
-
-fn transformed() -> Value {
-    let out = Command::new(workspace_root().join("scripts/sam-transform"))
-        .output()
-        .expect("scripts/sam-transform");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
 
 /// The stack's resources as the emulator holds them, for resolving the template's intrinsics.
 struct Stack {

@@ -164,6 +164,28 @@ fn scaled_recording_rules() -> String {
         .replace("interval: 1m", "interval: 1s")
 }
 
+/// One alert rule group: `alert` when two 5 s periods of `stat` of checkout's `metric` are
+/// over `threshold`.
+fn threshold_rule(
+    namespace: &str,
+    group: &str,
+    alert: &str,
+    metric: &str,
+    stat: &str,
+    threshold: f64,
+) -> String {
+    format!(
+        "\x20 - name: {group}\n\
+         \x20   rules:\n\
+         \x20     - alert: {alert}\n\
+         \x20       metric: {{namespace: {namespace}, name: '{metric}', dimensions: {{service: checkout}}, stat: {stat}, period: 5s}}\n\
+         \x20       condition: {{operator: '>', threshold: {threshold}}}\n\
+         \x20       evaluation_periods: 2\n\
+         \x20       labels: {{severity: ticket, service: checkout}}\n\
+         \x20       annotations: {{runbook_url: 'https://runbooks.example.com/checkout/{group}'}}\n"
+    )
+}
+
 /// When each rule was firing, from the alert function's summaries at `times`.
 struct Timeline {
     times: Vec<DateTime<Utc>>,
@@ -348,24 +370,25 @@ async fn three_pods_counters_alert_on_their_rate_across_a_restart() {
 
     // The alert function over the timeline, every 5 s.
     let bucket = aws.create_bucket("vigil-rates").await;
+    // One group per alert, so that each has its own message.
     let alert_rules = format!(
-        "groups:\n\
-         \x20 - name: traffic\n\
-         \x20   rules:\n\
-         \x20     - alert: CheckoutRequestRateHigh\n\
-         \x20       metric: {{namespace: {namespace}, name: 'job:http_requests:rate1m', dimensions: {{service: checkout}}, stat: Average, period: 5s}}\n\
-         \x20       condition: {{operator: '>', threshold: 30}}\n\
-         \x20       evaluation_periods: 2\n\
-         \x20       labels: {{severity: ticket, service: checkout}}\n\
-         \x20       annotations: {{runbook_url: 'https://runbooks.example.com/checkout/traffic'}}\n\
-         \x20 - name: latency\n\
-         \x20   rules:\n\
-         \x20     - alert: CheckoutP99High\n\
-         \x20       metric: {{namespace: {namespace}, name: 'job:http_request_duration_seconds:p99_1m', dimensions: {{service: checkout}}, stat: Maximum, period: 5s}}\n\
-         \x20       condition: {{operator: '>', threshold: 0.5}}\n\
-         \x20       evaluation_periods: 2\n\
-         \x20       labels: {{severity: ticket, service: checkout}}\n\
-         \x20       annotations: {{runbook_url: 'https://runbooks.example.com/checkout/latency'}}\n"
+        "groups:\n{}{}",
+        threshold_rule(
+            &namespace,
+            "traffic",
+            "CheckoutRequestRateHigh",
+            "job:http_requests:rate1m",
+            "Average",
+            30.0
+        ),
+        threshold_rule(
+            &namespace,
+            "latency",
+            "CheckoutP99High",
+            "job:http_request_duration_seconds:p99_1m",
+            "Maximum",
+            0.5
+        ),
     );
     aws.put_object(&bucket, "rules.yaml", alert_rules).await;
     let (topic, queue) = aws.topic_with_queue("vigil-rates").await;
