@@ -54,6 +54,28 @@ pub fn sns_client(builder: aws_sdk_sns::config::Builder) -> aws_sdk_sns::Client 
     aws_sdk_sns::Client::from_conf(builder.build())
 }
 
+/// Two settings that go together, given by `names` with their `values`: both set (not
+/// blank), or neither; one without the other is a configuration error that names both.
+pub fn both_or_neither(
+    names: (&str, &str),
+    values: (Option<String>, Option<String>),
+) -> crate::Result<Option<(String, String)>> {
+    let set = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+    match (set(values.0), set(values.1)) {
+        (None, None) => Ok(None),
+        (Some(a), Some(b)) => Ok(Some((a, b))),
+        _ => Err(crate::Error::Config(format!(
+            "{} and {} go together: set both or neither",
+            names.0, names.1
+        ))),
+    }
+}
+
+/// [`both_or_neither`] of two environment variables.
+pub fn env_pair(a: &str, b: &str) -> crate::Result<Option<(String, String)>> {
+    both_or_neither((a, b), (std::env::var(a).ok(), std::env::var(b).ok()))
+}
+
 /// Reads a required environment variable, with an error that names it.
 pub fn required_env(name: &str) -> crate::Result<String> {
     match std::env::var(name) {
@@ -61,5 +83,28 @@ pub fn required_env(name: &str) -> crate::Result<String> {
         _ => Err(crate::Error::Config(format!(
             "environment variable {name} is not set"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paired_settings_go_together() {
+        let names = ("A", "B");
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            both_or_neither(names, (None, some(" "))).expect("neither"),
+            None
+        );
+        assert_eq!(
+            both_or_neither(names, (some("a"), some("b"))).expect("both"),
+            Some(("a".to_owned(), "b".to_owned()))
+        );
+        for one in [(some("a"), None), (None, some("b")), (some("a"), some(""))] {
+            let err = both_or_neither(names, one).expect_err("one alone");
+            assert!(err.to_string().contains("A and B go together"), "{err}");
+        }
     }
 }

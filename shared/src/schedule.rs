@@ -14,6 +14,9 @@
 //! Scheduler keeps `scheduled-time` across its retries, and Lambda's asynchronous retries send
 //! the same payload again, so a retry evaluates the instant of the attempt it retries.
 //!
+//! The smoke test (`scripts/smoke`) invokes a deployed function with the same shape and
+//! `"vigil": "smoke"`: the run reads the stack's smoke configuration, not its own.
+//!
 //! Also read: a schedule without `Input` (Scheduler's default notification: an EventBridge
 //! envelope with `"source": "aws.scheduler"`, `time`, and `detail` as the string `"{}"`), an
 //! EventBridge rule's scheduled event (`"source": "aws.events"`, `time`), and a run invoked by
@@ -26,6 +29,8 @@ use crate::{Error, Result};
 
 /// The value of `"vigil"` in the stack's Scheduler `Input`.
 pub const INPUT_MARKER: &str = "scheduled";
+/// The value of `"vigil"` in the smoke test's invocations (the Scheduler `Input`'s shape).
+pub const SMOKE_MARKER: &str = "smoke";
 
 /// What sent the scheduled event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -39,6 +44,16 @@ pub enum ScheduleSource {
     EventBridgeRule,
     /// Invoked by hand with `{"time": ...}`.
     Manual,
+    /// The smoke test, in the Scheduler `Input`'s shape with `"vigil": "smoke"`: the run uses
+    /// the stack's smoke configuration and notifies only its smoke topic.
+    Smoke,
+}
+
+impl ScheduleSource {
+    /// Whether the run is the smoke test's.
+    pub fn is_smoke(self) -> bool {
+        self == ScheduleSource::Smoke
+    }
 }
 
 /// One scheduled invocation.
@@ -80,7 +95,12 @@ fn attempt(v: &Value) -> Result<Option<u32>> {
 
 /// Reads a scheduled invocation in any of the shapes above.
 pub fn parse(event: &Value) -> Result<Scheduled> {
-    if event.get("vigil").and_then(Value::as_str) == Some(INPUT_MARKER) {
+    let marker = match event.get("vigil").and_then(Value::as_str) {
+        Some(INPUT_MARKER) => Some(ScheduleSource::SchedulerInput),
+        Some(SMOKE_MARKER) => Some(ScheduleSource::Smoke),
+        _ => None,
+    };
+    if let Some(source) = marker {
         return Ok(Scheduled {
             at: time(event, "scheduled_time")?,
             attempt: attempt(event)?,
@@ -88,7 +108,7 @@ pub fn parse(event: &Value) -> Result<Scheduled> {
                 .get("execution_id")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            source: ScheduleSource::SchedulerInput,
+            source,
         });
     }
     let source = match event.get("source").and_then(Value::as_str) {
@@ -164,6 +184,25 @@ mod tests {
         );
         let manual = parse(&json!({"time": "2026-11-25T08:07:00+01:00"})).expect("parses");
         assert_eq!(manual.at, t("2026-11-25T07:07:00Z"));
+    }
+
+    #[test]
+    fn reads_the_smoke_tests_input() {
+        let ev = json!({"vigil": "smoke", "scheduled_time": "2026-11-25T08:00:00Z",
+            "attempt": "1", "execution_id": "smoke-1", "schedule_arn": "scripts/smoke"});
+        let s = parse(&ev).expect("parses");
+        assert_eq!(
+            (s.at, s.source),
+            (t("2026-11-25T08:00:00Z"), ScheduleSource::Smoke)
+        );
+        assert!(s.source.is_smoke());
+        assert!(
+            !parse(&json!({"time": "2026-11-25T08:00:00Z"}))
+                .expect("parses")
+                .source
+                .is_smoke()
+        );
+        assert!(parse(&json!({"vigil": "smoke"})).is_err());
     }
 
     #[test]

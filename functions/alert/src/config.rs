@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use vigil_shared::aws::required_env;
-use vigil_shared::{ConfigSource, Result};
+use vigil_shared::aws::{env_pair, required_env};
+use vigil_shared::{ConfigSource, Error, Result};
 
 use crate::outbox::StateLocation;
 
@@ -23,8 +23,29 @@ pub mod env {
     /// Optional: the other topics routes may name, comma-separated (the stack's
     /// `AlertRouteTopicArns`, which its role may publish to).
     pub const ALLOWED_TOPIC_ARNS: &str = "VIGIL_ALLOWED_TOPIC_ARNS";
+    /// Optional: the smoke test's rules file (`s3://bucket/key` or a path), read by a run
+    /// invoked with `"vigil": "smoke"`.
+    pub const SMOKE_RULES: &str = "VIGIL_SMOKE_RULES";
+    /// Optional (required with [`SMOKE_RULES`]): the only topic a smoke run notifies.
+    pub const SMOKE_TOPIC_ARN: &str = "VIGIL_SMOKE_TOPIC_ARN";
     pub const REQUIRED: &[&str] = &[RULES, TOPIC_ARN, STATE_BUCKET];
-    pub const OPTIONAL: &[&str] = &[STATE_KEY, SILENCES, ALLOWED_TOPIC_ARNS];
+    pub const OPTIONAL: &[&str] = &[
+        STATE_KEY,
+        SILENCES,
+        ALLOWED_TOPIC_ARNS,
+        SMOKE_RULES,
+        SMOKE_TOPIC_ARN,
+    ];
+}
+
+/// Where a smoke run's state lives, beside the stack's own and never in it.
+pub const SMOKE_STATE_KEY: &str = "smoke/state/alert.json";
+
+/// The smoke test's configuration: its rules and the one topic it may notify.
+#[derive(Clone, Debug)]
+pub struct SmokeConfig {
+    pub rules: ConfigSource,
+    pub topic_arn: String,
 }
 
 /// Where the function finds its rules and where it notifies.
@@ -41,6 +62,8 @@ pub struct AlertConfig {
     pub silences: Option<ConfigSource>,
     /// The topics routes may name: the default topic and `VIGIL_ALLOWED_TOPIC_ARNS`.
     pub allowed_topics: BTreeSet<String>,
+    /// `VIGIL_SMOKE_RULES` and `VIGIL_SMOKE_TOPIC_ARN`, when the stack has a smoke test.
+    pub smoke: Option<SmokeConfig>,
 }
 
 /// The allowed set: `default` and the comma-separated ARNs of `list`.
@@ -73,8 +96,43 @@ impl AlertConfig {
                 Ok(v) if !v.trim().is_empty() => Some(v.parse()?),
                 _ => None,
             },
+            smoke: smoke_from(env_pair(env::SMOKE_RULES, env::SMOKE_TOPIC_ARN)?)?,
         })
     }
+
+    /// The configuration a smoke run uses: the smoke rules, the smoke topic as the default and
+    /// only topic, no silences, and a state of its own in the same bucket. A stack without a
+    /// smoke configuration refuses smoke runs.
+    pub fn smoke(&self) -> Result<AlertConfig> {
+        let smoke = self.smoke.as_ref().ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "a smoke run, but {} and {} are not set",
+                env::SMOKE_RULES,
+                env::SMOKE_TOPIC_ARN
+            ))
+        })?;
+        Ok(AlertConfig {
+            rules: smoke.rules.clone(),
+            topic_arn: smoke.topic_arn.clone(),
+            state: StateLocation {
+                bucket: self.state.bucket.clone(),
+                key: SMOKE_STATE_KEY.to_owned(),
+            },
+            silences: None,
+            allowed_topics: BTreeSet::from([smoke.topic_arn.clone()]),
+            smoke: None,
+        })
+    }
+}
+
+fn smoke_from(pair: Option<(String, String)>) -> Result<Option<SmokeConfig>> {
+    pair.map(|(rules, topic_arn)| {
+        Ok(SmokeConfig {
+            rules: rules.parse()?,
+            topic_arn,
+        })
+    })
+    .transpose()
 }
 
 #[cfg(test)]
@@ -89,5 +147,42 @@ mod tests {
             ["arn:a", "arn:alerts", "arn:b"]
         );
         assert_eq!(allowed_topics("arn:alerts", "").len(), 1);
+    }
+
+    fn config(smoke: Option<SmokeConfig>) -> AlertConfig {
+        AlertConfig {
+            rules: "s3://b/config/rules.yaml".parse().expect("source"),
+            topic_arn: "arn:alerts".into(),
+            state: StateLocation {
+                bucket: "b".into(),
+                key: "state/alert.json".into(),
+            },
+            silences: Some("s3://b/config/silences.json".parse().expect("source")),
+            allowed_topics: allowed_topics("arn:alerts", "arn:pager"),
+            smoke,
+        }
+    }
+
+    #[test]
+    fn a_smoke_run_reads_its_own_rules_and_state_and_notifies_only_its_topic() {
+        let smoke = smoke_from(Some((
+            "s3://b/smoke/config/rules.yaml".into(),
+            "arn:smoke".into(),
+        )))
+        .expect("valid")
+        .expect("set");
+        let run = config(Some(smoke)).smoke().expect("smoke config");
+        assert_eq!(run.rules.to_string(), "s3://b/smoke/config/rules.yaml");
+        assert_eq!(run.topic_arn, "arn:smoke");
+        assert_eq!(
+            run.allowed_topics.into_iter().collect::<Vec<_>>(),
+            ["arn:smoke"]
+        );
+        assert_eq!(
+            (run.state.bucket.as_str(), run.state.key.as_str()),
+            ("b", SMOKE_STATE_KEY)
+        );
+        assert!(run.silences.is_none());
+        assert!(matches!(config(None).smoke(), Err(Error::InvalidInput(_))));
     }
 }

@@ -66,7 +66,8 @@ async fn policy_and_silences(
 
 /// A scheduled evaluation: reads the rules (at every run, so a new file in S3 takes effect
 /// without a deployment), evaluates them at the event's scheduled time and returns the run's
-/// summary.
+/// summary. A smoke run (`"vigil": "smoke"`) does the same with the stack's smoke
+/// configuration ([`AlertConfig::smoke`]).
 pub async fn handle_scheduled(
     reader: &impl MetricReader,
     notifier: &impl Notifier,
@@ -76,6 +77,13 @@ pub async fn handle_scheduled(
     call: &Call,
 ) -> Result<Value> {
     let scheduled = schedule::parse(event)?;
+    let smoke_config;
+    let config = if scheduled.source.is_smoke() {
+        smoke_config = config.smoke()?;
+        &smoke_config
+    } else {
+        config
+    };
     let (rules, policy, silences) = policy_and_silences(store, config).await?;
     for finding in lint(&rules) {
         tracing::warn!(finding = %finding, "rule lint");
@@ -95,7 +103,10 @@ pub async fn handle_scheduled(
         &call.invocation(scheduled.at),
     )
     .await?;
-    vigil_shared::emf::emit(&heartbeat_line(&summary, call.now));
+    // A smoke run is not the schedule: it must not keep the dead man's switch quiet.
+    if !scheduled.source.is_smoke() {
+        vigil_shared::emf::emit(&heartbeat_line(&summary, call.now));
+    }
     let mut out = serde_json::to_value(summary)
         .map_err(|e| Error::Internal(format!("summary not serializable: {e}")))?;
     out["schedule"] = serde_json::to_value(&scheduled)

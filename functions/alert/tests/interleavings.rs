@@ -115,6 +115,7 @@ async fn case(seed: u64, ambiguous: bool) -> Seen {
         state: LOCATION.clone(),
         silences: None,
         allowed_topics: vigil_alert::config::allowed_topics(DEFAULT_TOPIC, DENIED),
+        smoke: None,
     };
     let store = FaultyStore::new(
         &memory,

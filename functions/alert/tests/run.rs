@@ -685,6 +685,7 @@ async fn config(store: &MemoryStore, rules: &str, allowed: &[&str]) -> AlertConf
         state: LOCATION.clone(),
         silences: None,
         allowed_topics: vigil_alert::config::allowed_topics(DEFAULT_TOPIC, &allowed.join(",")),
+        smoke: None,
     }
 }
 

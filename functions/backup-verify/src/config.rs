@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use vigil_shared::aws::required_env;
+use vigil_shared::aws::{env_pair, required_env};
 use vigil_shared::config::parse_yaml;
 use vigil_shared::{ConfigSource, Error, Result, Span};
 
@@ -242,7 +242,21 @@ pub struct VerifyConfig {
     pub topic_arn: Option<String>,
     /// `VIGIL_BACKUP_STATE_KEY`, default `state/backup-verify.json` (in the report bucket).
     pub state_key: String,
+    /// `VIGIL_SMOKE_BACKUP_SETS` and `VIGIL_SMOKE_TOPIC_ARN`, when the stack has a smoke test.
+    pub smoke: Option<SmokeConfig>,
 }
+
+/// The smoke test's backup sets (its canary set) and the one topic a smoke run may notify.
+#[derive(Clone, Debug)]
+pub struct SmokeConfig {
+    pub backup_sets: ConfigSource,
+    pub topic_arn: String,
+}
+
+/// Where a smoke run writes its reports and its state, in the report bucket, apart from the
+/// stack's own.
+pub const SMOKE_REPORT_PREFIX: &str = "smoke/reports/backup-verify/";
+pub const SMOKE_STATE_KEY: &str = "smoke/state/backup-verify.json";
 
 impl VerifyConfig {
     pub fn from_env() -> Result<Self> {
@@ -258,8 +272,40 @@ impl VerifyConfig {
                 .ok()
                 .filter(|v| !v.trim().is_empty())
                 .unwrap_or_else(|| "state/backup-verify.json".to_owned()),
+            smoke: smoke_from(env_pair(env::SMOKE_BACKUP_SETS, env::SMOKE_TOPIC_ARN)?)?,
         })
     }
+
+    /// The configuration a smoke run uses: the smoke sets, reports and state of its own in
+    /// the same bucket, and the smoke topic as its only topic. A stack without a smoke
+    /// configuration refuses smoke runs.
+    pub fn smoke(&self) -> Result<VerifyConfig> {
+        let smoke = self.smoke.as_ref().ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "a smoke run, but {} and {} are not set",
+                env::SMOKE_BACKUP_SETS,
+                env::SMOKE_TOPIC_ARN
+            ))
+        })?;
+        Ok(VerifyConfig {
+            backup_sets: smoke.backup_sets.clone(),
+            report_bucket: self.report_bucket.clone(),
+            report_prefix: SMOKE_REPORT_PREFIX.to_owned(),
+            topic_arn: Some(smoke.topic_arn.clone()),
+            state_key: SMOKE_STATE_KEY.to_owned(),
+            smoke: None,
+        })
+    }
+}
+
+fn smoke_from(pair: Option<(String, String)>) -> Result<Option<SmokeConfig>> {
+    pair.map(|(backup_sets, topic_arn)| {
+        Ok(SmokeConfig {
+            backup_sets: backup_sets.parse()?,
+            topic_arn,
+        })
+    })
+    .transpose()
 }
 
 #[cfg(test)]
@@ -331,5 +377,43 @@ mod requirement_tests {
             .expect_err("empty pattern")
             .to_string();
         assert!(err.contains("include"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod smoke_tests {
+    use super::*;
+
+    fn config(smoke: Option<SmokeConfig>) -> VerifyConfig {
+        VerifyConfig {
+            backup_sets: "s3://b/config/backup-sets.yaml".parse().expect("source"),
+            report_bucket: "b".into(),
+            report_prefix: "reports/backup-verify/".into(),
+            topic_arn: Some("arn:alerts".into()),
+            state_key: "state/backup-verify.json".into(),
+            smoke,
+        }
+    }
+
+    #[test]
+    fn a_smoke_run_reads_its_canary_sets_and_writes_apart() {
+        let smoke = smoke_from(Some((
+            "s3://b/smoke/config/backup-sets.yaml".into(),
+            "arn:smoke".into(),
+        )))
+        .expect("valid")
+        .expect("set");
+        let run = config(Some(smoke)).smoke().expect("smoke config");
+        assert_eq!(
+            run.backup_sets.to_string(),
+            "s3://b/smoke/config/backup-sets.yaml"
+        );
+        assert_eq!(
+            (run.report_bucket.as_str(), run.report_prefix.as_str()),
+            ("b", SMOKE_REPORT_PREFIX)
+        );
+        assert_eq!(run.state_key, SMOKE_STATE_KEY);
+        assert_eq!(run.topic_arn.as_deref(), Some("arn:smoke"));
+        assert!(matches!(config(None).smoke(), Err(Error::InvalidInput(_))));
     }
 }

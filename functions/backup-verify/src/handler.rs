@@ -55,7 +55,8 @@ pub fn scheduled(event: &Value, now: DateTime<Utc>) -> Result<Scheduled> {
 }
 
 /// Verifies every set, writes the report, announces what is owed, and returns where the
-/// report went with the summary. A run with a check in `error` fails after writing its report
+/// report went with the summary. A smoke run (`"vigil": "smoke"`) does the same with the
+/// stack's smoke configuration ([`VerifyConfig::smoke`]). A run with a check in `error` fails after writing its report
 /// and state, so Lambda retries it.
 pub async fn handle_scheduled<S, I, T>(
     storage: &Storage<'_, S, I, T>,
@@ -70,6 +71,13 @@ where
     T: ObjectStreamer,
 {
     let run = scheduled(event, inv.now)?;
+    let smoke_config;
+    let config = if run.source.is_smoke() {
+        smoke_config = config.smoke()?;
+        &smoke_config
+    } else {
+        config
+    };
     let text = config.backup_sets.read(storage.objects).await?;
     let sets = load(&config.backup_sets.to_string(), &text)?;
     let location = StateLocation {

@@ -21,8 +21,19 @@ pub mod env {
     /// Optional: the key of the state that keeps announcements once-only (default
     /// `state/backup-verify.json`, in the report bucket).
     pub const STATE_KEY: &str = "VIGIL_BACKUP_STATE_KEY";
+    /// Optional: the smoke test's backup sets (its canary set), read by a run invoked with
+    /// `"vigil": "smoke"`.
+    pub const SMOKE_BACKUP_SETS: &str = "VIGIL_SMOKE_BACKUP_SETS";
+    /// Optional (required with [`SMOKE_BACKUP_SETS`]): the only topic a smoke run notifies.
+    pub const SMOKE_TOPIC_ARN: &str = "VIGIL_SMOKE_TOPIC_ARN";
     pub const REQUIRED: &[&str] = &[BACKUP_SETS, REPORT_BUCKET];
-    pub const OPTIONAL: &[&str] = &[REPORT_PREFIX, TOPIC_ARN, STATE_KEY];
+    pub const OPTIONAL: &[&str] = &[
+        REPORT_PREFIX,
+        TOPIC_ARN,
+        STATE_KEY,
+        SMOKE_BACKUP_SETS,
+        SMOKE_TOPIC_ARN,
+    ];
 }
 
 pub mod budget;

@@ -22,6 +22,7 @@ pub fn config() -> VerifyConfig {
         report_prefix: "reports/backup-verify/".into(),
         topic_arn: Some(TOPIC.into()),
         state_key: "state/backup-verify.json".into(),
+        smoke: None,
     }
 }
 
