@@ -21,13 +21,12 @@ import json
 import math
 import os
 import random
-import struct
 import time
 
-import cramjam
 from locust import HttpUser, LoadTestShape, constant_throughput, events, task
 
 import gate
+import wire
 
 STEPS = [float(s) for s in os.environ.get("VIGIL_LOAD_STEPS", "2 4 6 8 10 12 16 20").split()]
 STEP_SECONDS = float(os.environ.get("VIGIL_LOAD_STEP_SECONDS", "15"))
@@ -40,41 +39,6 @@ SIGV4 = os.environ.get("VIGIL_LOAD_SIGV4") == "1"
 # Distinct senders (the `instance` and `pod` labels): each sender's series are distinct
 # CloudWatch metrics, billed as custom metrics on AWS, so their number is bounded.
 WORKERS = int(os.environ.get("VIGIL_LOAD_WORKERS", "10"))
-
-
-# --- Prometheus remote-write 1.0: protobuf WriteRequest, snappy block format -----------------
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _field(number, wire_type, payload):
-    key = _varint((number << 3) | wire_type)
-    if wire_type == 2:
-        return key + _varint(len(payload)) + payload
-    return key + payload
-
-
-def _label(name, value):
-    return _field(1, 2, name.encode()) + _field(2, 2, value.encode())
-
-
-def write_request(series, at_ms):
-    """A WriteRequest with one sample per series (what one scrape's batch looks like)."""
-    body = bytearray()
-    for labels, value in series:
-        ts = b"".join(_field(1, 2, _label(k, v)) for k, v in sorted(labels.items()))
-        sample = _field(1, 1, struct.pack("<d", value)) + _field(2, 0, _varint(at_ms))
-        body += _field(1, 2, ts + _field(2, 2, sample))
-    return bytes(body)
 
 
 def remote_write_body(worker):
@@ -92,7 +56,7 @@ def remote_write_body(worker):
             "pod": f"load-{worker}-{i % 7}",
         }
         series.append((labels, float(random.randint(0, 10_000))))
-    return bytes(cramjam.snappy.compress_raw(write_request(series, at_ms)))
+    return wire.remote_write_body(series, at_ms)
 
 
 def json_push_body(worker):
@@ -188,18 +152,6 @@ def _quitting(environment, **_):
         environment.process_exit_code = 1
 
 
-def _signed(method, url, body, headers):
-    """SigV4 headers for a deployed Function URL (service lambda)."""
-    import botocore.session
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
-    session = botocore.session.get_session()
-    request = AWSRequest(method=method, url=url, data=body, headers=headers)
-    SigV4Auth(session.get_credentials(), "lambda", session.get_config_variable("region")).add_auth(request)
-    return dict(request.headers)
-
-
 class IngestUser(HttpUser):
     """Alternates remote-write batches (9 in 10) and JSON pushes, one request per second."""
 
@@ -210,7 +162,7 @@ class IngestUser(HttpUser):
 
     def _post(self, path, body, headers, name):
         if SIGV4:
-            headers = _signed("POST", self.host.rstrip("/") + path, body, headers)
+            headers = wire.signed("POST", self.host.rstrip("/") + path, body, headers)
         sent = time.monotonic()
         started = time.perf_counter()
         with self.client.post(path, data=body, headers=headers, name=name, catch_response=True) as r:
@@ -229,11 +181,8 @@ class IngestUser(HttpUser):
 
     @task(9)
     def remote_write(self):
-        self._post("/api/v1/write", remote_write_body(self.worker), {
-            "Content-Type": "application/x-protobuf",
-            "Content-Encoding": "snappy",
-            "X-Prometheus-Remote-Write-Version": "0.1.0",
-        }, "remote-write")
+        self._post("/api/v1/write", remote_write_body(self.worker), dict(wire.REMOTE_WRITE_HEADERS),
+                   "remote-write")
 
     @task(1)
     def json_push(self):

@@ -1,9 +1,13 @@
 //! Harness for Vigil's end-to-end tests and local demo: the real function bootstraps behind a
-//! local Lambda Runtime API ([`runtime`]), against a local AWS emulator ([`aws`]).
+//! local Lambda Runtime API ([`runtime`]), against a local AWS emulator ([`aws`]), with local
+//! fronts for a Function URL ([`url`]) and Lambda's Invoke API ([`lambda_api`]), put together
+//! as the stack the template deploys ([`stack`]).
 
 pub mod aws;
 pub mod exporter;
+pub mod lambda_api;
 pub mod runtime;
+pub mod stack;
 pub mod url;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -161,6 +165,16 @@ pub fn scheduled_event(at: DateTime<Utc>) -> Value {
 pub fn backup_verify_event(at: DateTime<Utc>) -> Value {
     let mut event = sample_event("scheduler-backup-verify.json");
     event["scheduled_time"] = Value::String(at.to_rfc3339_opts(SecondsFormat::Secs, true));
+    event
+}
+
+/// What the smoke test (`tests/smoke/smoke.py`) sends alert and backup-verify: the Scheduler
+/// `Input`'s shape, marked `"vigil": "smoke"`, at `at`.
+pub fn smoke_event(at: DateTime<Utc>) -> Value {
+    let mut event = backup_verify_event(at);
+    event["vigil"] = Value::String("smoke".into());
+    event["execution_id"] = Value::String("smoke-e2e".into());
+    event["schedule_arn"] = Value::String("scripts/smoke".into());
     event
 }
 

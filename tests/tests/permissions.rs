@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use vigil_e2e::{
     Function, LocalAws, backup_verify_event, binary, json_push_event,
     sam_transformed as transformed, sample_config, sample_event, sample_push, scheduled_event,
-    stamp_logs, stamp_push, stamp_remote_write, unique, whole_minute_ago, workspace_root,
+    smoke_event, stamp_logs, stamp_push, stamp_remote_write, unique, whole_minute_ago,
+    workspace_root,
 };
 
 const REGION: &str = "us-east-1";
@@ -27,6 +28,7 @@ const ACCOUNT: &str = "000000000000";
 struct Stack {
     bucket: String,
     topic: String,
+    smoke_topic: String,
     backups: String,
     replicas: String,
 }
@@ -36,6 +38,7 @@ impl Stack {
         match name {
             "VigilBucket" => json!(self.bucket),
             "AlertTopic" => json!(self.topic),
+            "SmokeTopic" => json!(self.smoke_topic),
             "BackupBucketName" => json!(self.backups),
             "ReplicaBucketName" => json!(self.replicas),
             "AlertRouteTopicArns" => json!([]),
@@ -53,6 +56,9 @@ impl Stack {
             ("VigilBucket", "Arn") => json!(format!("arn:aws:s3:::{}", self.bucket)),
             ("AlertTopic", "TopicName") => {
                 json!(self.topic.rsplit(':').next().unwrap_or_default())
+            }
+            ("SmokeTopic", "TopicName") => {
+                json!(self.smoke_topic.rsplit(':').next().unwrap_or_default())
             }
             _ => json!(format!("arn:aws:<{name}.{attribute}>")),
         }
@@ -355,6 +361,7 @@ async fn every_call_of_every_function_is_allowed_by_its_role() {
     let stack = Stack {
         bucket: aws.create_bucket("vigil-perms").await,
         topic,
+        smoke_topic: aws.create_topic("vigil-perms-smoke").await,
         backups: aws.create_bucket("vigil-perms-backups").await,
         replicas: aws.create_bucket("vigil-perms-replicas").await,
     };
@@ -417,6 +424,17 @@ async fn every_call_of_every_function_is_allowed_by_its_role() {
         .send()
         .await
         .expect("PutMetricData");
+    // The smoke test's run: its own rules (one that fires on the same latency), state and topic.
+    aws.put_object(
+        &stack.bucket,
+        "smoke/config/rules.yaml",
+        format!(
+            "groups:\n  - name: vigil-smoke\n    rules:\n      - {{alert: VigilSmoke, metric: {{namespace: {namespace}, name: latency, \
+             dimensions: {{service: checkout}}, stat: Maximum, period: 1m}}, condition: {{operator: \">\", threshold: 0}}, \
+             evaluation_periods: 3, datapoints_to_alarm: 1}}\n"
+        ),
+    )
+    .await;
     let alert = calls_of(
         &t,
         &stack,
@@ -426,6 +444,7 @@ async fn every_call_of_every_function_is_allowed_by_its_role() {
         &[
             scheduled_event(whole_minute_ago(0)),
             sample_event("eventbridge-alarm-state-change.json"),
+            smoke_event(whole_minute_ago(0)),
         ],
     )
     .await;
@@ -450,13 +469,34 @@ async fn every_call_of_every_function_is_allowed_by_its_role() {
         .await;
         aws.put_object(b, &key, dump.clone()).await;
     }
+    // The smoke test's canary set, in the stack's own bucket, which has neither versioning nor
+    // encryption here: its failures are announced on the smoke topic.
+    let canary = "smoke/backups/canary.tar.gz";
+    let archive = vigil_e2e::tar_gz(&[("canary.txt", b"canary\n".as_slice())]);
+    aws.put_object(
+        &stack.bucket,
+        &format!("{canary}.manifest.json"),
+        vigil_e2e::manifest(canary, &archive),
+    )
+    .await;
+    aws.put_object(&stack.bucket, canary, archive).await;
+    aws.put_object(
+        &stack.bucket,
+        "smoke/config/backup-sets.yaml",
+        format!(
+            "backup_sets:\n  - {{name: vigil-canary, bucket: {}, prefix: smoke/backups/, max_age: 1h, manifest: true, \
+             format: tar_gz, require: {{versioning: true, encryption: sse-kms}}}}\n",
+            stack.bucket
+        ),
+    )
+    .await;
     let backup = calls_of(
         &t,
         &stack,
         &aws,
         "BackupVerifyFunction",
         "backup-verify",
-        &[backup_verify_event(Utc::now())],
+        &[backup_verify_event(Utc::now()), smoke_event(Utc::now())],
     )
     .await;
 

@@ -639,3 +639,89 @@ fn data_at_rest_is_encrypted_and_in_transit_is_tls() {
     );
     assert_eq!(props(&t, "VigilKey")["EnableKeyRotation"], true);
 }
+
+/// The local stack (`tests/src/stack.rs`, what the smoke test and `vigil-startup` run) gives
+/// each function the variables the template gives it, no more and no fewer.
+#[test]
+fn the_local_stack_sets_what_the_template_sets() {
+    let t = template();
+    let resources = vigil_e2e::stack::Resources {
+        bucket: "b".into(),
+        alert_topic: "arn:alerts".into(),
+        smoke_topic: "arn:smoke".into(),
+        namespace: "Service".into(),
+    };
+    for (logical, function) in [
+        ("IngestFunction", "ingest"),
+        ("AlertFunction", "alert"),
+        ("BackupVerifyFunction", "backup-verify"),
+    ] {
+        let local: BTreeSet<String> = vigil_e2e::stack::environment(function, &resources)
+            .into_iter()
+            .map(|(k, _)| k.to_owned())
+            .chain(
+                vigil_e2e::stack::OPTIONAL_IN_TEMPLATE
+                    .iter()
+                    .map(|k| (*k).to_owned())
+                    .filter(|k| environment(resource(&t, logical)).contains(k)),
+            )
+            .collect();
+        assert_eq!(local, environment(resource(&t, logical)), "{function}");
+    }
+}
+
+/// A smoke run reads its own files under smoke/, keeps its state there, notifies the smoke
+/// topic and nothing else of the stack's, and the smoke test finds what it needs in the outputs.
+#[test]
+fn smoke_runs_are_configured_granted_and_apart() {
+    let t = template();
+    let alert = resource(&t, "AlertFunction");
+    let backup = resource(&t, "BackupVerifyFunction");
+    assert_eq!(
+        var(alert, "VIGIL_SMOKE_RULES"),
+        "s3://${VigilBucket}/smoke/config/rules.yaml"
+    );
+    assert_eq!(
+        var(backup, "VIGIL_SMOKE_BACKUP_SETS"),
+        "s3://${VigilBucket}/smoke/config/backup-sets.yaml"
+    );
+    for (f, name) in [(alert, "alert"), (backup, "backup-verify")] {
+        assert_eq!(var(f, "VIGIL_SMOKE_TOPIC_ARN"), "SmokeTopic", "{name}");
+        assert_can_publish(f, "SmokeTopic", name);
+    }
+    let bucket = "${VigilBucket.Arn}";
+    for (f, action, key) in [
+        (alert, "s3:GetObject", "smoke/config/rules.yaml"),
+        (alert, "s3:PutObject", "smoke/state/alert.json"),
+        (backup, "s3:GetObject", "smoke/config/backup-sets.yaml"),
+        (backup, "s3:PutObject", "smoke/reports/backup-verify/*"),
+        (backup, "s3:PutObject", "smoke/state/backup-verify.json"),
+        (backup, "s3:GetObjectAttributes", "smoke/backups/*"),
+    ] {
+        assert!(
+            grants(f, action, &format!("{bucket}/{key}")),
+            "{action} on {key}"
+        );
+    }
+    assert_eq!(
+        vigil_alert::config::SMOKE_STATE_KEY,
+        "smoke/state/alert.json"
+    );
+    assert_eq!(
+        vigil_backup_verify::config::SMOKE_STATE_KEY,
+        "smoke/state/backup-verify.json"
+    );
+    assert!(
+        vigil_backup_verify::config::SMOKE_REPORT_PREFIX
+            .starts_with("smoke/reports/backup-verify/")
+    );
+    for output in [
+        "IngestFunctionUrl",
+        "AlertFunctionArn",
+        "BackupVerifyFunctionArn",
+        "SmokeTopicArn",
+        "VigilBucketName",
+    ] {
+        assert!(t["Outputs"][output].is_object(), "no output {output}");
+    }
+}
