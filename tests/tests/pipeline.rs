@@ -16,6 +16,7 @@ enum Step {
     SamBuild,
     Credentials,
     DeployDev,
+    SmokeDev,
     LoadGateDev,
     PlanProd,
     ApplyChangeSet,
@@ -28,20 +29,24 @@ const PIPELINE: [(&str, &[Step]); 6] = [
     ("test", &[Test]),
     ("build", &[InstallTools, SamBuild]),
     ("deploy-dev", &[InstallDeploy, Credentials, DeployDev]),
-    ("load-gate", &[InstallLoad, Credentials, LoadGateDev]),
+    (
+        "verify-dev",
+        &[InstallLoad, Credentials, SmokeDev, LoadGateDev],
+    ),
     ("plan-prod", &[InstallDeploy, Credentials, PlanProd]),
     ("deploy-prod", &[Credentials, ApplyChangeSet]),
 ];
 
 /// The shared steps a shell command runs, in order of appearance.
 fn steps_of(command: &str) -> Vec<Step> {
-    const PATTERNS: [(&str, Step); 9] = [
+    const PATTERNS: [(&str, Step); 10] = [
         ("scripts/test", Test),
         ("scripts/tools install deploy", InstallDeploy),
         ("scripts/tools install load", InstallLoad),
         ("scripts/tools install", InstallTools),
         ("sam build", SamBuild),
         ("scripts/deploy dev", DeployDev),
+        ("scripts/smoke vigil-dev", SmokeDev),
         ("scripts/load-gate vigil-dev", LoadGateDev),
         ("scripts/deploy plan prod", PlanProd),
         ("scripts/deploy apply", ApplyChangeSet),
@@ -140,7 +145,7 @@ fn deploys_follow_the_tests_on_main_and_prod_waits_for_approval() {
         "GitHub: build on main only"
     );
     assert_eq!(jobs["deploy-dev"]["environment"], "dev");
-    assert_eq!(jobs["load-gate"]["environment"], "dev");
+    assert_eq!(jobs["verify-dev"]["environment"], "dev");
     assert_eq!(jobs["plan-prod"]["environment"], "prod-plan");
     // The reviewers of the "prod" environment are the approval.
     assert_eq!(jobs["deploy-prod"]["environment"], "prod");
@@ -187,7 +192,7 @@ fn deploys_follow_the_tests_on_main_and_prod_waits_for_approval() {
     );
     for (job, context) in [
         ("deploy-dev", "vigil-dev"),
-        ("load-gate", "vigil-dev"),
+        ("verify-dev", "vigil-dev"),
         ("plan-prod", "vigil-prod-plan"),
         ("deploy-prod", "vigil-prod"),
     ] {
@@ -240,4 +245,74 @@ fn actions_and_orbs_are_pinned() {
             "orb {name}: {orb} is not pinned to a release"
         );
     }
+}
+
+/// The approver sees dev's smoke and load figures beside the change set: verify-dev writes
+/// them to dev-evidence.md, and plan-prod puts that file first in what it shows.
+#[test]
+fn the_change_set_is_shown_with_the_smoke_and_load_figures() {
+    let github = yaml(".github/workflows/ci.yml");
+    let commands = |job: &Value| -> String {
+        job["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .filter_map(|s| s["run"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let verify = commands(&github["jobs"]["verify-dev"]);
+    assert!(
+        verify.contains("scripts/smoke vigil-dev --summary dev-evidence.md"),
+        "{verify}"
+    );
+    assert!(
+        verify.contains("scripts/load-gate vigil-dev load-result.json >>dev-evidence.md"),
+        "{verify}"
+    );
+    let uploads = github["jobs"]["verify-dev"]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .any(|s| s["with"]["name"] == "dev-evidence");
+    assert!(uploads, "verify-dev uploads dev-evidence");
+    let plan = &github["jobs"]["plan-prod"];
+    let downloads = plan["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .any(|s| s["with"]["name"] == "dev-evidence");
+    assert!(downloads, "plan-prod downloads dev-evidence");
+    let shown = commands(plan);
+    let evidence = shown.find("cat dev-evidence.md >>\"$GITHUB_STEP_SUMMARY\"");
+    let change_set =
+        shown.find("scripts/deploy plan prod change-set.txt >>\"$GITHUB_STEP_SUMMARY\"");
+    assert!(
+        matches!((evidence, change_set), (Some(e), Some(c)) if e < c),
+        "{shown}"
+    );
+
+    let circleci = yaml(".circleci/config.yml");
+    let jobs = &circleci["jobs"];
+    let commands = |job: &Value| -> String {
+        job["steps"]
+            .as_array()
+            .expect("steps")
+            .iter()
+            .filter_map(|s| s["run"]["command"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let verify = commands(&jobs["verify-dev"]);
+    assert!(
+        verify.contains("scripts/smoke vigil-dev --summary dev-evidence.md"),
+        "{verify}"
+    );
+    assert!(verify.contains("tee -a dev-evidence.md"), "{verify}");
+    let plan = commands(&jobs["plan-prod"]);
+    assert!(
+        plan.contains("cp dev-evidence.md change-set.md")
+            && plan.contains("scripts/deploy plan prod change-set.txt | tee -a change-set.md"),
+        "{plan}"
+    );
 }
