@@ -40,6 +40,7 @@ import urllib.request
 import uuid
 
 import boto3
+import botocore.config
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "load"))
 import wire  # noqa: E402
@@ -80,8 +81,8 @@ class Stack:
         session = boto3.session.Session()
         self.region = session.region_name or "us-east-1"
 
-        def client(name, url=endpoint):
-            return session.client(name, endpoint_url=url, region_name=self.region)
+        def client(name, url=endpoint, config=None):
+            return session.client(name, endpoint_url=url, region_name=self.region, config=config)
 
         self.outputs = stack_outputs(args, client("cloudformation"))
         missing = [k for k in ("IngestFunctionUrl", "AlertFunctionArn", "BackupVerifyFunctionArn",
@@ -94,7 +95,10 @@ class Stack:
         self.cloudwatch = client("cloudwatch")
         self.sns = client("sns")
         self.sqs = client("sqs")
-        self.lambda_ = client("lambda", self.outputs.get("LambdaEndpoint") or endpoint)
+        # A run answers within the function's timeout (backup-verify's is 15 minutes); a
+        # throttled invocation (the function did not run) is sent again.
+        self.lambda_ = client("lambda", self.outputs.get("LambdaEndpoint") or endpoint,
+                              botocore.config.Config(read_timeout=900, retries={"mode": "standard", "max_attempts": 5}))
 
 
 def wait(what, timeout, probe, every=5.0):
@@ -146,6 +150,15 @@ def invoke(stack, arn, event):
     return payload
 
 
+def clear_of_the_schedule():
+    """Waits, if need be, until 15 s past a minute: the scheduled evaluation starts on the
+    minute, and with the stack's reserved concurrency of 1 a smoke run beside it would be
+    throttled (and set off the throttle alarm that pages the stack's operators)."""
+    second = time.time() % 60
+    if second < 15 or second > 45:
+        time.sleep((75 - second) % 60)
+
+
 def smoke_event(run, at):
     """The stack's Scheduler Input, filled as Scheduler fills it, marked as a smoke run."""
     return {"vigil": "smoke", "scheduled_time": iso(at), "attempt": "1",
@@ -182,25 +195,49 @@ def smoke_rules(value, run):
                    "stat": "Maximum", "period": "1m"},
         # This run's value, larger than any earlier run's: only this run's push fires it.
         "condition": {"operator": ">=", "threshold": value},
-        "evaluation_periods": 3, "datapoints_to_alarm": 1,
+        # Ten minutes back: the point is read back first, which on AWS can take minutes.
+        "evaluation_periods": 10, "datapoints_to_alarm": 1,
         "labels": {"severity": "info", "smoke_run": run},
         "annotations": {"summary": f"Vigil smoke run {run}"},
     }]}]}, indent=2)
 
 
-def subscribe(stack, run):
-    """A queue of this run's, subscribed (raw delivery) to the smoke topic; returns (url, sub)."""
-    topic = stack.outputs["SmokeTopicArn"]
-    url = stack.sqs.create_queue(QueueName=f"vigil-smoke-{run}")["QueueUrl"]
-    arn = stack.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    policy = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
-        "Resource": arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic}}}]}
-    stack.sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
-    sub = stack.sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn,
-                              Attributes={"RawMessageDelivery": "true"},
-                              ReturnSubscriptionArn=True)["SubscriptionArn"]
-    return url, sub
+class Subscription:
+    """A queue of this run's, subscribed (raw delivery) to the smoke topic while the `with`
+    lasts. The queue is created with its policy: a policy set afterwards can take a minute
+    to apply, and SNS does not retry a delivery SQS refused meanwhile."""
+
+    def __init__(self, stack, run):
+        self.stack, self.name = stack, f"vigil-smoke-{run}"
+        self.url = self.subscription = None
+
+    def __enter__(self):
+        topic = self.stack.outputs["SmokeTopicArn"]
+        partition, region, account = topic.split(":")[1], topic.split(":")[3], topic.split(":")[4]
+        arn = f"arn:{partition}:sqs:{region}:{account}:{self.name}"
+        policy = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+            "Resource": arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic}}}]}
+        try:
+            self.url = self.stack.sqs.create_queue(
+                QueueName=self.name, Attributes={"Policy": json.dumps(policy)})["QueueUrl"]
+            self.subscription = self.stack.sns.subscribe(
+                TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"},
+                ReturnSubscriptionArn=True)["SubscriptionArn"]
+        except Exception:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *_):
+        if self.subscription:
+            self.stack.sns.unsubscribe(SubscriptionArn=self.subscription)
+        if self.url:
+            self.stack.sqs.delete_queue(QueueUrl=self.url)
+
+    def received(self, run):
+        out = self.stack.sqs.receive_message(QueueUrl=self.url, WaitTimeSeconds=5, MaxNumberOfMessages=10)
+        return [m["Body"] for m in out.get("Messages", []) if run in m["Body"]]
 
 
 def alert(stack, run, ctx, timeout):
@@ -208,23 +245,18 @@ def alert(stack, run, ctx, timeout):
                         Body=smoke_rules(ctx["value"], run).encode(), ContentType="text/yaml")
     # Each run starts from no smoke state: its alert is a new one, announced once.
     stack.s3.delete_object(Bucket=stack.bucket, Key="smoke/state/alert.json")
-    queue, sub = subscribe(stack, run)
-    try:
+    with Subscription(stack, run) as queue:
+        if "LambdaEndpoint" not in stack.outputs:  # the local stack runs no schedule
+            clear_of_the_schedule()
         summary = invoke(stack, stack.outputs["AlertFunctionArn"], smoke_event(run, time.time()))
         firing = [r for r in summary.get("rules", []) if r.get("state") == "firing"]
         if not firing:
             raise Failed(f"the smoke rule did not fire: {json.dumps(summary)[:500]}")
-
-        def received():
-            out = stack.sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5, MaxNumberOfMessages=10)
-            return [m["Body"] for m in out.get("Messages", []) if run in m["Body"]]
-        messages = wait("the smoke rule's notification on the smoke topic", timeout, received, every=0)
+        messages = wait("the smoke rule's notification on the smoke topic", timeout,
+                        lambda: queue.received(run), every=0)
         if RULE not in messages[0]:
             raise Failed(f"the notification does not name {RULE}: {messages[0][:300]}")
         return f"{RULE} fired; {len(summary.get('sent', []))} sent, notification received on the smoke topic"
-    finally:
-        stack.sns.unsubscribe(SubscriptionArn=sub)
-        stack.sqs.delete_queue(QueueUrl=queue)
 
 
 def canary_backup(run):
@@ -305,8 +337,11 @@ def main():
     ctx = {"at": float(int(now // 60) * 60 - 60), "value": float(int(now))}
     try:
         stack = Stack(args)
-    except Failed as e:
-        print(f"smoke: {e}", file=sys.stderr)
+    except Exception as e:  # no such stack, no credentials, an output missing
+        print(f"smoke: cannot read the stack: {type(e).__name__}: {e}", file=sys.stderr)
+        if args.summary:
+            with open(args.summary, "a") as f:
+                f.write(f"### Smoke test: FAILED\n\nCannot read the stack: {type(e).__name__}: {e}\n\n")
         return 1
     name = args.stack or args.outputs
     results = []
