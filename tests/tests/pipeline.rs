@@ -25,13 +25,19 @@ enum Step {
 use Step::*;
 
 /// The pipeline, job by job, in order.
-const PIPELINE: [(&str, &[Step]); 6] = [
+const PIPELINE: [(&str, &[Step]); 5] = [
     ("test", &[Test]),
     ("build", &[InstallTools, SamBuild]),
-    ("deploy-dev", &[InstallDeploy, Credentials, DeployDev]),
     (
-        "verify-dev",
-        &[InstallLoad, Credentials, SmokeDev, LoadGateDev],
+        "deploy-dev",
+        &[
+            InstallDeploy,
+            InstallLoad,
+            Credentials,
+            DeployDev,
+            SmokeDev,
+            LoadGateDev,
+        ],
     ),
     ("plan-prod", &[InstallDeploy, Credentials, PlanProd]),
     ("deploy-prod", &[Credentials, ApplyChangeSet]),
@@ -145,7 +151,6 @@ fn deploys_follow_the_tests_on_main_and_prod_waits_for_approval() {
         "GitHub: build on main only"
     );
     assert_eq!(jobs["deploy-dev"]["environment"], "dev");
-    assert_eq!(jobs["verify-dev"]["environment"], "dev");
     assert_eq!(jobs["plan-prod"]["environment"], "prod-plan");
     // The reviewers of the "prod" environment are the approval.
     assert_eq!(jobs["deploy-prod"]["environment"], "prod");
@@ -192,7 +197,6 @@ fn deploys_follow_the_tests_on_main_and_prod_waits_for_approval() {
     );
     for (job, context) in [
         ("deploy-dev", "vigil-dev"),
-        ("verify-dev", "vigil-dev"),
         ("plan-prod", "vigil-prod-plan"),
         ("deploy-prod", "vigil-prod"),
     ] {
@@ -247,7 +251,7 @@ fn actions_and_orbs_are_pinned() {
     }
 }
 
-/// The approver sees dev's smoke and load figures beside the change set: verify-dev writes
+/// The approver sees dev's smoke and load figures beside the change set: deploy-dev writes
 /// them to dev-evidence.md, and plan-prod puts that file first in what it shows.
 #[test]
 fn the_change_set_is_shown_with_the_smoke_and_load_figures() {
@@ -261,7 +265,7 @@ fn the_change_set_is_shown_with_the_smoke_and_load_figures() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let verify = commands(&github["jobs"]["verify-dev"]);
+    let verify = commands(&github["jobs"]["deploy-dev"]);
     assert!(
         verify.contains("scripts/smoke vigil-dev --summary dev-evidence.md"),
         "{verify}"
@@ -270,12 +274,12 @@ fn the_change_set_is_shown_with_the_smoke_and_load_figures() {
         verify.contains("scripts/load-gate vigil-dev load-result.json >>dev-evidence.md"),
         "{verify}"
     );
-    let uploads = github["jobs"]["verify-dev"]["steps"]
+    let uploads = github["jobs"]["deploy-dev"]["steps"]
         .as_array()
         .expect("steps")
         .iter()
         .any(|s| s["with"]["name"] == "dev-evidence");
-    assert!(uploads, "verify-dev uploads dev-evidence");
+    assert!(uploads, "deploy-dev uploads dev-evidence");
     let plan = &github["jobs"]["plan-prod"];
     let downloads = plan["steps"]
         .as_array()
@@ -303,7 +307,7 @@ fn the_change_set_is_shown_with_the_smoke_and_load_figures() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let verify = commands(&jobs["verify-dev"]);
+    let verify = commands(&jobs["deploy-dev"]);
     assert!(
         verify.contains("scripts/smoke vigil-dev --summary dev-evidence.md"),
         "{verify}"
