@@ -17,6 +17,7 @@ use vigil_cli::rules_test;
 use vigil_cli::sim::{self, episodes};
 use vigil_cli::style::Style;
 use vigil_shared::duration::parse_span;
+use vigil_shared::tls::Roots;
 use vigil_shared::{CloudWatchReader, ConfigSource, S3Store};
 
 #[derive(Parser)]
@@ -353,7 +354,7 @@ async fn rules_backtest(
         }
     }
 
-    let conf = vigil_shared::sdk_config().await;
+    let conf = vigil_shared::aws::sdk_config_trusting(Roots::System).await?;
     let cloudwatch = CloudWatchReader::from_conf(&conf);
     let reading = bar(None, "{spinner} reading CloudWatch history {msg}", json);
     let history = backtest::fetch_history(&cloudwatch, &rules, since, until).await?;
@@ -502,7 +503,7 @@ async fn backup_verify(
     json: bool,
     style: Style,
 ) -> Result<bool, Fatal> {
-    let conf = vigil_shared::sdk_config().await;
+    let conf = vigil_shared::aws::sdk_config_trusting(Roots::System).await?;
     let source: ConfigSource = config.parse()?;
     let s3 = S3Store::from_conf(&conf);
     let text = source

@@ -4,25 +4,60 @@
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::call_log::CallLog;
+use crate::tls::{Roots, http_client};
 
 /// Environment variable that points every AWS client at another endpoint (a local emulator).
 /// Unset in production, where the SDK resolves the regional endpoints itself.
 pub const ENDPOINT_ENV: &str = "VIGIL_AWS_ENDPOINT_URL";
 
 /// Loads the SDK configuration: region and credentials from the standard chain (the Lambda
-/// environment in production), and the endpoint override from [`ENDPOINT_ENV`] when set.
-pub async fn sdk_config() -> SdkConfig {
-    let endpoint = std::env::var(ENDPOINT_ENV).ok().filter(|v| !v.is_empty());
-    sdk_config_with_endpoint(endpoint.as_deref()).await
+/// environment in production), the endpoint override from [`ENDPOINT_ENV`] when set, and one
+/// HTTPS client trusting the roots of [`crate::tls`] for every client and credential provider.
+pub async fn sdk_config() -> crate::Result<SdkConfig> {
+    sdk_config_trusting(Roots::AmazonTrustServices).await
 }
 
-/// [`sdk_config`] with an explicit endpoint override.
-pub async fn sdk_config_with_endpoint(endpoint: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+/// [`sdk_config`] trusting `default` unless `VIGIL_TLS_ROOTS` says otherwise.
+pub async fn sdk_config_trusting(default: Roots) -> crate::Result<SdkConfig> {
+    let endpoint = std::env::var(ENDPOINT_ENV).ok().filter(|v| !v.is_empty());
+    sdk_config_with(endpoint.as_deref(), Roots::from_env_or(default)?).await
+}
+
+/// [`sdk_config`] with an explicit endpoint override and roots.
+///
+/// Where the environment holds the credentials and the region (Lambda sets
+/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` and `AWS_REGION` for the
+/// execution role), they are taken from it directly: the default chains would find the same
+/// ones first, but they build every other provider before (an STS client for web identity, an
+/// IMDS client for the region), a fifth of a cold start (BENCHMARKS.md). Elsewhere the
+/// default chains resolve them (profiles, SSO, web identity, containers, IMDS).
+pub async fn sdk_config_with(endpoint: Option<&str>, roots: Roots) -> crate::Result<SdkConfig> {
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).http_client(http_client(roots)?);
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
     }
-    loader.load().await
+    let (credentials, region) = from_environment(|name| std::env::var(name).ok());
+    if credentials {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    Ok(loader.load().await)
+}
+
+/// Whether `var` (the environment) holds credentials, and the region it names, in the order
+/// of the SDK's default chains: `AWS_ACCESS_KEY_ID` with `AWS_SECRET_ACCESS_KEY`;
+/// `AWS_REGION`, else `AWS_DEFAULT_REGION`.
+fn from_environment(var: impl Fn(&str) -> Option<String>) -> (bool, Option<String>) {
+    let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    (
+        set("AWS_ACCESS_KEY_ID").is_some() && set("AWS_SECRET_ACCESS_KEY").is_some(),
+        set("AWS_REGION").or_else(|| set("AWS_DEFAULT_REGION")),
+    )
 }
 
 /// An S3 client; with an endpoint override it addresses buckets by path (`host/bucket/key`),
@@ -89,6 +124,63 @@ pub fn required_env(name: &str) -> crate::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The built-in roots are parsed when the first client makes its connector: a request
+    /// through them reaches the network (here a closed port) instead of failing on the PEM.
+    #[tokio::test]
+    async fn clients_connect_through_the_built_in_roots() {
+        for roots in [Roots::AmazonTrustServices, Roots::System] {
+            let conf = sdk_config_with(Some("http://127.0.0.1:9"), roots)
+                .await
+                .expect("config");
+            let conf = aws_config::SdkConfig::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+                    aws_sdk_s3::config::Credentials::for_tests(),
+                ))
+                .http_client(conf.http_client().expect("the shared client"))
+                .endpoint_url("http://127.0.0.1:9")
+                .build();
+            let err = s3_client(&conf)
+                .list_buckets()
+                .send()
+                .await
+                .expect_err("nothing listens on port 9");
+            assert!(
+                matches!(
+                    err,
+                    aws_sdk_s3::error::SdkError::DispatchFailure(ref d) if d.is_io()
+                ),
+                "{roots:?}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn credentials_and_region_come_from_the_environment_as_the_default_chains_read_it() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        // What Lambda sets for the execution role.
+        let lambda = env(&[
+            ("AWS_ACCESS_KEY_ID", "ASIA..."),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+        ]);
+        assert_eq!(from_environment(lambda), (true, Some("eu-west-1".into())));
+        let laptop = env(&[("AWS_PROFILE", "ops"), ("AWS_DEFAULT_REGION", "us-east-2")]);
+        assert_eq!(from_environment(laptop), (false, Some("us-east-2".into())));
+        let half = env(&[("AWS_ACCESS_KEY_ID", "AKIA..."), ("AWS_REGION", " ")]);
+        assert_eq!(from_environment(half), (false, None));
+    }
 
     #[test]
     fn paired_settings_go_together() {

@@ -24,6 +24,7 @@ pub mod sink;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 pub mod tracing_init;
 
 pub use aws::sdk_config;

@@ -16,7 +16,9 @@ async fn main() -> Result<(), Error> {
     init_tracing();
     let config =
         VerifyConfig::from_env().inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
-    let conf = sdk_config().await;
+    let conf = sdk_config()
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let store = S3Store::from_conf(&conf);
     let notifier = SnsNotifier::from_conf(&conf);
     let (store, notifier, config) = (&store, &notifier, &config);

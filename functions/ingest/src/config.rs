@@ -147,11 +147,12 @@ impl IngestConfig {
 
     /// The configuration from the environment: the file named by `VIGIL_INGEST_CONFIG` if any,
     /// then `VIGIL_NAMESPACE` and `VIGIL_MAX_METRICS_PER_REQUEST` over its JSON push settings.
-    pub async fn from_env(store: &impl ObjectStore) -> Result<Self> {
+    /// `store` makes the store the file is read from, only when there is one.
+    pub async fn from_env<S: ObjectStore>(store: impl FnOnce() -> S) -> Result<Self> {
         let mut config = match std::env::var(env::CONFIG) {
             Ok(location) if !location.trim().is_empty() => {
                 let source: ConfigSource = location.parse()?;
-                Self::parse(&source.to_string(), &source.read(store).await?)?
+                Self::parse(&source.to_string(), &source.read(&store()).await?)?
             }
             _ => Self::default(),
         };

@@ -13,8 +13,11 @@ use vigil_shared::{ConfiguredSink, S3Store, init_tracing, sdk_config};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    let conf = sdk_config().await;
-    let config = IngestConfig::from_env(&S3Store::from_conf(&conf))
+    let conf = sdk_config()
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
+    // The S3 client is made only when there is a config file to read.
+    let config = IngestConfig::from_env(|| S3Store::from_conf(&conf))
         .await
         .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let sink = ConfiguredSink::from_env(&conf)
