@@ -287,22 +287,37 @@ pub trait Notifier: Send + Sync {
 /// [`Notifier`] on SNS `Publish` and `PublishBatch`.
 #[derive(Clone, Debug)]
 pub struct SnsNotifier {
-    client: aws_sdk_sns::Client,
+    client: std::sync::OnceLock<aws_sdk_sns::Client>,
+    /// How to make the client, when it was not given made.
+    builder: Option<aws_sdk_sns::config::Builder>,
 }
 
 impl SnsNotifier {
     pub fn new(client: aws_sdk_sns::Client) -> Self {
-        Self { client }
+        Self {
+            client: std::sync::OnceLock::from(client),
+            builder: None,
+        }
     }
 
     /// Builds the client from the shared SDK configuration, each call bounded by
     /// [`PUBLISH_TIMEOUT`] (retries included), so that a run out of time stops publishing.
+    /// The client is made at the first message: most runs of alert and backup-verify have
+    /// nothing to announce, and making it (its endpoint rules, its validation) is a tenth of
+    /// their cold start (BENCHMARKS.md).
     pub fn from_conf(conf: &aws_config::SdkConfig) -> Self {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .operation_timeout(PUBLISH_TIMEOUT)
             .build();
-        let builder = aws_sdk_sns::config::Builder::from(conf).timeout_config(timeouts);
-        Self::new(crate::aws::sns_client(builder))
+        Self {
+            client: std::sync::OnceLock::new(),
+            builder: Some(aws_sdk_sns::config::Builder::from(conf).timeout_config(timeouts)),
+        }
+    }
+
+    fn client(&self) -> &aws_sdk_sns::Client {
+        self.client
+            .get_or_init(|| crate::aws::sns_client(self.builder.clone().unwrap_or_default()))
     }
 }
 
@@ -371,7 +386,7 @@ impl Notifier for SnsNotifier {
     async fn publish(&self, topic_arn: &str, notification: &Notification) -> Result<String> {
         let (n, message) = notification.clone().into_wire()?;
         let mut request = self
-            .client
+            .client()
             .publish()
             .topic_arn(topic_arn)
             .subject(&n.subject)
@@ -442,7 +457,7 @@ impl Notifier for SnsNotifier {
         }
         if !entries.is_empty() {
             let sent = self
-                .client
+                .client()
                 .publish_batch()
                 .topic_arn(topic_arn)
                 .set_publish_batch_request_entries(Some(entries))

@@ -10,12 +10,18 @@ use serde_json::Value;
 use vigil_alert::{AlertConfig, Call, handle_event};
 use vigil_shared::{CloudWatchReader, S3Store, SnsNotifier, init_tracing, sdk_config};
 
-#[tokio::main]
+// One thread: a run is one task that waits on CloudWatch, S3 and SNS, and its concurrency (the
+// outbox's batches side by side) is I/O that one thread drives. The multi-threaded
+// scheduler's workers, started before the first poll, were an eighth of the cold start
+// (BENCHMARKS.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     init_tracing();
     let config =
         AlertConfig::from_env().inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
-    let conf = sdk_config().await;
+    let conf = sdk_config()
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let reader = CloudWatchReader::from_conf(&conf);
     let notifier = SnsNotifier::from_conf(&conf);
     let store = S3Store::from_conf(&conf);
