@@ -173,3 +173,21 @@ fn each_function_rolls_back_on_its_own_deploy_alarm() {
         assert_eq!(expression, ids.join(" + "), "{alarm}");
     }
 }
+
+/// The bootstraps link as position-dependent executables (`functions/*/build.rs`): ELF type
+/// `ET_EXEC`, so the loader has no relative relocation to apply at a cold start.
+/// (`scripts/test` checks the same of `sam build`'s arm64 bootstraps.)
+#[test]
+fn the_bootstraps_are_position_dependent_executables() {
+    use std::io::Read;
+    for name in ["ingest", "alert", "backup-verify"] {
+        let path = vigil_e2e::binary(name);
+        let mut header = [0u8; 18];
+        std::fs::File::open(&path)
+            .and_then(|mut f| f.read_exact(&mut header))
+            .unwrap_or_else(|e| panic!("{}: {e} (cargo build --workspace --bins)", path.display()));
+        assert_eq!(&header[..4], b"\x7fELF", "{name}");
+        let e_type = u16::from_le_bytes([header[16], header[17]]);
+        assert_eq!(e_type, 2, "{name}: ELF type {e_type}, not ET_EXEC (2)");
+    }
+}
