@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/local-aws, scripts/tools and scripts/lock: find a Python of a given minor
 # version and keep a project-local venv installed from a lock file of scripts/requirements/
 # (every package pinned with its hashes, written by scripts/lock).
@@ -23,9 +24,11 @@ find_python() {
     return 1
 }
 
-# ensure_venv DIR PYTHON_VERSION LOCK: (re)creates DIR from LOCK (pip --require-hashes: every
+# ensure_venv DIR PYTHON_VERSION LOCK: (re)creates DIR from LOCK (--require-hashes: every
 # package pinned, every download checked; --no-deps: the lock is the whole set) when LOCK
-# changed since it was made; otherwise does nothing.
+# changed since it was made; otherwise does nothing. uv installs (its parallel downloads take
+# the tools' venv from minutes to seconds), itself installed by pip into .venv-lock from
+# lock.txt, hash-checked too.
 ensure_venv() {
     local venv="$1" version="$2" lock="$3"
     local stamp="$venv/.vigil-stamp" want py
@@ -40,8 +43,16 @@ ensure_venv() {
         exit 1
     fi
     printf '%s: installing %s into %s with %s\n' "$(basename "$0")" "${lock#"$root"/}" "$venv" "$py" >&2
+    local lock_venv="$root/.venv-lock"
+    if [ "$venv" != "$lock_venv" ]; then
+        ensure_venv "$lock_venv" 3.12 "$root/scripts/requirements/lock.txt"
+    fi
     rm -rf "$venv"
     "$py" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps -r "$lock"
+    if [ "$venv" = "$lock_venv" ]; then
+        "$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps -r "$lock"
+    else
+        "$lock_venv/bin/uv" pip install --quiet --python "$venv/bin/python" --require-hashes --no-deps -r "$lock"
+    fi
     echo "$want" >"$stamp"
 }
