@@ -11,7 +11,11 @@ use vigil_backup_verify::handler::Invocation;
 use vigil_backup_verify::{Budget, Storage, VerifyConfig, handle_scheduled};
 use vigil_shared::{S3Store, SnsNotifier, init_tracing, sdk_config};
 
-#[tokio::main]
+// One thread for the run's I/O: the streamed test restores decode on tokio's blocking pool
+// (`spawn_blocking`, started at the first restore), as before. The multi-threaded
+// scheduler's workers, started before the first poll, were an eighth of the cold start
+// (BENCHMARKS.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     init_tracing();
     let config =

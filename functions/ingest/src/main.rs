@@ -10,7 +10,11 @@ use serde_json::Value;
 use vigil_ingest::{IngestConfig, handle_event};
 use vigil_shared::{ConfiguredSink, S3Store, init_tracing, sdk_config};
 
-#[tokio::main]
+// One thread: Lambda hands an execution environment one request at a time, and a request's
+// concurrency (its PutMetricData calls side by side) is I/O that one thread drives. The
+// multi-threaded scheduler's workers, started before the first poll, were an eighth of the
+// cold start (BENCHMARKS.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     init_tracing();
     let conf = sdk_config()
