@@ -17,6 +17,22 @@ pub use aws::{LocalAws, unique, workspace_root};
 pub use runtime::{Function, Outcome, bin_dir, binary};
 pub use url::FunctionUrl;
 
+/// Returns at Ctrl-C or SIGTERM: a local front (`vigil-serve`, `vigil-stack`) then drops what
+/// it runs, which stops the function processes too.
+pub async fn until_stopped() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// The start of the minute `minutes_ago` minutes before now: a timestamp whose one-minute
 /// CloudWatch period has ended (for `minutes_ago` >= 1) and that reads back exactly.
 pub fn whole_minute_ago(minutes_ago: i64) -> DateTime<Utc> {

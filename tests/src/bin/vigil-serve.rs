@@ -30,16 +30,6 @@ async fn main() {
         aws.endpoint
     );
     // Ctrl-C or SIGTERM: return, so that dropping the function stops its process too.
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    vigil_e2e::until_stopped().await;
     drop(url);
 }

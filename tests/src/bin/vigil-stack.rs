@@ -19,16 +19,6 @@ async fn main() {
         "vigil-stack: ingest, alert and backup-verify up against {} (bucket {}); stop with Ctrl-C",
         aws.endpoint, stack.resources.bucket
     );
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    vigil_e2e::until_stopped().await;
     drop(stack);
 }
