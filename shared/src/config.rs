@@ -101,6 +101,41 @@ pub fn parse_yaml<T: DeserializeOwned>(origin: &str, text: &str) -> Result<T> {
     })
 }
 
+/// The smoke test's configuration of a function (`scripts/smoke`): the file a smoke run reads
+/// instead of the stack's, and the one topic it may notify, given by two environment
+/// variables that go together.
+#[derive(Clone, Debug)]
+pub struct SmokeConfig {
+    pub file: ConfigSource,
+    pub topic_arn: String,
+}
+
+impl SmokeConfig {
+    /// From the variables `file` and `topic`: both set, or neither (`None`).
+    pub fn from_env(file: &str, topic: &str) -> Result<Option<SmokeConfig>> {
+        crate::aws::env_pair(file, topic)?
+            .map(|(location, topic_arn)| {
+                Ok(SmokeConfig {
+                    file: location.parse()?,
+                    topic_arn,
+                })
+            })
+            .transpose()
+    }
+
+    /// The smoke configuration `smoke` holds, or the refusal of a smoke run by a stack that
+    /// set neither `file` nor `topic`.
+    pub fn required<'a>(
+        smoke: &'a Option<SmokeConfig>,
+        file: &str,
+        topic: &str,
+    ) -> Result<&'a SmokeConfig> {
+        smoke.as_ref().ok_or_else(|| {
+            Error::InvalidInput(format!("a smoke run, but {file} and {topic} are not set"))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +186,21 @@ mod tests {
             .expect_err("must fail")
             .to_string();
         assert!(err.contains("rules.yaml") && err.contains("limit"), "{err}");
+    }
+
+    #[test]
+    fn a_stack_without_smoke_configuration_refuses_smoke_runs() {
+        let err = SmokeConfig::required(&None, "A", "B").expect_err("none");
+        assert!(matches!(err, Error::InvalidInput(ref m) if m.contains("A and B are not set")));
+        let set = Some(SmokeConfig {
+            file: "s3://b/smoke/k".parse().expect("source"),
+            topic_arn: "arn:smoke".into(),
+        });
+        assert_eq!(
+            SmokeConfig::required(&set, "A", "B")
+                .expect("set")
+                .topic_arn,
+            "arn:smoke"
+        );
     }
 }

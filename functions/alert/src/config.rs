@@ -3,8 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use vigil_shared::aws::{env_pair, required_env};
-use vigil_shared::{ConfigSource, Error, Result};
+use vigil_shared::aws::required_env;
+use vigil_shared::config::SmokeConfig;
+use vigil_shared::{ConfigSource, Result};
 
 use crate::outbox::StateLocation;
 
@@ -40,13 +41,6 @@ pub mod env {
 
 /// Where a smoke run's state lives, beside the stack's own and never in it.
 pub const SMOKE_STATE_KEY: &str = "smoke/state/alert.json";
-
-/// The smoke test's configuration: its rules and the one topic it may notify.
-#[derive(Clone, Debug)]
-pub struct SmokeConfig {
-    pub rules: ConfigSource,
-    pub topic_arn: String,
-}
 
 /// Where the function finds its rules and where it notifies.
 #[derive(Clone, Debug)]
@@ -96,7 +90,7 @@ impl AlertConfig {
                 Ok(v) if !v.trim().is_empty() => Some(v.parse()?),
                 _ => None,
             },
-            smoke: smoke_from(env_pair(env::SMOKE_RULES, env::SMOKE_TOPIC_ARN)?)?,
+            smoke: SmokeConfig::from_env(env::SMOKE_RULES, env::SMOKE_TOPIC_ARN)?,
         })
     }
 
@@ -104,15 +98,9 @@ impl AlertConfig {
     /// only topic, no silences, and a state of its own in the same bucket. A stack without a
     /// smoke configuration refuses smoke runs.
     pub fn smoke(&self) -> Result<AlertConfig> {
-        let smoke = self.smoke.as_ref().ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "a smoke run, but {} and {} are not set",
-                env::SMOKE_RULES,
-                env::SMOKE_TOPIC_ARN
-            ))
-        })?;
+        let smoke = SmokeConfig::required(&self.smoke, env::SMOKE_RULES, env::SMOKE_TOPIC_ARN)?;
         Ok(AlertConfig {
-            rules: smoke.rules.clone(),
+            rules: smoke.file.clone(),
             topic_arn: smoke.topic_arn.clone(),
             state: StateLocation {
                 bucket: self.state.bucket.clone(),
@@ -125,19 +113,10 @@ impl AlertConfig {
     }
 }
 
-fn smoke_from(pair: Option<(String, String)>) -> Result<Option<SmokeConfig>> {
-    pair.map(|(rules, topic_arn)| {
-        Ok(SmokeConfig {
-            rules: rules.parse()?,
-            topic_arn,
-        })
-    })
-    .transpose()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vigil_shared::Error;
 
     #[test]
     fn the_default_topic_is_always_allowed() {
@@ -165,12 +144,10 @@ mod tests {
 
     #[test]
     fn a_smoke_run_reads_its_own_rules_and_state_and_notifies_only_its_topic() {
-        let smoke = smoke_from(Some((
-            "s3://b/smoke/config/rules.yaml".into(),
-            "arn:smoke".into(),
-        )))
-        .expect("valid")
-        .expect("set");
+        let smoke = SmokeConfig {
+            file: "s3://b/smoke/config/rules.yaml".parse().expect("source"),
+            topic_arn: "arn:smoke".into(),
+        };
         let run = config(Some(smoke)).smoke().expect("smoke config");
         assert_eq!(run.rules.to_string(), "s3://b/smoke/config/rules.yaml");
         assert_eq!(run.topic_arn, "arn:smoke");

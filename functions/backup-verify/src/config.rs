@@ -12,7 +12,8 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
-use vigil_shared::aws::{env_pair, required_env};
+use vigil_shared::aws::required_env;
+use vigil_shared::config::SmokeConfig;
 use vigil_shared::config::parse_yaml;
 use vigil_shared::{ConfigSource, Error, Result, Span};
 
@@ -246,13 +247,6 @@ pub struct VerifyConfig {
     pub smoke: Option<SmokeConfig>,
 }
 
-/// The smoke test's backup sets (its canary set) and the one topic a smoke run may notify.
-#[derive(Clone, Debug)]
-pub struct SmokeConfig {
-    pub backup_sets: ConfigSource,
-    pub topic_arn: String,
-}
-
 /// Where a smoke run writes its reports and its state, in the report bucket, apart from the
 /// stack's own.
 pub const SMOKE_REPORT_PREFIX: &str = "smoke/reports/backup-verify/";
@@ -272,7 +266,7 @@ impl VerifyConfig {
                 .ok()
                 .filter(|v| !v.trim().is_empty())
                 .unwrap_or_else(|| "state/backup-verify.json".to_owned()),
-            smoke: smoke_from(env_pair(env::SMOKE_BACKUP_SETS, env::SMOKE_TOPIC_ARN)?)?,
+            smoke: SmokeConfig::from_env(env::SMOKE_BACKUP_SETS, env::SMOKE_TOPIC_ARN)?,
         })
     }
 
@@ -280,15 +274,10 @@ impl VerifyConfig {
     /// the same bucket, and the smoke topic as its only topic. A stack without a smoke
     /// configuration refuses smoke runs.
     pub fn smoke(&self) -> Result<VerifyConfig> {
-        let smoke = self.smoke.as_ref().ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "a smoke run, but {} and {} are not set",
-                env::SMOKE_BACKUP_SETS,
-                env::SMOKE_TOPIC_ARN
-            ))
-        })?;
+        let smoke =
+            SmokeConfig::required(&self.smoke, env::SMOKE_BACKUP_SETS, env::SMOKE_TOPIC_ARN)?;
         Ok(VerifyConfig {
-            backup_sets: smoke.backup_sets.clone(),
+            backup_sets: smoke.file.clone(),
             report_bucket: self.report_bucket.clone(),
             report_prefix: SMOKE_REPORT_PREFIX.to_owned(),
             topic_arn: Some(smoke.topic_arn.clone()),
@@ -296,16 +285,6 @@ impl VerifyConfig {
             smoke: None,
         })
     }
-}
-
-fn smoke_from(pair: Option<(String, String)>) -> Result<Option<SmokeConfig>> {
-    pair.map(|(backup_sets, topic_arn)| {
-        Ok(SmokeConfig {
-            backup_sets: backup_sets.parse()?,
-            topic_arn,
-        })
-    })
-    .transpose()
 }
 
 #[cfg(test)]
@@ -397,12 +376,12 @@ mod smoke_tests {
 
     #[test]
     fn a_smoke_run_reads_its_canary_sets_and_writes_apart() {
-        let smoke = smoke_from(Some((
-            "s3://b/smoke/config/backup-sets.yaml".into(),
-            "arn:smoke".into(),
-        )))
-        .expect("valid")
-        .expect("set");
+        let smoke = SmokeConfig {
+            file: "s3://b/smoke/config/backup-sets.yaml"
+                .parse()
+                .expect("source"),
+            topic_arn: "arn:smoke".into(),
+        };
         let run = config(Some(smoke)).smoke().expect("smoke config");
         assert_eq!(
             run.backup_sets.to_string(),
