@@ -320,3 +320,19 @@ fn the_change_set_is_shown_with_the_smoke_and_load_figures() {
         "{plan}"
     );
 }
+
+/// The suite builds once: scripts/test builds the binaries with the tests (so with the
+/// features the tests' dev-dependencies add), and the load gate's and the smoke test's local
+/// builds are that same build, so neither builds the AWS SDK a second time mid-suite.
+#[test]
+fn the_suites_scripts_share_one_build() {
+    for script in ["scripts/test", "scripts/load-test", "scripts/smoke"] {
+        let text = std::fs::read_to_string(workspace_root().join(script)).expect(script);
+        assert!(
+            text.lines()
+                .any(|l| !l.trim_start().starts_with('#')
+                    && l.contains("--workspace --bins --tests")),
+            "{script} does not build --workspace --bins --tests"
+        );
+    }
+}
