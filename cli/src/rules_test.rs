@@ -20,8 +20,8 @@
 //! ```
 //!
 //! A value at index `i` is the data point of the period starting at `i × interval`; the rules
-//! compare a period once it has ended, as in the function. Rules with an `expression` have no
-//! metric-math engine here: their series read as no data.
+//! compare a period once it has ended, as in the function. A rule with an `expression` is
+//! evaluated by Vigil's metric-math engine over the input series of its `m` and its inputs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -10,6 +10,7 @@ use vigil_alert::policy::Policy;
 use vigil_alert::state::Status;
 use vigil_alert::{Invocation, Rule, RunSummary, StateLocation};
 use vigil_shared::Result;
+use vigil_shared::math::{LocalMath, MathMode};
 use vigil_shared::reader::MetricReader;
 use vigil_shared::testing::{MemoryStore, RecordingNotifier};
 pub use vigil_shared::testing::{Published as Sent, SeriesKey, SeriesReader as ReplayReader};
@@ -30,6 +31,8 @@ pub struct Replay {
 
 /// Runs the alert function's evaluation at each of `times` (ascending) over `reader`'s series,
 /// exactly as the function would at those scheduled times; `progress` hears after each run.
+/// Metric math is evaluated here ([`LocalMath`]) from the plain statistics it reads, which
+/// `reader` must hold ([`vigil_shared::math::local::parts`]).
 pub async fn replay(
     reader: &impl MetricReader,
     rules: &[Rule],
@@ -37,6 +40,7 @@ pub async fn replay(
     times: &[DateTime<Utc>],
     mut progress: impl FnMut(usize),
 ) -> Result<Replay> {
+    let reader = LocalMath::new(reader, MathMode::Local);
     let store = MemoryStore::default();
     let recorder = RecordingNotifier::default();
     let location = StateLocation {
@@ -62,7 +66,7 @@ pub async fn replay(
             deadline: at + chrono::Duration::minutes(1),
             stop: std::time::Instant::now() + std::time::Duration::from_secs(3600),
         };
-        runs.push(vigil_alert::run(reader, &recorder, &store, plan, &invocation).await?);
+        runs.push(vigil_alert::run(&reader, &recorder, &store, plan, &invocation).await?);
         progress(i + 1);
     }
     let sent = recorder.take();

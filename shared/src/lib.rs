@@ -16,6 +16,7 @@ pub mod error;
 pub mod fixtures;
 pub mod inspect;
 pub mod limits;
+pub mod math;
 pub mod metric;
 pub mod notify;
 pub mod reader;

@@ -106,6 +106,29 @@ pub trait MetricReader: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Vec<Dimension>>>> + Send;
 }
 
+/// A reader borrowed is a reader: wrappers such as [`crate::math::LocalMath`] take one by
+/// reference.
+impl<T: MetricReader> MetricReader for &T {
+    fn fetch(
+        &self,
+        queries: &[StatQuery],
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Fetched>> + Send {
+        (**self).fetch(queries, start, end)
+    }
+
+    fn list_series(
+        &self,
+        namespace: &str,
+        metric: &str,
+        fixed: &[Dimension],
+        any: &[String],
+    ) -> impl Future<Output = Result<Vec<Vec<Dimension>>>> + Send {
+        (**self).list_series(namespace, metric, fixed, any)
+    }
+}
+
 /// [`MetricReader`] on CloudWatch `GetMetricData`.
 #[derive(Clone, Debug)]
 pub struct CloudWatchReader {

@@ -37,6 +37,8 @@ pub fn environment(function: &str, r: &Resources) -> Vec<(&'static str, String)>
             ("VIGIL_STATE_KEY", "state/alert.json".into()),
             ("VIGIL_SILENCES", format!("s3://{b}/config/silences.json")),
             ("VIGIL_ALLOWED_TOPIC_ARNS", String::new()),
+            // LocalStack evaluates no metric math: the function does (the MetricMath parameter).
+            ("VIGIL_METRIC_MATH", "local".into()),
             (
                 "VIGIL_SMOKE_RULES",
                 format!("s3://{b}/smoke/config/rules.yaml"),

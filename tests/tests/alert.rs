@@ -227,6 +227,65 @@ async fn a_breaching_metric_sends_one_notification_with_its_attributes() {
     );
 }
 
+/// A rule on metric math, evaluated by the function itself (`VIGIL_METRIC_MATH=local`, as the
+/// local stack runs it): LocalStack answers the two plain statistics, and the error ratio they
+/// make (with `FILL` for a minute without errors) breaches in two of the last two minutes.
+#[tokio::test]
+async fn metric_math_evaluated_by_the_function_fires_on_the_error_ratio() {
+    let s = setup().await;
+    let now = whole_minute_ago(0);
+    let ago = |m| now - Duration::minutes(m);
+    put_points(
+        &s.aws,
+        &s.namespace,
+        "requests",
+        &[(ago(3), 100.0), (ago(2), 100.0), (ago(1), 200.0)],
+    )
+    .await;
+    // No errors at all three minutes ago: FILL makes that minute's ratio 0, not missing.
+    put_points(
+        &s.aws,
+        &s.namespace,
+        "errors",
+        &[(ago(2), 12.0), (ago(1), 30.0)],
+    )
+    .await;
+    let ns = &s.namespace;
+    let rules = format!(
+        r#"groups:
+  - name: math
+    rules:
+      - alert: ErrorRatioHigh
+        metric: {{namespace: {ns}, name: requests, dimensions: {{service: checkout}}, stat: Sum, period: 1m}}
+        expression: "100 * FILL(errors, 0) / m"
+        inputs:
+          errors: {{namespace: {ns}, name: errors, dimensions: {{service: checkout}}, stat: Sum}}
+        condition: {{operator: ">", threshold: 5}}
+        evaluation_periods: 3
+        datapoints_to_alarm: 2
+        labels: {{severity: page, service: checkout}}
+"#
+    );
+    s.aws.put_object(&s.bucket, "math.yaml", rules).await;
+    let mut function = alert_with(&s, "math.yaml", &[("VIGIL_METRIC_MATH", "local")]).await;
+    let summary = function
+        .invoke(&scheduled_event(now))
+        .await
+        .expect_response();
+    assert_eq!(states(&summary), [pair("firing", "breaching")], "{summary}");
+    assert_eq!(summary["rules"][0]["value"], 15.0, "100 * 30 / 200");
+    assert_eq!(summary["get_metric_data_calls"], 1, "{summary}");
+    let messages = s
+        .aws
+        .receive_sns(&s.queue, 1, StdDuration::from_secs(20))
+        .await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(
+        messages[0]["Subject"],
+        "[FIRING] ErrorRatioHigh: requests 15 > 5"
+    );
+}
+
 #[tokio::test]
 async fn a_quiet_metric_sends_nothing() {
     let s = setup().await;

@@ -43,6 +43,8 @@ impl Stack {
             "ReplicaBucketName" => json!(self.replicas),
             "AlertRouteTopicArns" => json!([]),
             "Namespace" => json!("Service"),
+            // LocalStack evaluates no metric math: the function does, from plain statistics.
+            "MetricMath" => json!("local"),
             "AWS::Partition" => json!("aws"),
             "AWS::Region" => json!(REGION),
             "AWS::AccountId" => json!(ACCOUNT),

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use vigil_shared::aws::required_env;
 use vigil_shared::config::SmokeConfig;
+use vigil_shared::math::MathMode;
 use vigil_shared::{ConfigSource, Result};
 
 use crate::outbox::StateLocation;
@@ -24,6 +25,9 @@ pub mod env {
     /// Optional: the other topics routes may name, comma-separated (the stack's
     /// `AlertRouteTopicArns`, which its role may publish to).
     pub const ALLOWED_TOPIC_ARNS: &str = "VIGIL_ALLOWED_TOPIC_ARNS";
+    /// Optional: `cloudwatch` (the default) or `local`, who evaluates rules' metric math
+    /// (`vigil_shared::math::MathMode`).
+    pub const METRIC_MATH: &str = "VIGIL_METRIC_MATH";
     /// Optional: the smoke test's rules file (`s3://bucket/key` or a path), read by a run
     /// invoked with `"vigil": "smoke"`.
     pub const SMOKE_RULES: &str = "VIGIL_SMOKE_RULES";
@@ -34,6 +38,7 @@ pub mod env {
         STATE_KEY,
         SILENCES,
         ALLOWED_TOPIC_ARNS,
+        METRIC_MATH,
         SMOKE_RULES,
         SMOKE_TOPIC_ARN,
     ];
@@ -58,6 +63,8 @@ pub struct AlertConfig {
     pub allowed_topics: BTreeSet<String>,
     /// `VIGIL_SMOKE_RULES` and `VIGIL_SMOKE_TOPIC_ARN`, when the stack has a smoke test.
     pub smoke: Option<SmokeConfig>,
+    /// `VIGIL_METRIC_MATH`: who evaluates metric math.
+    pub math: MathMode,
 }
 
 /// The allowed set: `default` and the comma-separated ARNs of `list`.
@@ -91,6 +98,7 @@ impl AlertConfig {
                 _ => None,
             },
             smoke: SmokeConfig::from_env(env::SMOKE_RULES, env::SMOKE_TOPIC_ARN)?,
+            math: MathMode::parse(&std::env::var(env::METRIC_MATH).unwrap_or_default())?,
         })
     }
 
@@ -109,6 +117,7 @@ impl AlertConfig {
             silences: None,
             allowed_topics: BTreeSet::from([smoke.topic_arn.clone()]),
             smoke: None,
+            math: self.math,
         })
     }
 }
@@ -139,6 +148,7 @@ mod tests {
             silences: Some("s3://b/config/silences.json".parse().expect("source")),
             allowed_topics: allowed_topics("arn:alerts", "arn:pager"),
             smoke,
+            math: MathMode::Local,
         }
     }
 
@@ -160,6 +170,11 @@ mod tests {
             ("b", SMOKE_STATE_KEY)
         );
         assert!(run.silences.is_none());
+        assert_eq!(
+            run.math,
+            MathMode::Local,
+            "a smoke run evaluates metric math as the stack does"
+        );
         assert!(matches!(config(None).smoke(), Err(Error::InvalidInput(_))));
     }
 }

@@ -8,6 +8,7 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use vigil_alert::{AlertConfig, Call, handle_event};
+use vigil_shared::math::LocalMath;
 use vigil_shared::{CloudWatchReader, S3Store, SnsNotifier, init_tracing, sdk_config};
 
 // One thread: a run is one task that waits on CloudWatch, S3 and SNS, and its concurrency (the
@@ -22,7 +23,7 @@ async fn main() -> Result<(), Error> {
     let conf = sdk_config()
         .await
         .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
-    let reader = CloudWatchReader::from_conf(&conf);
+    let reader = LocalMath::new(CloudWatchReader::from_conf(&conf), config.math);
     let notifier = SnsNotifier::from_conf(&conf);
     let store = S3Store::from_conf(&conf);
     let (reader, notifier, store, config) = (&reader, &notifier, &store, &config);

@@ -91,14 +91,6 @@ fn valid_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The lower-case identifiers of an expression (inputs; functions are upper-case).
-fn identifiers(expression: &str) -> Vec<&str> {
-    expression
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| w.chars().next().is_some_and(|c| c.is_ascii_lowercase()))
-        .collect()
-}
-
 /// What an evaluation with no data means (CloudWatch alarms' `TreatMissingData`).
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -315,9 +307,12 @@ pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::
                             .to_owned(),
                     );
                 }
-                if expression.trim().is_empty() {
-                    return fail("expression", "must not be empty".to_owned());
-                }
+                // Parsed and typed by the engine that `rules test`, the backtest and the
+                // function's local mode evaluate it with: one time series, known functions.
+                let parsed = match vigil_shared::math::parse(expression) {
+                    Ok(parsed) => parsed,
+                    Err(e) => return fail("expression", format!("{expression:?}: {e}")),
+                };
                 for (id, input) in &rule.inputs {
                     if !valid_id(id) || id == "m" {
                         return fail(
@@ -335,7 +330,7 @@ pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::
                         );
                     }
                 }
-                for word in identifiers(expression) {
+                for word in parsed.ids() {
                     if word != "m" && !rule.inputs.contains_key(word) {
                         return fail(
                             "expression",
@@ -494,6 +489,19 @@ groups:
             .expect_err("bad input name")
             .to_string();
         assert!(err.contains("inputs.Errors"), "{err}");
+        let scalar = math.replace("100 * errors / m", "AVG(m)");
+        let err = load("rules.yaml", &scalar)
+            .expect_err("a number, not a series")
+            .to_string();
+        assert!(
+            err.contains("expression") && err.contains("gives a number"),
+            "{err}"
+        );
+        let unknown_function = math.replace("100 * errors / m", "STDDEV(m)");
+        let err = load("rules.yaml", &unknown_function)
+            .expect_err("an unknown function")
+            .to_string();
+        assert!(err.contains("STDDEV is not a function"), "{err}");
         let orphan = math.replace("        expression: \"100 * errors / m\"\n", "");
         let err = load("rules.yaml", &orphan)
             .expect_err("inputs without expression")

@@ -116,6 +116,7 @@ async fn case(seed: u64, ambiguous: bool) -> Seen {
         silences: None,
         allowed_topics: vigil_alert::config::allowed_topics(DEFAULT_TOPIC, DENIED),
         smoke: None,
+        math: Default::default(),
     };
     let store = FaultyStore::new(
         &memory,

@@ -686,6 +686,7 @@ async fn config(store: &MemoryStore, rules: &str, allowed: &[&str]) -> AlertConf
         silences: None,
         allowed_topics: vigil_alert::config::allowed_topics(DEFAULT_TOPIC, &allowed.join(",")),
         smoke: None,
+        math: Default::default(),
     }
 }
 
