@@ -10,8 +10,11 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use serde::Serialize;
 use vigil_alert::Rule;
 use vigil_shared::Result;
+use vigil_shared::math::local::parts;
+use vigil_shared::math::{LocalMath, MathMode};
 use vigil_shared::reader::{MetricReader, Series, StatQuery};
 
+use crate::incidents::Incident;
 use crate::sim::{Episode, Replay, ReplayReader, SeriesKey};
 
 /// The history of every series the rules watch, as the function's queries return it.
@@ -42,19 +45,44 @@ pub async fn fetch_history(
             )
         })
         .collect();
-    let stat_queries: Vec<StatQuery> = queries.iter().map(|(_, _, q)| q.clone()).collect();
+    // A rule with metric math is read as the plain statistics its expression names, and the
+    // replay evaluates the expression over them at each run, as the function's local mode
+    // does: the same history serves every run's window, and an emulator with no metric math
+    // serves it too.
+    let stat_queries: Vec<StatQuery> = queries
+        .iter()
+        .flat_map(|(_, _, q)| match q.math {
+            None => vec![q.clone()],
+            Some(_) => parts(q).into_iter().map(|(_, p)| p).collect(),
+        })
+        .collect();
     let start = vigil_alert::read_start(rules, since);
     let fetched = source.fetch(&stat_queries, start, until).await?;
     let mut reader = ReplayReader::default();
     for q in &stat_queries {
         let points = fetched.series.get(&q.id).cloned().unwrap_or_default();
-        reader.series.push((SeriesKey::of(q), points));
+        reader.set(SeriesKey::of(q), points);
     }
     Ok(History {
         reader,
         queries,
         get_metric_data_calls: fetched.calls,
     })
+}
+
+/// The series one query of the history compares over `since..until`: its statistic, or its
+/// expression evaluated over the statistics it names.
+pub async fn compared(
+    history: &History,
+    query: &StatQuery,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Series> {
+    let reader = LocalMath::new(&history.reader, MathMode::Local);
+    let mut fetched = reader
+        .fetch(std::slice::from_ref(query), since, until)
+        .await?;
+    Ok(fetched.series.remove(&query.id).unwrap_or_default())
 }
 
 /// The scheduled times from `since` to `until`, every `every`, on whole multiples of it (as
@@ -202,12 +230,14 @@ fn escape(text: &str) -> String {
 }
 
 /// An SVG plot of one series over the range: the values as a line, the threshold as a dashed
-/// line, each firing episode as a shaded band.
+/// line, each firing episode as a red band over the plot, and each incident it concerns as a
+/// grey band along the top, so that a page outside every incident stands out.
 pub fn plot(
     title: &str,
     points: &Series,
     threshold: f64,
     episodes: &[&Episode],
+    incidents: &[&Incident],
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> String {
@@ -255,6 +285,23 @@ pub fn plot(
             r##"<rect class="episode" x="{x0:.1}" y="{TOP}" width="{:.1}" height="{:.1}" fill="#d62728" fill-opacity="0.18"/>"##,
             (x1 - x0).max(1.0),
             H - TOP - BOTTOM
+        );
+    }
+    for i in incidents {
+        if i.end < since || i.start > until {
+            continue;
+        }
+        let (x0, x1) = (x(i.start.max(since)), x(i.end.min(until)));
+        let _ = writeln!(
+            svg,
+            r##"<rect class="incident" x="{x0:.1}" y="{0:.1}" width="{1:.1}" height="10" fill="#555" fill-opacity="0.55"><title>{2}</title></rect>"##,
+            TOP - 12.0,
+            (x1 - x0).max(1.0),
+            escape(&if i.title.is_empty() {
+                i.id.clone()
+            } else {
+                format!("{}: {}", i.id, i.title)
+            })
         );
     }
     let _ = writeln!(
@@ -359,10 +406,36 @@ mod tests {
             start: since + Duration::minutes(33),
             end: None,
         };
-        let svg = plot("A <latency>", &points, 250.0, &[&episode], since, until);
+        let incident = Incident {
+            id: "INC-1".into(),
+            title: "Slow <checkout>".into(),
+            start: since + Duration::minutes(30),
+            end: since + Duration::minutes(50),
+            labels: BTreeMap::new(),
+        };
+        let outside = Incident {
+            start: since - Duration::hours(3),
+            end: since - Duration::hours(2),
+            ..incident.clone()
+        };
+        let svg = plot(
+            "A <latency>",
+            &points,
+            250.0,
+            &[&episode],
+            &[&incident, &outside],
+            since,
+            until,
+        );
         assert!(svg.starts_with("<svg"));
         assert!(svg.trim_end().ends_with("</svg>"));
         assert_eq!(svg.matches("class=\"episode\"").count(), 1);
+        assert_eq!(
+            svg.matches("class=\"incident\"").count(),
+            1,
+            "an incident outside the range is not drawn"
+        );
+        assert!(svg.contains("INC-1: Slow &lt;checkout&gt;"));
         assert_eq!(svg.matches("class=\"threshold\"").count(), 1);
         assert!(svg.contains("A &lt;latency&gt;"), "the title is escaped");
         let line = svg

@@ -1,10 +1,16 @@
 //! `vigil`: what engineers run before and after they deploy, on the functions' own code.
-//! Rules are checked, unit-tested and backtested with the alert function's evaluator;
-//! backups are verified with backup-verify's checks.
+//! Rules are checked, unit-tested and backtested with the alert function's evaluator, and a
+//! backtest is scored against the team's incidents; backups are verified with backup-verify's
+//! checks.
 
 pub mod backtest;
+pub mod coin;
+pub mod incidents;
 pub mod progress;
 pub mod rules_test;
+pub mod scenario;
+pub mod score;
+pub mod sent;
 pub mod sim;
 pub mod style;
 pub mod values;

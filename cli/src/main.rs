@@ -12,8 +12,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use vigil_backup_verify::Status;
 use vigil_cli::backtest::{self, human};
+use vigil_cli::incidents::{self, Incident};
 use vigil_cli::progress::Counted;
 use vigil_cli::rules_test;
+use vigil_cli::score::{self, QuietHours, Scoring};
+use vigil_cli::sent;
 use vigil_cli::sim::{self, episodes};
 use vigil_cli::style::Style;
 use vigil_shared::duration::parse_span;
@@ -72,22 +75,46 @@ enum RulesCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Replay rules over CloudWatch history: the notifications they would have sent.
-    Backtest {
-        file: PathBuf,
-        /// How far back to start, as a duration (14d, 36h).
-        #[arg(long, default_value = "14d")]
-        since: String,
-        /// Where to stop (RFC 3339); now by default.
-        #[arg(long)]
-        until: Option<DateTime<Utc>>,
-        /// The evaluation schedule to replay.
-        #[arg(long, default_value = "1m")]
-        every: String,
-        /// Write one SVG plot per series (metric, threshold, episodes) into this directory.
-        #[arg(long)]
-        plot: Option<PathBuf>,
-    },
+    /// Replay rules over CloudWatch history: the notifications they would have sent, scored
+    /// against the team's incidents when given them.
+    Backtest(BacktestArgs),
+}
+
+#[derive(clap::Args)]
+struct BacktestArgs {
+    file: PathBuf,
+    /// How far back to start, as a duration (14d, 36h).
+    #[arg(long, default_value = "14d")]
+    since: String,
+    /// Where to stop (RFC 3339); now by default.
+    #[arg(long)]
+    until: Option<DateTime<Utc>>,
+    /// The evaluation schedule to replay.
+    #[arg(long, default_value = "1m")]
+    every: String,
+    /// Write one SVG plot per series (metric, threshold, episodes, incidents) into this
+    /// directory.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// The team's incidents (YAML, or CSV with start, end and label columns): the replay is
+    /// scored against them (precision, recall, time to detect) beside a coin flip.
+    #[arg(long)]
+    incidents: Option<PathBuf>,
+    /// The hours a page wakes someone up, HH:MM-HH:MM in --tz (may wrap midnight).
+    #[arg(long, default_value = "22:00-07:00")]
+    quiet_hours: String,
+    /// The team's time zone, an IANA name (Europe/Berlin).
+    #[arg(long, default_value = "UTC")]
+    tz: String,
+    /// How long before an incident's start a page still counts for it.
+    #[arg(long, default_value = "0s")]
+    margin: String,
+    /// Draws of the coin-flip baseline.
+    #[arg(long, default_value_t = 1000)]
+    draws: usize,
+    /// The coin flip's seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Subcommand)]
@@ -124,13 +151,7 @@ async fn main() -> ExitCode {
         Command::Rules { command } => match command {
             RulesCommand::Check { files, topics } => rules_check(&files, &topics, json, style),
             RulesCommand::Test { files } => rules_test(&files, json, style).await,
-            RulesCommand::Backtest {
-                file,
-                since,
-                until,
-                every,
-                plot,
-            } => rules_backtest(&file, &since, until, &every, plot.as_deref(), json, style).await,
+            RulesCommand::Backtest(args) => rules_backtest(&args, json, style).await,
         },
         Command::Backup { command } => match command {
             BackupCommand::Verify { config, at, report } => {
@@ -294,6 +315,12 @@ async fn rules_test(files: &[PathBuf], json: bool, style: Style) -> Result<bool,
     Ok(all_ok)
 }
 
+/// A duration argument that may be zero, at most ten years.
+fn span_or_zero(name: &str, text: &str) -> Result<Duration, Fatal> {
+    let span = parse_span(text).map_err(|e| Fatal(format!("--{name}: {e}")))?;
+    rules_test::offset(span, &format!("--{name}")).map_err(Fatal)
+}
+
 /// A duration argument: longer than zero, at most ten years.
 fn span_arg(name: &str, text: &str) -> Result<Duration, Fatal> {
     let span = parse_span(text).map_err(|e| Fatal(format!("--{name}: {e}")))?;
@@ -303,20 +330,27 @@ fn span_arg(name: &str, text: &str) -> Result<Duration, Fatal> {
     rules_test::offset(span, &format!("--{name}")).map_err(Fatal)
 }
 
-async fn rules_backtest(
-    file: &Path,
-    since: &str,
-    until: Option<DateTime<Utc>>,
-    every: &str,
-    plot_dir: Option<&Path>,
-    json: bool,
-    style: Style,
-) -> Result<bool, Fatal> {
-    let name = file.display().to_string();
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{name}: {e}"))?;
+async fn rules_backtest(args: &BacktestArgs, json: bool, style: Style) -> Result<bool, Fatal> {
+    let name = args.file.display().to_string();
+    let text = std::fs::read_to_string(&args.file).map_err(|e| format!("{name}: {e}"))?;
     let (rules, policy) = vigil_alert::load_file(&name, &text)?;
+    let incidents = match &args.incidents {
+        Some(path) => {
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{origin}: {e}"))?;
+            Some(incidents::load(&origin, &text)?)
+        }
+        None => None,
+    };
+    let scoring = Scoring {
+        quiet: QuietHours::parse(&args.quiet_hours, &args.tz)?,
+        margin: span_or_zero("margin", &args.margin)?,
+        draws: args.draws,
+        seed: args.seed,
+    };
+    let (until, every, plot_dir) = (args.until, args.every.as_str(), args.plot.as_deref());
     let until = until.unwrap_or_else(Utc::now);
-    let range = span_arg("since", since)?;
+    let range = span_arg("since", &args.since)?;
     let since = until
         .checked_sub_signed(range)
         .ok_or_else(|| Fatal("--since reaches before the start of time".to_owned()))?;
@@ -371,6 +405,7 @@ async fn rules_backtest(
     .await?;
     replaying.finish_and_clear();
     let found = episodes(&replay.runs);
+    let messages = sent::messages(&replay.sent).map_err(Fatal)?;
     let report = backtest::summarize(
         &rules,
         &replay,
@@ -380,6 +415,17 @@ async fn rules_backtest(
         every,
         history.get_metric_data_calls,
     );
+    let scored = incidents.as_ref().map(|incidents| {
+        score::score_backtest(
+            &rules,
+            &report.rules,
+            &messages,
+            incidents,
+            since,
+            until,
+            &scoring,
+        )
+    });
 
     let mut plots = Vec::new();
     if let Some(dir) = plot_dir {
@@ -388,7 +434,7 @@ async fn rules_backtest(
             let Some(rule) = rules.iter().find(|r| r.alert == *alert) else {
                 continue;
             };
-            let points = history.reader.points(query).cloned().unwrap_or_default();
+            let points = backtest::compared(&history, query, since, until).await?;
             let mine: Vec<&sim::Episode> = found
                 .iter()
                 .filter(|e| e.alert == *alert && e.series == *series)
@@ -420,11 +466,19 @@ async fn rules_backtest(
                 n += 1;
                 path = dir.join(format!("{stem}-{n}.svg"));
             }
+            let mut labels = vigil_alert::alert_labels(rule);
+            labels.extend(series.clone());
+            let theirs: Vec<&Incident> = incidents
+                .iter()
+                .flatten()
+                .filter(|i| i.concerns(&labels))
+                .collect();
             let svg = backtest::plot(
                 &title,
                 &points,
                 rule.condition.threshold,
                 &mine,
+                &theirs,
                 since,
                 until,
             );
@@ -435,6 +489,10 @@ async fn rules_backtest(
 
     if json {
         let mut value = serde_json::to_value(&report)?;
+        value["notifications"] = serde_json::to_value(&messages)?;
+        if let Some(scored) = &scored {
+            value["score"] = serde_json::to_value(scored)?;
+        }
         value["plots"] = json!(plots);
         print_json(&value);
         return Ok(true);
@@ -489,6 +547,10 @@ async fn rules_backtest(
                 series.join(",")
             );
         }
+    }
+    if let Some(scored) = &scored {
+        println!();
+        print!("{}", score::render(scored, style));
     }
     for p in &plots {
         println!("plot: {p}");

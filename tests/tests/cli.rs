@@ -200,7 +200,11 @@ async fn invalid_files_and_failed_expectations_exit_1_with_their_place() {
 }
 
 /// Ninety minutes of latency with one ten-minute breach: the backtest finds one episode and the
-/// two messages (firing, resolved) the function would have sent, and plots it.
+/// two messages (firing, resolved) the function would have sent, and plots it. The same breach
+/// seen through metric math (`m / 1000`, in seconds) gives the same episode, the history read
+/// from LocalStack as plain statistics. Scored against two incidents (one over the breach, one
+/// in a quiet half hour), each rule pages once, inside the first, two minutes in, and misses
+/// the second.
 #[tokio::test]
 async fn a_backtest_replays_cloudwatch_history() {
     let aws = LocalAws::connect().await;
@@ -243,10 +247,24 @@ async fn a_backtest_replays_cloudwatch_history() {
     std::fs::write(
         &rules,
         format!(
-            "groups:\n  - name: g\n    rules:\n      - alert: LatencyHigh\n        metric: {{namespace: {namespace}, name: latency, dimensions: {{service: checkout}}, stat: Average, period: 1m}}\n        condition: {{operator: \">\", threshold: 250}}\n        evaluation_periods: 3\n        datapoints_to_alarm: 2\n        labels: {{severity: page}}\n        annotations: {{runbook_url: https://runbooks.example.com/latency}}\n"
+            "groups:\n  - name: g\n    rules:\n      - alert: LatencyHigh\n        metric: {{namespace: {namespace}, name: latency, dimensions: {{service: checkout}}, stat: Average, period: 1m}}\n        condition: {{operator: \">\", threshold: 250}}\n        evaluation_periods: 3\n        datapoints_to_alarm: 2\n        labels: {{severity: page, service: checkout}}\n        annotations: {{runbook_url: https://runbooks.example.com/latency}}\n      - alert: LatencySecondsHigh\n        metric: {{namespace: {namespace}, name: latency, dimensions: {{service: checkout}}, stat: Average, period: 1m}}\n        expression: \"m / 1000\"\n        condition: {{operator: \">\", threshold: 0.25}}\n        evaluation_periods: 3\n        datapoints_to_alarm: 2\n        labels: {{severity: ticket, service: checkout}}\n"
         ),
     )
     .expect("write");
+    let incidents = dir.join("incidents.csv");
+    let stamp = |t: chrono::DateTime<Utc>| t.to_rfc3339();
+    std::fs::write(
+        &incidents,
+        format!(
+            "id,title,start,end,service\nINC-1,\"Slow, then fine\",{},{},checkout\nINC-2,Quiet,{},{},checkout\n",
+            stamp(breach.0),
+            stamp(breach.1 + Duration::minutes(5)),
+            stamp(now - Duration::minutes(30)),
+            stamp(now - Duration::minutes(20)),
+        ),
+    )
+    .expect("write");
+    let incidents_arg = incidents.to_string_lossy().to_string();
     let plots = dir.join("plots");
     let until = now.to_rfc3339();
     let (rules_arg, plots_arg) = (
@@ -256,8 +274,21 @@ async fn a_backtest_replays_cloudwatch_history() {
     let out = run(
         Some(&aws),
         &[
-            "--output", "json", "rules", "backtest", &rules_arg, "--since", "80m", "--until",
-            &until, "--plot", &plots_arg,
+            "--output",
+            "json",
+            "rules",
+            "backtest",
+            &rules_arg,
+            "--since",
+            "80m",
+            "--until",
+            &until,
+            "--plot",
+            &plots_arg,
+            "--incidents",
+            &incidents_arg,
+            "--draws",
+            "200",
         ],
     )
     .await;
@@ -283,11 +314,66 @@ async fn a_backtest_replays_cloudwatch_history() {
         .parse()
         .expect("time");
     assert_eq!(begun, breach.0 + Duration::minutes(2));
+    let math = &report["rules"][1];
+    assert_eq!(math["alert"], "LatencySecondsHigh");
+    assert_eq!(
+        math["episodes"], rule["episodes"],
+        "the same breach: {report}"
+    );
+
+    // Every message the replay sent: firing then resolved, for each rule.
+    let sent = report["notifications"].as_array().expect("notifications");
+    let statuses: Vec<(&str, &str)> = sent
+        .iter()
+        .flat_map(|m| m["alerts"].as_array().expect("alerts"))
+        .map(|a| {
+            (
+                a["alertname"].as_str().expect("name"),
+                a["status"].as_str().expect("status"),
+            )
+        })
+        .collect();
+    for alert in ["LatencyHigh", "LatencySecondsHigh"] {
+        let mine: Vec<&str> = statuses
+            .iter()
+            .filter(|(a, _)| *a == alert)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(mine, ["firing", "resolved"], "{alert}: {report}");
+    }
+    assert!(
+        sent.iter()
+            .all(|m| m["topic"].as_str().is_some_and(|t| t.starts_with("arn:")))
+    );
+
+    let score = &report["score"];
+    for r in score["rules"].as_array().expect("rules") {
+        assert_eq!(r["pages"], 1, "{score}");
+        assert_eq!(r["pages_in_incidents"], 1, "{score}");
+        assert_eq!(r["precision"], 1.0, "{score}");
+        assert_eq!(
+            (&r["incidents"], &r["incidents_paged"]),
+            (&2.into(), &1.into())
+        );
+        assert_eq!(r["detect_median_seconds"], 120, "{score}");
+        assert_eq!(r["coin_flip"]["pages"], 1);
+        let coin = r["coin_flip"]["precision"].as_f64().expect("coin");
+        assert!(
+            coin < 0.6,
+            "a random page lands in 25 of 80 minutes: {coin}"
+        );
+    }
+    assert_eq!(
+        score["overall"]["pages_in_incidents"],
+        score["overall"]["pages"]
+    );
+    assert_eq!(score["missed"], serde_json::json!(["INC-2"]));
 
     let plot = report["plots"][0].as_str().expect("plot path");
     let svg = std::fs::read_to_string(plot).expect("plot");
     assert_eq!(svg.matches("class=\"episode\"").count(), 1);
     assert!(svg.contains("class=\"threshold\""));
+    assert_eq!(svg.matches("class=\"incident\"").count(), 2, "{svg}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
