@@ -5,7 +5,8 @@
 //! `/proc/thread-self/schedstat`) against the bare condition evaluation of the same rules at
 //! the same times, measured in the same run.
 //!
-//! With `VIGIL_AWS_ENDPOINT_URL` set (a LocalStack from `scripts/local-aws start`), it also
+//! With `VIGIL_AWS_ENDPOINT_URL` set (a LocalStack from `scripts/local-aws start`, and
+//! `AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1`), it also
 //! writes one day of the scenario's 30 series there and times `vigil rules backtest`'s history
 //! read of that day (`GetMetricData` through the SDK), the part of a backtest's wall time the
 //! replay is not.
@@ -20,11 +21,10 @@ use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
 use chrono::{DateTime, Duration, Utc};
 use vigil_alert::policy::Policy;
 use vigil_alert::{Rule, evaluate, query_for};
-use vigil_cli::backtest::{fetch_history, human, schedule, summarize};
+use vigil_cli::backtest::{fetch_history, human, schedule};
 use vigil_cli::scenario::{self, Scenario};
-use vigil_cli::score::{QuietHours, Score, Scoring, score_backtest};
-use vigil_cli::sent::messages;
-use vigil_cli::sim::{episodes, replay};
+use vigil_cli::score::{QuietHours, Score, Scoring};
+use vigil_cli::sim::replay;
 use vigil_shared::CloudWatchReader;
 use vigil_shared::math::{LocalMath, MathMode};
 use vigil_shared::reader::MetricReader;
@@ -54,32 +54,13 @@ async fn scored(s: &Scenario, rules: &[Rule], times: &[DateTime<Utc>]) -> (Score
         wall: wall.elapsed(),
         cpu: cpu() - cpu0,
     };
-    let found = episodes(&replayed.runs);
-    let report = summarize(
-        rules,
-        &replayed,
-        &found,
-        s.since,
-        s.until,
-        Duration::minutes(1),
-        0,
-    );
-    let sent = messages(&replayed.sent).expect("messages");
     let scoring = Scoring {
         quiet: QuietHours::parse("22:00-07:00", "Europe/Berlin").expect("quiet"),
         margin: Duration::zero(),
         draws: 1_000,
         seed: 1,
     };
-    let score = score_backtest(
-        rules,
-        &report.rules,
-        &sent,
-        &s.incidents,
-        s.since,
-        s.until,
-        &scoring,
-    );
+    let score = scenario::score_replayed(s, rules, &replayed, &scoring).expect("score");
     (score.overall, timed)
 }
 
@@ -187,6 +168,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    // The function's code writes EMF lines for CloudWatch Logs; here they are not wanted.
+    vigil_shared::emf::silence();
     runtime.block_on(async {
         // Monday 2026-11-02, 00:00 UTC: 14 days, one incident every 1.5 days on average.
         let since = DateTime::from_timestamp(1_793_577_600, 0).expect("time");
@@ -227,6 +210,12 @@ fn main() {
             replayed.cpu.as_secs_f64() / baseline.cpu.as_secs_f64().max(1e-9)
         );
         if let Ok(endpoint) = std::env::var(vigil_shared::aws::ENDPOINT_ENV) {
+            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                eprintln!(
+                    "the history read needs credentials for the emulator: AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1"
+                );
+                return;
+            }
             history_read(&s, &vigil, &endpoint).await;
         }
     });

@@ -464,6 +464,58 @@ mod tests {
         assert!(!matches(&[expect(&[("host", "c")])], &got[..1]));
     }
 
+    /// A rule on metric math is tested from the series of its statistic and its inputs: the
+    /// error ratio (errors filled with 0) passes 5 % in the third and fourth minutes.
+    #[tokio::test]
+    async fn a_metric_math_rule_fires_on_its_input_series() {
+        let dir = std::env::temp_dir().join(format!("vigil-math-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(
+            dir.join("rules.yaml"),
+            r#"groups:
+  - name: g
+    rules:
+      - alert: ErrorRatioHigh
+        metric: {namespace: Shop, name: requests, stat: Sum, period: 1m}
+        expression: "100 * FILL(errors, 0) / m"
+        inputs:
+          errors: {namespace: Shop, name: errors, stat: Sum}
+        condition: {operator: ">", threshold: 5}
+        evaluation_periods: 2
+        labels: {severity: page}
+"#,
+        )
+        .expect("rules");
+        let test = dir.join("rules.test.yaml");
+        std::fs::write(
+            &test,
+            r#"rule_files: [rules.yaml]
+tests:
+  - input_series:
+      - metric: {namespace: Shop, name: requests}
+        values: "100 100 100 100 100 100"
+      - metric: {namespace: Shop, name: errors}
+        values: "_ 1 8 9 _ _"
+    alert_rule_test:
+      - eval_time: 3m
+        alertname: ErrorRatioHigh
+        exp_alerts: []
+      - eval_time: 4m
+        alertname: ErrorRatioHigh
+        exp_alerts:
+          - exp_labels: {severity: page}
+      - eval_time: 6m
+        alertname: ErrorRatioHigh
+        exp_alerts: []
+"#,
+        )
+        .expect("test");
+        let result = run_file(&test).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(result.passed(), "{result:?}");
+        assert_eq!(result.checks, 3, "{result:?}");
+    }
+
     #[test]
     fn a_loose_expectation_does_not_take_the_alert_a_strict_one_needs() {
         let got = [

@@ -14,9 +14,12 @@ use chrono::{DateTime, Duration, Utc};
 use vigil_alert::Rule;
 use vigil_shared::reader::Series;
 
+use crate::backtest::summarize;
 use crate::coin::SplitMix64;
 use crate::incidents::Incident;
-use crate::sim::{ReplayReader, SeriesKey};
+use crate::score::{Scored, Scoring, score_backtest};
+use crate::sent::messages;
+use crate::sim::{Replay, ReplayReader, SeriesKey, episodes};
 
 pub const NAMESPACE: &str = "Scenario/Shop";
 pub const SERVICES: usize = 10;
@@ -113,6 +116,35 @@ pub fn generate(since: DateTime<Utc>, days: i64, incident_every: f64, seed: u64)
     }
 }
 
+/// The scenario's score for `rules` from their replay over it.
+pub fn score_replayed(
+    s: &Scenario,
+    rules: &[Rule],
+    replayed: &Replay,
+    scoring: &Scoring,
+) -> Result<Scored, String> {
+    let found = episodes(&replayed.runs);
+    let report = summarize(
+        rules,
+        replayed,
+        &found,
+        s.since,
+        s.until,
+        Duration::minutes(1),
+        0,
+    );
+    let sent = messages(&replayed.sent)?;
+    Ok(score_backtest(
+        rules,
+        &report.rules,
+        &sent,
+        &s.incidents,
+        s.since,
+        s.until,
+        scoring,
+    ))
+}
+
 /// The rule a first draft has: latency above 250 ms, one data point, per service.
 pub fn naive_rules() -> Vec<Rule> {
     let mut yaml = String::from("groups:\n  - name: naive\n    rules:\n");
@@ -142,10 +174,9 @@ pub fn vigil_rules() -> Vec<Rule> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backtest::{schedule, summarize};
-    use crate::score::{QuietHours, Scoring, score_backtest};
-    use crate::sent::messages;
-    use crate::sim::{episodes, replay};
+    use crate::backtest::schedule;
+    use crate::score::QuietHours;
+    use crate::sim::replay;
     use vigil_alert::policy::Policy;
 
     #[test]
@@ -183,29 +214,8 @@ mod tests {
             let replayed = replay(&s.reader, &rules, &Policy::default(), &times, |_| {})
                 .await
                 .expect("replay");
-            let found = episodes(&replayed.runs);
-            let report = summarize(
-                &rules,
-                &replayed,
-                &found,
-                s.since,
-                s.until,
-                Duration::minutes(1),
-                0,
-            );
-            let sent = messages(&replayed.sent).expect("messages");
-            scores.push(
-                score_backtest(
-                    &rules,
-                    &report.rules,
-                    &sent,
-                    &s.incidents,
-                    s.since,
-                    s.until,
-                    &scoring,
-                )
-                .overall,
-            );
+            let scored = score_replayed(&s, &rules, &replayed, &scoring).expect("score");
+            scores.push(scored.overall);
         }
         let (naive, vigil) = (&scores[0], &scores[1]);
         assert_eq!(vigil.recall, Some(1.0), "{vigil:?}");

@@ -2,10 +2,12 @@
 //! math query's statistic (`m`) and inputs as plain statistics from the reader it wraps, and
 //! answers the query with the expression evaluated over them. Plain queries pass through.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
+use super::Expr;
 use crate::metric::Dimension;
 use crate::reader::{Fetched, MetricReader, Series, StatQuery};
 use crate::{Error, Result};
@@ -33,19 +35,41 @@ impl MathMode {
 }
 
 /// `inner`, with metric math evaluated here when the mode is [`MathMode::Local`].
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct LocalMath<R> {
     inner: R,
     mode: MathMode,
+    /// Expressions parsed once: a replay evaluates the same ones at every run.
+    parsed: Mutex<HashMap<String, Arc<Expr>>>,
 }
 
 impl<R> LocalMath<R> {
     pub fn new(inner: R, mode: MathMode) -> Self {
-        Self { inner, mode }
+        Self {
+            inner,
+            mode,
+            parsed: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn inner(&self) -> &R {
         &self.inner
+    }
+
+    fn parse(&self, q: &StatQuery, expression: &str) -> Result<Arc<Expr>> {
+        let mut parsed = self
+            .parsed
+            .lock()
+            .map_err(|_| Error::Internal("the parsed expressions' lock is poisoned".into()))?;
+        if let Some(expr) = parsed.get(expression) {
+            return Ok(Arc::clone(expr));
+        }
+        let expr = Arc::new(
+            super::parse(expression)
+                .map_err(|e| Error::Config(format!("query {}: {expression}: {e}", q.id)))?,
+        );
+        parsed.insert(expression.to_owned(), Arc::clone(&expr));
+        Ok(expr)
     }
 }
 
@@ -102,9 +126,7 @@ impl<R: MetricReader> MetricReader for LocalMath<R> {
             match &q.math {
                 None => wire.push(q.clone()),
                 Some(math) => {
-                    let expr = super::parse(&math.expression).map_err(|e| {
-                        Error::Config(format!("query {}: {}: {e}", q.id, math.expression))
-                    })?;
+                    let expr = self.parse(q, &math.expression)?;
                     let parts = parts(q);
                     wire.extend(parts.iter().map(|(_, p)| p.clone()));
                     local.push((q, expr, parts));
@@ -137,7 +159,6 @@ impl<R: MetricReader> MetricReader for LocalMath<R> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
 
     use super::*;
     use crate::reader::{Math, MathInput};
