@@ -15,6 +15,7 @@ use vigil_shared::math::{LocalMath, MathMode};
 use vigil_shared::reader::{MetricReader, Series, StatQuery};
 
 use crate::incidents::Incident;
+use crate::sent::Message;
 use crate::sim::{Episode, Replay, ReplayReader, SeriesKey};
 
 /// The history of every series the rules watch, as the function's queries return it.
@@ -70,8 +71,10 @@ pub async fn fetch_history(
     })
 }
 
-/// The series one query of the history compares over `since..until`: its statistic, or its
-/// expression evaluated over the statistics it names.
+/// The series one query of the history compares over `since..until`, for its plot: its
+/// statistic, or its expression evaluated over the statistics it names across the whole
+/// range (each run evaluated it over its own window: the same values but for reductions such
+/// as `AVG(m)` and a window's first `RATE`/`DIFF` point).
 pub async fn compared(
     history: &History,
     query: &StatQuery,
@@ -121,7 +124,7 @@ pub struct EpisodeReport {
 pub struct RuleReport {
     pub alert: String,
     /// Messages it would have sent (firing, resolved and repeats; a grouped message counts
-    /// once for each rule in it).
+    /// once for each rule in it, however many SNS parts carried it).
     pub notifications: usize,
     pub episodes: Vec<EpisodeReport>,
     pub firing_seconds: i64,
@@ -151,6 +154,7 @@ fn stamp(t: DateTime<Utc>) -> String {
 pub fn summarize(
     rules: &[Rule],
     replay: &Replay,
+    messages: &[Message],
     episodes: &[Episode],
     since: DateTime<Utc>,
     until: DateTime<Utc>,
@@ -164,17 +168,9 @@ pub fn summarize(
             .iter()
             .map(|e| e.duration(until).num_seconds())
             .collect();
-        let notifications = replay
-            .sent
+        let notifications = messages
             .iter()
-            .filter(|s| {
-                s.attribute("alertname") == Some(rule.alert.as_str())
-                    || s.notification.details.as_ref().is_some_and(|d| {
-                        d["alerts"].as_array().is_some_and(|a| {
-                            a.iter().any(|x| x["alertname"] == rule.alert.as_str())
-                        })
-                    })
-            })
+            .filter(|m| m.alerts.iter().any(|a| a.alertname == rule.alert))
             .count();
         out.push(RuleReport {
             alert: rule.alert.clone(),

@@ -12,13 +12,15 @@
 //! ```
 //!
 //! ```csv
-//! id,title,start,end,service,team
-//! INC-101,Checkout timeouts,2026-11-02T03:10:00Z,2026-11-02T04:05:00Z,checkout,payments
+//! id,title,start,end,service
+//! INC-101,Checkout timeouts,2026-11-02T03:10:00Z,2026-11-02T04:05:00Z,checkout
 //! ```
 //!
-//! In a CSV, `start` and `end` are required columns, `id` and `title` optional, and every
-//! other column is a label (an empty cell sets none). Times are RFC 3339, or
-//! `YYYY-MM-DD HH:MM[:SS]` read as UTC (the form spreadsheets write).
+//! In a CSV, `start` and `end` are required columns, `id` and `title` optional (any case),
+//! and every other column is a label (an empty cell sets none): drop the columns of an
+//! export that no alert carries (`status`, `owner`), or the score names the incidents no rule
+//! can page for. Times are RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` read as UTC (the form
+//! spreadsheets write).
 
 use std::collections::BTreeMap;
 
@@ -107,10 +109,15 @@ fn incident(
 /// Loads an incident list; `origin` names it in errors, and a `.csv` name (or text whose first
 /// line is a CSV header with `start` and `end`) is read as CSV, anything else as YAML.
 pub fn load(origin: &str, text: &str) -> Result<Vec<Incident>, String> {
+    // Spreadsheets save UTF-8 with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let first = text.lines().next().unwrap_or_default();
-    let csv_header = first.contains(',')
-        && first.split(',').any(|c| c.trim() == "start")
-        && first.split(',').any(|c| c.trim() == "end");
+    let header = |name: &str| {
+        first
+            .split(',')
+            .any(|c| c.trim().trim_matches('"').eq_ignore_ascii_case(name))
+    };
+    let csv_header = first.contains(',') && header("start") && header("end");
     let mut out = if origin.ends_with(".csv") || csv_header {
         load_csv(origin, text)?
     } else {
@@ -149,7 +156,7 @@ fn load_csv(origin: &str, text: &str) -> Result<Vec<Incident>, String> {
         .iter()
         .map(|h| h.to_owned())
         .collect();
-    let column = |name: &str| headers.iter().position(|h| h == name);
+    let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let (Some(start), Some(end)) = (column("start"), column("end")) else {
         return Err(format!(
             "{origin}: the header row needs `start` and `end` columns (it has {})",
@@ -225,6 +232,13 @@ incidents:
             "an empty cell sets no label"
         );
         assert_eq!(load("export", csv).expect("sniffed as CSV"), b);
+        let excel = format!(
+            "\u{feff}ID,Title,\"Start\",End,service,team\n{}",
+            csv.lines().skip(1).collect::<Vec<_>>().join("\n")
+        );
+        let from_excel = load("export", &excel).expect("a byte-order mark, other case");
+        assert_eq!(from_excel.len(), 2);
+        assert_eq!(from_excel[0].id, "INC-1");
     }
 
     /// The README's example, and the CSV its comment shows, say the same of INC-101.

@@ -409,6 +409,7 @@ async fn rules_backtest(args: &BacktestArgs, json: bool, style: Style) -> Result
     let report = backtest::summarize(
         &rules,
         &replay,
+        &messages,
         &found,
         since,
         until,

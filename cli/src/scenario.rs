@@ -124,16 +124,17 @@ pub fn score_replayed(
     scoring: &Scoring,
 ) -> Result<Scored, String> {
     let found = episodes(&replayed.runs);
+    let sent = messages(&replayed.sent)?;
     let report = summarize(
         rules,
         replayed,
+        &sent,
         &found,
         s.since,
         s.until,
         Duration::minutes(1),
         0,
     );
-    let sent = messages(&replayed.sent)?;
     Ok(score_backtest(
         rules,
         &report.rules,

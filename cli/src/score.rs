@@ -108,6 +108,9 @@ pub struct Scored {
     pub rules: Vec<RuleScore>,
     /// Incidents no page was sent for.
     pub missed: Vec<String>,
+    /// Incidents no rule's labels can carry (with their labels): a label column of the
+    /// export that no rule sets (`status=closed`) makes an incident one nothing can page for.
+    pub unpageable: Vec<String>,
 }
 
 /// Whether `rule` could page for `incident`: each of the incident's labels is the rule's
@@ -126,12 +129,17 @@ struct Page<'a> {
     labels: Vec<&'a BTreeMap<String, String>>,
 }
 
-fn pages<'a>(messages: &'a [Message], alert: Option<&'a str>) -> Vec<Page<'a>> {
+/// The pages of the alerts `wanted` names: a rule's own, never the policy's Watchdog or an
+/// undeliverable notice, which page nobody about an incident.
+fn pages<'a>(messages: &'a [Message], wanted: impl Fn(&str) -> bool) -> Vec<Page<'a>> {
     messages
         .iter()
         .filter_map(|m| {
-            let labels: Vec<&BTreeMap<String, String>> =
-                m.firing(alert).map(|a| &a.labels).collect();
+            let labels: Vec<&BTreeMap<String, String>> = m
+                .firing(None)
+                .filter(|a| wanted(&a.alertname))
+                .map(|a| &a.labels)
+                .collect();
             (!labels.is_empty()).then_some(Page { at: m.at, labels })
         })
         .collect()
@@ -160,7 +168,9 @@ fn score(
     let mut not_paged = Vec::new();
     for i in incidents {
         match pages.iter().find(|p| counts(p, i, scoring.margin)) {
-            Some(p) => delays.push((p.at - i.start).num_seconds().max(0)),
+            // From when the replay could see it: an incident under way at the range's start
+            // is not charged for the time before it.
+            Some(p) => delays.push((p.at - i.start.max(since)).num_seconds().max(0)),
             None => not_paged.push(i.id.clone()),
         }
     }
@@ -231,7 +241,7 @@ pub fn score_backtest(
             RuleScore {
                 alert: rule.alert.clone(),
                 score: score(
-                    &pages(messages, Some(&rule.alert)),
+                    &pages(messages, |name| name == rule.alert),
                     &relevant,
                     short(&rule.alert),
                     since,
@@ -244,7 +254,7 @@ pub fn score_backtest(
         .collect();
     let mut missed = Vec::new();
     let overall = score(
-        &pages(messages, None),
+        &pages(messages, |name| rules.iter().any(|r| r.alert == name)),
         &in_range,
         reports.iter().map(|r| r.short_episodes).sum(),
         since,
@@ -263,6 +273,15 @@ pub fn score_backtest(
         overall,
         rules: per_rule,
         missed,
+        unpageable: in_range
+            .iter()
+            .filter(|i| !rules.iter().any(|r| could_page(r, i)))
+            .map(|i| {
+                let labels: Vec<String> =
+                    i.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{} ({})", i.id, labels.join(", "))
+            })
+            .collect(),
     }
 }
 
@@ -339,6 +358,14 @@ pub fn render(scored: &Scored, style: Style) -> String {
     }
     if !scored.missed.is_empty() {
         let _ = writeln!(out, "not paged: {}", scored.missed.join(", "));
+    }
+    if !scored.unpageable.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}: no rule's labels can carry these incidents' labels: {}",
+            style.warn("warning"),
+            scored.unpageable.join("; ")
+        );
     }
     out
 }
@@ -453,6 +480,8 @@ groups:
             ),
             // Inside INC-2's window, about another service: it does not count for INC-2.
             message("2026-11-03T10:10:00Z", &[("AnyErrors", Firing, "payments")]),
+            // The policy's Watchdog, always firing, even with the incident's labels: no page.
+            message("2026-11-03T10:20:00Z", &[("Watchdog", Firing, "search")]),
         ];
         let since = t("2026-11-02T00:00:00Z");
         let until = since + Duration::days(7);
@@ -502,6 +531,50 @@ groups:
             "{overall}"
         );
         assert!(text.contains("not paged: INC-2"), "{text}");
+        assert!(got.unpageable.is_empty(), "{:?}", got.unpageable);
+    }
+
+    #[test]
+    fn an_incident_no_rule_can_page_for_is_named_and_one_under_way_is_timed_from_the_start() {
+        let mut closed = incident(
+            "INC-9",
+            "2026-11-01T23:00:00Z",
+            "2026-11-02T01:00:00Z",
+            "checkout",
+        );
+        let since = t("2026-11-02T00:00:00Z");
+        let messages = [message(
+            "2026-11-02T00:03:00Z",
+            &[("CheckoutSlow", Status::Firing, "checkout")],
+        )];
+        let until = since + Duration::days(1);
+        let got = score_backtest(
+            &rules(),
+            &[],
+            &messages,
+            &[closed.clone()],
+            since,
+            until,
+            &scoring(),
+        );
+        assert_eq!(
+            got.overall.detect_median_seconds,
+            Some(180),
+            "timed from the range's start, not the incident's"
+        );
+        closed.labels.insert("status".into(), "closed".into());
+        let got = score_backtest(
+            &rules(),
+            &[],
+            &messages,
+            &[closed],
+            since,
+            until,
+            &scoring(),
+        );
+        assert_eq!(got.unpageable, ["INC-9 (service=checkout, status=closed)"]);
+        assert_eq!(got.overall.incidents_paged, 0);
+        assert!(render(&got, Style { color: false }).contains("no rule's labels can carry"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! status, group and the alerts in it, from the JSON details every Vigil message carries. A
 //! grouped message SNS received in parts (`group/<hash>/part-N`) is one message here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -68,11 +68,17 @@ fn message_key(key: &str) -> &str {
 }
 
 /// The messages of a replay, in the order sent; what cannot be read as Vigil's details is an
-/// error naming the message, never skipped.
+/// error naming the message, never skipped. A message published twice under one
+/// `dedup_key` (a retry) is one message, as a subscriber that deduplicates sees it, and the
+/// parts of a group (`group/<hash>/part-N`, same time and topic) are one message.
 pub fn messages(sent: &[Sent]) -> Result<Vec<Message>, String> {
     let mut out: Vec<Message> = Vec::new();
-    let mut last_key: Option<(&str, DateTime<Utc>, &str)> = None;
+    let mut seen_keys: HashSet<&str> = HashSet::new();
+    let mut groups: HashMap<(&str, DateTime<Utc>, &str), usize> = HashMap::new();
     for s in sent {
+        if !s.key.is_empty() && !seen_keys.insert(s.key.as_str()) {
+            continue;
+        }
         let value =
             s.notification.details.clone().ok_or_else(|| {
                 format!("the message {:?} has no details", s.notification.subject)
@@ -94,25 +100,23 @@ pub fn messages(sent: &[Sent]) -> Result<Vec<Message>, String> {
             }
         };
         let key = message_key(&s.key);
-        let continues = last_key.is_some_and(|(k, at, topic)| {
-            k == key && at == s.at && topic == s.topic_arn && key.starts_with("group/")
-        });
-        if continues {
-            if let Some(m) = out.last_mut() {
-                m.alerts.extend(alerts);
-                m.parts += 1;
-            }
-        } else {
-            out.push(Message {
-                at: s.at,
-                topic: s.topic_arn.clone(),
-                status: d.status,
-                group: d.group.unwrap_or(d.labels),
-                alerts,
-                parts: 1,
-            });
+        let part_of = (key != s.key).then(|| (key, s.at, s.topic_arn.as_str()));
+        if let Some(&i) = part_of.and_then(|k| groups.get(&k)) {
+            out[i].alerts.extend(alerts);
+            out[i].parts += 1;
+            continue;
         }
-        last_key = Some((key, s.at, &s.topic_arn));
+        if let Some(k) = part_of {
+            groups.insert(k, out.len());
+        }
+        out.push(Message {
+            at: s.at,
+            topic: s.topic_arn.clone(),
+            status: d.status,
+            group: d.group.unwrap_or(d.labels),
+            alerts,
+            parts: 1,
+        });
     }
     Ok(out)
 }
@@ -152,8 +156,9 @@ mod tests {
             "HighLatency/ab/resolved",
             serde_json::json!({"status": "resolved", "alertname": "HighLatency", "labels": {"service": "api"}}),
         );
-        let got = messages(&[part(1, "A"), part(2, "B"), single]).expect("messages");
-        assert_eq!(got.len(), 2);
+        let got = messages(&[part(1, "A"), single.clone(), part(2, "B"), part(2, "B")])
+            .expect("messages");
+        assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0].parts, 2);
         assert_eq!(
             got[0]
@@ -165,6 +170,11 @@ mod tests {
         );
         assert!(got[0].pages());
         assert_eq!(got[1].group["service"], "api");
+        assert_eq!(
+            messages(&[single.clone(), single]).expect("messages").len(),
+            1,
+            "a retry under the same dedup_key is one message"
+        );
         assert!(!got[1].pages(), "a resolved message wakes no one");
     }
 

@@ -53,7 +53,18 @@ pub fn prefix_identifiers(expression: &str, names: &[&str], prefix: &str) -> Str
     let mut out = String::with_capacity(expression.len() + 16);
     let mut chars = expression.char_indices().peekable();
     while let Some((start, c)) = chars.next() {
-        if c.is_ascii_alphabetic() || c == '_' {
+        if c.is_ascii_digit() || c == '.' {
+            // A number, exponent and all (`1e5` names no input `e5`), kept as it is.
+            out.push(c);
+            while let Some(&(_, d)) = chars.peek() {
+                if d.is_ascii_alphanumeric() || d == '.' {
+                    out.push(d);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' {
             let mut end = start + c.len_utf8();
             while let Some(&(i, d)) = chars.peek() {
                 if d.is_ascii_alphanumeric() || d == '_' {
@@ -398,6 +409,11 @@ mod tests {
                 "r7"
             ),
             "100 * RATE(r7_errors) / FILL(r7_m, 0) + errors2"
+        );
+        assert_eq!(
+            prefix_identifiers("1e5 * e5 + 2.5e-3", &["e5"], "r1"),
+            "1e5 * r1_e5 + 2.5e-3",
+            "a number's exponent is not an input"
         );
     }
 

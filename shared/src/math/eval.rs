@@ -15,7 +15,11 @@
 //!   before the first) or `LINEAR` (between the real values on either side; none at the ends);
 //! - `IF(c, t, f)` follows the page's tables, point by point over `c`: where `c` is true, `t`
 //!   (0 where the series `t` has no point), where false, `f` (dropped where the series `f` has
-//!   no point or `f` is left out); a number `c` picks `t` or `f` whole.
+//!   no point or `f` is left out); a number `c` picks `t` or `f` whole (a `c` that is not a
+//!   number, such as the `AVG` of no points, gives no points);
+//! - a reduction of one series (`SUM(m)`, `AVG(m)`, ...) runs over the range read, which for
+//!   the alert function is the widest look-back of all its rules: the page advises against
+//!   such functions in alarms for the same reason.
 
 use std::collections::BTreeMap;
 
@@ -332,6 +336,9 @@ fn call(func: Function, args: &[Expr], frame: &Frame<'_>) -> Result<Value, MathE
             let no = if args.len() > 2 { Some(arg(2)?) } else { None };
             match cond {
                 Value::Series(c) => Ok(Value::Series(pick(&c, &yes, no.as_ref()))),
+                // A number that is no number (the AVG of a series with no points) decides
+                // nothing: no value.
+                Value::Scalar(c) if !c.is_finite() => Ok(Value::Series(Points::new())),
                 Value::Scalar(c) => {
                     let chosen = if truth(c) { Some(yes) } else { no };
                     match chosen {

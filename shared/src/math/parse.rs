@@ -371,19 +371,32 @@ impl Parser {
         }
     }
 
-    /// One level of left-associative binary operators, `ops` over `operand`.
+    /// One level of left-associative binary operators, `ops` over `operand`. Each operator of
+    /// a chain is one level deeper in the tree (`a + b + c` is `(a + b) + c`), so each counts
+    /// toward [`MAX_DEPTH`]: a long chain is refused, not a tree too deep to walk.
     fn left(
         &mut self,
         ops: &[BinOp],
         operand: fn(&mut Self) -> Result<Expr, MathError>,
     ) -> Result<Expr, MathError> {
         let mut lhs = operand(self)?;
-        while let Some(op) = self.binary_op().filter(|op| ops.contains(op)) {
+        let mut added = 0;
+        let chained = loop {
+            let Some(op) = self.binary_op().filter(|op| ops.contains(op)) else {
+                break Ok(lhs);
+            };
             self.next += 1;
-            let rhs = operand(self)?;
-            lhs = Expr::Binary(op, Box::new(lhs), Box::new(rhs));
-        }
-        Ok(lhs)
+            added += 1;
+            if let Err(e) = self.enter() {
+                break Err(e);
+            }
+            match operand(self) {
+                Ok(rhs) => lhs = Expr::Binary(op, Box::new(lhs), Box::new(rhs)),
+                Err(e) => break Err(e),
+            }
+        };
+        self.depth -= added;
+        chained
     }
 
     fn expr(&mut self) -> Result<Expr, MathError> {
@@ -397,18 +410,30 @@ impl Parser {
         self.left(&[BinOp::And], Self::comparison)
     }
 
+    /// At most one comparison: `1 < m < 3` would read as `(1 < m) < 3`, true whatever `m` is,
+    /// so it is refused rather than guessed at (`1 < m AND m < 3` says it).
     fn comparison(&mut self) -> Result<Expr, MathError> {
-        self.left(
-            &[
-                BinOp::Eq,
-                BinOp::Ne,
-                BinOp::Lt,
-                BinOp::Le,
-                BinOp::Gt,
-                BinOp::Ge,
-            ],
-            Self::sum,
-        )
+        const COMPARISONS: [BinOp; 6] = [
+            BinOp::Eq,
+            BinOp::Ne,
+            BinOp::Lt,
+            BinOp::Le,
+            BinOp::Gt,
+            BinOp::Ge,
+        ];
+        let lhs = self.sum()?;
+        let Some(op) = self.binary_op().filter(|op| COMPARISONS.contains(op)) else {
+            return Ok(lhs);
+        };
+        self.next += 1;
+        let rhs = self.sum()?;
+        if self.binary_op().is_some_and(|op| COMPARISONS.contains(&op)) {
+            return fail(
+                self.at(),
+                "comparisons do not chain: write `a < b AND b < c`",
+            );
+        }
+        Ok(Expr::Binary(op, Box::new(lhs), Box::new(rhs)))
     }
 
     fn sum(&mut self) -> Result<Expr, MathError> {
@@ -651,16 +676,16 @@ impl Expr {
                         if first == Kind::Scalar {
                             return wrong("FILL fills a time series, not a number".to_owned());
                         }
-                        match &args[1] {
-                            Expr::Mode(_) => Ok(first),
-                            filler => match filler.kind()? {
-                                Kind::Array => {
-                                    wrong("FILL's filler is a number or one time series".to_owned())
-                                }
-                                _ => Ok(first),
-                            },
+                        // The filler's kind, typed once above (a REPEAT or LINEAR has none):
+                        // typing it again here made nested FILLs cost 2^n.
+                        if kinds.get(1) == Some(&Kind::Array) {
+                            return wrong(
+                                "FILL's filler is a number or one time series".to_owned(),
+                            );
                         }
+                        Ok(first)
                     }
+
                     Function::If => {
                         if kinds.contains(&Kind::Array) {
                             return wrong(

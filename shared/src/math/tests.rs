@@ -255,6 +255,58 @@ fn errors_say_what_and_where() {
 }
 
 #[test]
+fn precedence_and_associativity_are_cloudwatchs() {
+    let none: [(&str, Points); 0] = [];
+    let scalar = |text: &str| match run(text, &none, 1) {
+        Value::Scalar(v) => v,
+        other => panic!("{text}: {other:?}"),
+    };
+    assert_eq!(scalar("10 - 4 - 3"), 3.0, "- is left-associative");
+    assert_eq!(scalar("64 / 4 / 2"), 8.0, "/ is left-associative");
+    assert_eq!(scalar("2 ^ 3 ^ 2"), 512.0, "^ is right-associative");
+    assert_eq!(scalar("-2 ^ 2"), -4.0, "^ binds tighter than unary minus");
+    assert_eq!(scalar("2 ^ -1"), 0.5);
+    assert_eq!(scalar("1 + 2 * 3"), 7.0);
+    assert_eq!(scalar("1 OR 0 AND 0"), 1.0, "AND binds tighter than OR");
+    assert_eq!(scalar("(1 OR 0) AND 0"), 0.0);
+    assert_eq!(
+        scalar("3 > 1 + 1"),
+        1.0,
+        "comparisons are looser than arithmetic"
+    );
+    assert_eq!(scalar("1 < 2 AND 2 < 3"), 1.0);
+}
+
+#[test]
+fn chains_too_deep_or_ambiguous_are_refused() {
+    let err = parse("1 < m < 3").expect_err("chained").to_string();
+    assert!(err.contains("do not chain"), "{err}");
+    // 200 characters, but a tree 100 levels deep: refused, not walked.
+    let chain = format!("{}m", "m+".repeat(100));
+    let err = parse(&chain).expect_err("deep chain").to_string();
+    assert!(err.contains("nested"), "{err}");
+    assert!(parse(&format!("{}m", "m+".repeat(30))).is_ok());
+}
+
+#[test]
+fn nested_fills_are_typed_in_linear_time() {
+    // Typed twice per level, 40 levels would be 2^40 steps: this test would not finish.
+    let text = format!("{}0{}", "FILL(m, ".repeat(40), ")".repeat(40));
+    let started = std::time::Instant::now();
+    assert!(parse(&text).is_ok());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn a_condition_that_is_no_number_decides_nothing() {
+    let inputs = [
+        ("m", series(&[Some(1.0), Some(2.0)])),
+        ("empty", Points::new()),
+    ];
+    assert_eq!(run_series("IF(AVG(empty), m, 0)", &inputs, 2), [S, S]);
+}
+
+#[test]
 fn ids_are_listed_once_in_order() {
     let expr = parse("IF(m > 0, 100 * errors / m, FILL(errors, 0))").expect("parses");
     assert_eq!(expr.ids(), ["m", "errors"]);
@@ -367,7 +419,90 @@ fn tree() -> impl Strategy<Value = Expr> {
     })
 }
 
+/// Random trees over every form the type checker accepts or refuses: reductions, arrays,
+/// fillers, IF with two and three arguments, TIME_SERIES, PERIOD.
+fn any_tree() -> impl Strategy<Value = Expr> {
+    let id = || {
+        prop_oneof![
+            Just(Expr::Id("a".to_owned())),
+            Just(Expr::Id("b".to_owned()))
+        ]
+    };
+    let leaf = prop_oneof![(0.0..100.0f64).prop_map(Expr::Number), id()];
+    leaf.prop_recursive(4, 40, 3, move |inner| {
+        let call = |f: Function, args: Vec<Expr>| Expr::Call(f, args);
+        let unary = prop::sample::select(vec![
+            Function::Abs,
+            Function::Avg,
+            Function::Ceil,
+            Function::Diff,
+            Function::Floor,
+            Function::Log,
+            Function::Max,
+            Function::Min,
+            Function::Rate,
+            Function::Sum,
+            Function::TimeSeries,
+        ]);
+        let filler = prop_oneof![
+            inner.clone(),
+            Just(Expr::Mode(FillMode::Repeat)),
+            Just(Expr::Mode(FillMode::Linear)),
+        ];
+        prop_oneof![
+            (unary, inner.clone()).prop_map(move |(f, x)| call(f, vec![x])),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Expr::Array(vec![a, b])),
+            (inner.clone(), filler).prop_map(move |(x, f)| call(Function::Fill, vec![x, f])),
+            (inner.clone(), inner.clone(), inner.clone())
+                .prop_map(move |(c, t, f)| call(Function::If, vec![c, t, f])),
+            (inner.clone(), inner.clone()).prop_map(move |(c, t)| call(Function::If, vec![c, t])),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Expr::Binary(
+                BinOp::Div,
+                Box::new(a),
+                Box::new(b)
+            )),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Expr::Binary(
+                BinOp::Gt,
+                Box::new(a),
+                Box::new(b)
+            )),
+            inner.prop_map(|x| Expr::Neg(Box::new(x))),
+            id().prop_map(move |x| call(Function::Period, vec![x])),
+        ]
+    })
+}
+
 proptest! {
+    #[test]
+    fn what_type_checks_evaluates_to_its_kind(expr in any_tree(), a in gappy(), b in gappy()) {
+        let inputs = two(a, b);
+        let frame = Frame { start: 0, end: 12 * PERIOD, period: PERIOD, series: &inputs };
+        if let Ok(kind) = expr.kind() {
+            let value = eval::evaluate(&expr, &frame);
+            let fits = matches!(
+                (&kind, &value),
+                (Kind::Scalar, Ok(Value::Scalar(_)))
+                    | (Kind::Series, Ok(Value::Series(_)))
+                    | (Kind::Array, Ok(Value::Array(_)))
+            );
+            prop_assert!(fits, "{} typed {:?}, evaluated {:?}", expr, kind, value);
+            if let Ok(Value::Series(s)) = &value {
+                prop_assert!(s.values().all(|v| v.is_finite()));
+            }
+        }
+    }
+
+    #[test]
+    fn repeat_fills_every_period_after_the_first_point(a in gappy()) {
+        let filled = as_series(frame_eval("FILL(a, REPEAT)", &two(a.clone(), Points::new())));
+        if let Some((&first, _)) = a.iter().next() {
+            let want: Vec<i64> = (0..12).map(|i| i * PERIOD).filter(|t| *t >= first).collect();
+            prop_assert_eq!(filled.keys().copied().collect::<Vec<_>>(), want);
+        } else {
+            prop_assert!(filled.is_empty());
+        }
+    }
+
     #[test]
     fn parsing_never_panics(text in "\\PC{0,80}") {
         let _ = parse(&text);
