@@ -151,6 +151,8 @@ fn stamp(t: DateTime<Utc>) -> String {
 }
 
 /// Per rule, in the rules' order: notifications, episodes and their durations.
+// What the replay did and over which range, each input a different thing the report draws on.
+#[allow(clippy::too_many_arguments)]
 pub fn summarize(
     rules: &[Rule],
     replay: &Replay,

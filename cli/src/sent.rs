@@ -100,7 +100,7 @@ pub fn messages(sent: &[Sent]) -> Result<Vec<Message>, String> {
             }
         };
         let key = message_key(&s.key);
-        let part_of = (key != s.key).then(|| (key, s.at, s.topic_arn.as_str()));
+        let part_of = (key != s.key).then_some((key, s.at, s.topic_arn.as_str()));
         if let Some(&i) = part_of.and_then(|k| groups.get(&k)) {
             out[i].alerts.extend(alerts);
             out[i].parts += 1;
