@@ -725,3 +725,30 @@ fn smoke_runs_are_configured_granted_and_apart() {
         assert!(t["Outputs"][output].is_object(), "no output {output}");
     }
 }
+
+/// The MetricMath parameter offers exactly the modes alert reads, defaults to CloudWatch's own
+/// evaluation, and reaches the function as VIGIL_METRIC_MATH.
+#[test]
+fn the_metric_math_parameter_is_what_alert_reads() {
+    use vigil_shared::math::MathMode;
+    let t = template();
+    let p = &t["Parameters"]["MetricMath"];
+    let allowed: Vec<&str> = p["AllowedValues"]
+        .as_array()
+        .expect("AllowedValues")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let modes: Vec<MathMode> = allowed
+        .iter()
+        .map(|v| MathMode::parse(v).expect("alert reads it"))
+        .collect();
+    assert_eq!(modes, [MathMode::CloudWatch, MathMode::Local]);
+    assert_eq!(
+        MathMode::parse(p["Default"].as_str().expect("Default")).ok(),
+        Some(MathMode::CloudWatch)
+    );
+    let env = &resource(&t, "AlertFunction")["Properties"]["Environment"]["Variables"];
+    // `!Ref MetricMath` reads as its argument.
+    assert_eq!(env["VIGIL_METRIC_MATH"], "MetricMath", "{env}");
+}
