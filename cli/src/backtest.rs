@@ -88,6 +88,59 @@ pub async fn compared(
     Ok(fetched.series.remove(&query.id).unwrap_or_default())
 }
 
+/// A burn-rate rule's burn rate at each of `times`, for its plot: the value each run compared.
+pub async fn burn_rates(
+    history: &History,
+    rule: &Rule,
+    query: &StatQuery,
+    times: &[DateTime<Utc>],
+) -> Result<Series> {
+    let Some(burn) = &rule.burn else {
+        return Ok(Vec::new());
+    };
+    let (Some(first), Some(last)) = (times.first(), times.last()) else {
+        return Ok(Vec::new());
+    };
+    let parts = parts(query);
+    let queries: Vec<StatQuery> = parts.iter().map(|(_, p)| p.clone()).collect();
+    let start = vigil_alert::read_start(std::slice::from_ref(rule), *first);
+    let mut fetched = history
+        .reader
+        .fetch(&queries, start, *last + Duration::seconds(1))
+        .await?;
+    let mut take = |name: &str| {
+        parts
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, p)| fetched.series.remove(&p.id))
+            .unwrap_or_default()
+    };
+    let total = take("m");
+    let counted = take(vigil_alert::slo::COUNTED_INPUT);
+    let window = |s: &Series, t: DateTime<Utc>| {
+        let from = t - Duration::seconds(burn.windows.long.seconds() as i64);
+        let lo = s.partition_point(|(p, _)| *p < from);
+        let hi = s.partition_point(|(p, _)| *p < t);
+        s[lo..hi.max(lo)].to_vec()
+    };
+    Ok(times
+        .iter()
+        .filter_map(|&t| {
+            match vigil_alert::slo::evaluate(
+                rule,
+                burn,
+                &window(&total, t),
+                &window(&counted, t),
+                t,
+            ) {
+                vigil_alert::Outcome::Breaching { value, .. }
+                | vigil_alert::Outcome::Ok { value, .. } => Some((t, value)),
+                _ => None,
+            }
+        })
+        .collect())
+}
+
 /// The scheduled times from `since` to `until`, every `every`, on whole multiples of it (as
 /// EventBridge fires `rate(1 minute)` on the minute).
 pub fn schedule(since: DateTime<Utc>, until: DateTime<Utc>, every: Duration) -> Vec<DateTime<Utc>> {
@@ -359,6 +412,64 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().expect("time")
+    }
+
+    /// An objective backtested: its history is read as its two plain series, the replay pages
+    /// on the half hour of 3 % errors and resolves after it, and its plot is the burn rate.
+    #[tokio::test]
+    async fn an_slo_is_backtested_from_its_plain_series() {
+        let rules = vigil_alert::load(
+            "r.yaml",
+            "groups:\n  - name: g\n    slos:\n      - name: Avail\n        objective: 99.9\n        total: {namespace: S, name: requests}\n        errors: {namespace: S, name: errors}\n        page: [{factor: 14.4, long: 1h, short: 5m}]\n        ticket: []\n",
+        )
+        .expect("rules");
+        assert_eq!(rules.len(), 1);
+        let since = t("2026-11-02T00:00:00Z");
+        let until = since + Duration::hours(3);
+        let at = |m: i64| since + Duration::minutes(m);
+        let mut source = ReplayReader::default();
+        source.set(
+            SeriesKey::metric("S", "requests", &[]),
+            (0..180).map(|m| (at(m), 1_000.0)).collect(),
+        );
+        source.set(
+            SeriesKey::metric("S", "errors", &[]),
+            (60..90).map(|m| (at(m), 30.0)).collect(),
+        );
+        let history = fetch_history(&source, &rules, since, until)
+            .await
+            .expect("history");
+        assert_eq!(
+            history.reader.series.len(),
+            2,
+            "the two plain series, no expression"
+        );
+        let times = schedule(since, until, Duration::minutes(1));
+        let replayed = crate::sim::replay(
+            &history.reader,
+            &rules,
+            &vigil_alert::policy::Policy::default(),
+            &times,
+            |_| {},
+        )
+        .await
+        .expect("replay");
+        let found = crate::sim::episodes(&replayed.runs);
+        assert_eq!(found.len(), 1, "{found:?}");
+        // 3 % errors burn 30x; over the hour that is 14.4x only after 29 minutes of them (at
+        // minute 89), and the page resolves once the 5-minute window has cleared below 14.4x.
+        assert_eq!(found[0].start, at(89), "{found:?}");
+        assert!(
+            found[0].end.is_some_and(|e| e > at(90) && e <= at(96)),
+            "{found:?}"
+        );
+        let query = &history.queries[0].2;
+        let rates = burn_rates(&history, &rules[0], query, &times)
+            .await
+            .expect("rates");
+        let peak = rates.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+        // The hour's rate peaks when it holds all 30 minutes of errors: 1.5 %, 15x.
+        assert!((peak - 15.0).abs() < 0.01, "{peak}");
     }
 
     #[test]

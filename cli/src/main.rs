@@ -435,7 +435,11 @@ async fn rules_backtest(args: &BacktestArgs, json: bool, style: Style) -> Result
             let Some(rule) = rules.iter().find(|r| r.alert == *alert) else {
                 continue;
             };
-            let points = backtest::compared(&history, query, since, until).await?;
+            let points = if rule.burn.is_some() {
+                backtest::burn_rates(&history, rule, query, &times).await?
+            } else {
+                backtest::compared(&history, query, since, until).await?
+            };
             let mine: Vec<&sim::Episode> = found
                 .iter()
                 .filter(|e| e.alert == *alert && e.series == *series)
@@ -444,7 +448,12 @@ async fn rules_backtest(args: &BacktestArgs, json: bool, style: Style) -> Result
             let title = if label.is_empty() {
                 format!(
                     "{alert}: {} vs {}",
-                    rule.metric.name, rule.condition.threshold
+                    if rule.burn.is_some() {
+                        "burn rate"
+                    } else {
+                        rule.metric.name.as_str()
+                    },
+                    rule.condition.threshold
                 )
             } else {
                 format!("{alert} {{{}}}: {}", label.join(","), rule.metric.name)

@@ -516,6 +516,65 @@ tests:
         assert_eq!(result.checks, 3, "{result:?}");
     }
 
+    /// An objective's burn-rate alerts are tested like rules: 2 % errors against a 99.9 %
+    /// objective burn the budget 20× too fast, which pages (14.4× over 1 h and 5 m) and
+    /// tickets; five minutes after the errors stop, the short window clears and the page
+    /// resolves while the slower windows still hold.
+    #[tokio::test]
+    async fn an_slos_burn_rate_alerts_fire_and_resolve_on_their_windows() {
+        let dir = std::env::temp_dir().join(format!("vigil-slo-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(
+            dir.join("rules.yaml"),
+            r#"groups:
+  - name: slo
+    slos:
+      - name: CheckoutAvailability
+        objective: 99.9
+        total: {namespace: Shop, name: requests}
+        errors: {namespace: Shop, name: errors}
+        labels: {team: checkout}
+        annotations: {runbook_url: "https://runbooks.example.com/slo"}
+"#,
+        )
+        .expect("rules");
+        let test = dir.join("rules.test.yaml");
+        std::fs::write(
+            &test,
+            r#"rule_files: [rules.yaml]
+tests:
+  - input_series:
+      - metric: {namespace: Shop, name: requests}
+        values: "1000x60"
+      - metric: {namespace: Shop, name: errors}
+        values: "20x29 0x31"
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: CheckoutAvailabilityBurnRate1h
+        exp_alerts:
+          - exp_labels: {severity: page, slo: CheckoutAvailability, team: checkout}
+            exp_annotations:
+              summary: "CheckoutAvailability: errors are spending the 30d error budget of 99.9 % 20 times as fast as it allows, over 1h and 5m (alert at 14.4x; 2 % of the budget gone in 1h at this rate)"
+      - eval_time: 10m
+        alertname: CheckoutAvailabilityBurnRate3d
+        exp_alerts:
+          - exp_labels: {severity: ticket}
+      - eval_time: 40m
+        alertname: CheckoutAvailabilityBurnRate1h
+        exp_alerts: []
+      - eval_time: 40m
+        alertname: CheckoutAvailabilityBurnRate6h
+        exp_alerts:
+          - exp_labels: {severity: page}
+"#,
+        )
+        .expect("test");
+        let result = run_file(&test).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(result.passed(), "{result:?}");
+        assert_eq!(result.checks, 4, "{result:?}");
+    }
+
     #[test]
     fn a_loose_expectation_does_not_take_the_alert_a_strict_one_needs() {
         let got = [

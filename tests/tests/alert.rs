@@ -286,6 +286,68 @@ async fn metric_math_evaluated_by_the_function_fires_on_the_error_ratio() {
     );
 }
 
+/// An objective's burn-rate alerts in the function, against LocalStack: ten minutes of 3 %
+/// errors against 99.9 % page (30× the budget's rate over the hour and its last 5 minutes),
+/// in a read of their own beside the plain rules' one.
+#[tokio::test]
+async fn an_slo_burning_its_budget_pages_once() {
+    let s = setup().await;
+    let now = whole_minute_ago(0);
+    let minutes: Vec<DateTime<Utc>> = (1..=10).map(|m| now - Duration::minutes(m)).collect();
+    let points = |v: f64| minutes.iter().map(|t| (*t, v)).collect::<Vec<_>>();
+    put_points(&s.aws, &s.namespace, "requests", &points(1_000.0)).await;
+    put_points(&s.aws, &s.namespace, "errors", &points(30.0)).await;
+    let ns = &s.namespace;
+    let rules = format!(
+        r#"groups:
+  - name: slo
+    slos:
+      - name: CheckoutAvailability
+        objective: 99.9
+        total: {{namespace: {ns}, name: requests, dimensions: {{service: checkout}}}}
+        errors: {{namespace: {ns}, name: errors, dimensions: {{service: checkout}}}}
+        labels: {{team: checkout}}
+        annotations: {{runbook_url: "https://runbooks.example.com/slo"}}
+"#
+    );
+    s.aws.put_object(&s.bucket, "slo.yaml", rules).await;
+    let mut function = alert(&s, "slo.yaml").await;
+    let summary = function
+        .invoke(&scheduled_event(now))
+        .await
+        .expect_response();
+    assert_eq!(
+        states(&summary),
+        [
+            pair("firing", "breaching"),
+            pair("firing", "breaching"),
+            pair("firing", "breaching"),
+            pair("firing", "breaching")
+        ],
+        "every window burns faster than its factor: {summary}"
+    );
+    assert_eq!(summary["rules"][0]["value"], 30.0, "{summary}");
+    assert_eq!(
+        summary["get_metric_data_calls"], 1,
+        "one read, the burn rules' own"
+    );
+    let messages = s
+        .aws
+        .receive_sns(&s.queue, 4, StdDuration::from_secs(20))
+        .await;
+    let subjects: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| m["Subject"].as_str())
+        .collect();
+    assert_eq!(subjects.len(), 4, "{subjects:?}");
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.starts_with("[FIRING] CheckoutAvailabilityBurnRate1h: burn rate 30 > 14.4")),
+        "{subjects:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_quiet_metric_sends_nothing() {
     let s = setup().await;

@@ -326,3 +326,21 @@ fn the_documented_ingest_configuration_loads() {
     assert_eq!(config.json_push.namespace, "Service");
     assert_eq!(config.logs.rules.len(), 2);
 }
+
+/// Every rules file README.md shows (a YAML block that begins `groups:`) loads as the alert
+/// function loads its rules: the rule example and the objective example.
+#[test]
+fn the_documented_rules_files_load() {
+    let blocks: Vec<String> = fenced("yaml")
+        .into_iter()
+        .filter(|b| b.starts_with("groups:"))
+        .collect();
+    assert!(blocks.len() >= 2, "{} rules examples", blocks.len());
+    let mut slos = 0;
+    for block in &blocks {
+        let rules =
+            vigil_alert::load("README.md", block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        slos += rules.iter().filter(|r| r.burn.is_some()).count();
+    }
+    assert_eq!(slos, 4, "the objective example is four burn-rate alerts");
+}

@@ -145,9 +145,12 @@ pub fn query_for_series(rule: &Rule, dimensions: Vec<Dimension>, index: usize) -
         dimensions,
         stat: rule.metric.stat.clone(),
         period: u32::try_from(rule.metric.period.seconds()).unwrap_or(u32::MAX),
+        // A burn-rate rule reads its events and its counted input as plain statistics (the
+        // run asks for the parts, never for this expression): the math names them.
         math: rule
             .expression
             .as_ref()
+            .or(rule.burn.as_ref().map(|_| &*BURN_PARTS))
             .map(|expression| vigil_shared::Math {
                 expression: expression.clone(),
                 inputs: rule
@@ -176,6 +179,10 @@ pub fn query_for_series(rule: &Rule, dimensions: Vec<Dimension>, index: usize) -
     }
 }
 
+/// The expression that names a burn-rate rule's two series.
+static BURN_PARTS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| crate::slo::COUNTED_INPUT.to_owned());
+
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
@@ -184,8 +191,16 @@ fn gcd(a: u64, b: u64) -> u64 {
 /// of every rule's period, so that CloudWatch's period buckets start on whole periods (12:05,
 /// not 12:05:21) whatever the second the run started at.
 pub fn read_start(rules: &[Rule], now: DateTime<Utc>) -> DateTime<Utc> {
+    read_start_of(rules.iter(), now)
+}
+
+/// [`read_start`] for some of the rules.
+pub fn read_start_of<'a>(
+    rules: impl Iterator<Item = &'a Rule> + Clone,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
     let widest = rules
-        .iter()
+        .clone()
         .map(|r| r.lookback().seconds())
         .max()
         .unwrap_or(0);

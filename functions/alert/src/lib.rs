@@ -23,6 +23,7 @@ pub mod outbox;
 pub mod policy;
 pub mod rules;
 pub mod run;
+pub mod slo;
 pub mod state;
 
 pub use config::{AlertConfig, env};

@@ -184,6 +184,14 @@ pub fn notification_for(
             "threshold": c.threshold,
             "datapoints_to_alarm": rule.datapoints_to_alarm(),
             "evaluation_periods": rule.evaluation_periods(),
+            "slo": rule.burn.as_ref().map(|b| serde_json::json!({
+                "name": b.slo,
+                "objective_percent": (b.objective * 1e8).round() / 1e6,
+                "window_seconds": b.window.seconds(),
+                "long_window_seconds": b.windows.long.seconds(),
+                "short_window_seconds": b.windows.short.seconds(),
+                "burn_rate_factor": b.windows.factor,
+            })),
         },
     });
     Notification {
@@ -192,7 +200,10 @@ pub fn notification_for(
             "[{}] {}: {} {} {} {}",
             status.as_str().to_uppercase(),
             rule.alert,
-            rule.metric.name,
+            // A burn-rate alert compares the budget's burn rate, not its metric.
+            rule.burn
+                .as_ref()
+                .map_or(rule.metric.name.as_str(), |_| "burn rate"),
             show(value),
             c.operator.symbol(),
             c.threshold

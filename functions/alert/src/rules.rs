@@ -33,7 +33,11 @@ pub struct RulesFile {
 #[serde(deny_unknown_fields)]
 pub struct Group {
     pub name: String,
+    #[serde(default)]
     pub rules: Vec<Rule>,
+    /// Service level objectives, each compiled to its burn-rate rules ([`crate::slo`]).
+    #[serde(default)]
+    pub slos: Vec<crate::slo::Slo>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -72,6 +76,10 @@ pub struct Rule {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// Set on the rules an objective compiles to: the rule is a burn-rate alert over its
+    /// metric (all events) and its input `bad` (errors or good events).
+    #[serde(skip)]
+    pub burn: Option<crate::slo::Burn>,
 }
 
 /// A statistic a metric-math expression reads (its period is the rule's).
@@ -223,7 +231,8 @@ pub fn lint(rules: &[Rule]) -> Vec<String> {
                 r.alert
             ));
         }
-        if r.for_.seconds() == 0 && r.datapoints_to_alarm() <= 1 {
+        // A burn-rate alert's two windows are what keeps one bad minute from paging.
+        if r.for_.seconds() == 0 && r.datapoints_to_alarm() <= 1 && r.burn.is_none() {
             findings.push(format!(
                 "{}: pages on a single data point (set `for` or datapoints_to_alarm)",
                 r.alert
@@ -264,7 +273,12 @@ pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::
     let mut names = BTreeSet::new();
     let mut rules = Vec::new();
     for group in file.groups {
-        for rule in group.rules {
+        let mut compiled = group.rules;
+        for slo in &group.slos {
+            let at = format!("{origin}: group {:?}, slo {:?}", group.name, slo.name);
+            compiled.extend(crate::slo::compile(&at, slo).map_err(Error::Config)?);
+        }
+        for rule in compiled {
             let at = format!("{origin}: group {:?}, rule {:?}", group.name, rule.alert);
             let fail =
                 |field: &str, why: String| Err(Error::Config(format!("{at}: {field}: {why}")));
@@ -337,6 +351,18 @@ pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::
                             format!(
                                 "{word:?} is neither `m` (the rule's metric) nor one of its inputs"
                             ),
+                        );
+                    }
+                }
+            } else if rule.burn.is_some() {
+                for (id, input) in &rule.inputs {
+                    if let Err(r) = validate_namespace(&input.namespace) {
+                        return fail(&format!("{id}.namespace"), r.to_string());
+                    }
+                    if !valid_stat(&input.stat) {
+                        return fail(
+                            &format!("{id}.stat"),
+                            format!("{:?} is not a CloudWatch statistic", input.stat),
                         );
                     }
                 }

@@ -14,7 +14,9 @@ use serde::Serialize;
 use vigil_shared::reader::{Series, StatQuery};
 use vigil_shared::{MetricReader, Notifier, ObjectStore, Result};
 
-use crate::evaluate::{Outcome, Target, evaluate, observe, query_for_series, read_start, targets};
+use crate::evaluate::{
+    Outcome, Target, evaluate, observe, query_for_series, read_start_of, targets,
+};
 use crate::message::{notification_for, resolved_without_rule};
 use crate::outbox::{
     Delivery, Kind, Lease, Owed, StateFile, StateLocation, deliver, load_state, update,
@@ -464,17 +466,52 @@ pub async fn run(
             .enumerate()
             .map(|(i, t)| query_for_series(t.rule, t.dimensions.clone(), i))
             .collect();
-        let fetched = reader
-            .fetch(&queries, read_start(plan.rules, at), at)
-            .await?;
+        // Burn-rate rules read hours or days of their events: in a read of their own, so that
+        // every other rule's read stays as short as its own look-back.
+        let burning = |q: &&StatQuery, t: &Target<'_>| t.rule.burn.is_some() && q.math.is_some();
+        let (mut plain, mut parts) = (Vec::new(), Vec::new());
+        for (q, t) in queries.iter().zip(&targets) {
+            if burning(&q, t) {
+                parts.extend(
+                    vigil_shared::math::local::parts(q)
+                        .into_iter()
+                        .map(|(_, p)| p),
+                );
+            } else {
+                plain.push(q.clone());
+            }
+        }
+        let mut fetched = vigil_shared::reader::Fetched::default();
+        for (batch, burn) in [(&plain, false), (&parts, true)] {
+            if batch.is_empty() {
+                continue;
+            }
+            let rules = targets
+                .iter()
+                .filter(|t| t.rule.burn.is_some() == burn)
+                .map(|t| t.rule);
+            let start = read_start_of(rules, at);
+            let got = reader.fetch(batch, start, at).await?;
+            fetched.calls += got.calls;
+            fetched.series.extend(got.series);
+        }
         calls = fetched.calls;
         let empty: Series = Vec::new();
+        let series = |id: &str| fetched.series.get(id).unwrap_or(&empty);
         targets
             .into_iter()
             .zip(&queries)
             .map(|(target, query)| {
-                let series = fetched.series.get(&query.id).unwrap_or(&empty);
-                let outcome = evaluate(target.rule, series, at);
+                let outcome = match &target.rule.burn {
+                    Some(burn) => crate::slo::evaluate(
+                        target.rule,
+                        burn,
+                        series(&format!("{}__m", query.id)),
+                        series(&format!("{}__{}", query.id, crate::slo::COUNTED_INPUT)),
+                        at,
+                    ),
+                    None => evaluate(target.rule, series(&query.id), at),
+                };
                 (target, outcome)
             })
             .collect()
