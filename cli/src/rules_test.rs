@@ -464,14 +464,24 @@ mod tests {
         assert!(!matches(&[expect(&[("host", "c")])], &got[..1]));
     }
 
+    /// Runs a test file against a rules file, both written to a directory of their own.
+    async fn run_pair(name: &str, rules: &str, test: &str) -> FileResult {
+        let dir = std::env::temp_dir().join(format!("vigil-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("rules.yaml"), rules).expect("rules");
+        let path = dir.join("rules.test.yaml");
+        std::fs::write(&path, test).expect("test");
+        let result = run_file(&path).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
     /// A rule on metric math is tested from the series of its statistic and its inputs: the
     /// error ratio (errors filled with 0) passes 5 % in the third and fourth minutes.
     #[tokio::test]
     async fn a_metric_math_rule_fires_on_its_input_series() {
-        let dir = std::env::temp_dir().join(format!("vigil-math-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(
-            dir.join("rules.yaml"),
+        let result = run_pair(
+            "math-test",
             r#"groups:
   - name: g
     rules:
@@ -484,11 +494,6 @@ mod tests {
         evaluation_periods: 2
         labels: {severity: page}
 "#,
-        )
-        .expect("rules");
-        let test = dir.join("rules.test.yaml");
-        std::fs::write(
-            &test,
             r#"rule_files: [rules.yaml]
 tests:
   - input_series:
@@ -509,9 +514,7 @@ tests:
         exp_alerts: []
 "#,
         )
-        .expect("test");
-        let result = run_file(&test).await;
-        let _ = std::fs::remove_dir_all(&dir);
+        .await;
         assert!(result.passed(), "{result:?}");
         assert_eq!(result.checks, 3, "{result:?}");
     }
@@ -522,10 +525,8 @@ tests:
     /// resolves while the slower windows still hold.
     #[tokio::test]
     async fn an_slos_burn_rate_alerts_fire_and_resolve_on_their_windows() {
-        let dir = std::env::temp_dir().join(format!("vigil-slo-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(
-            dir.join("rules.yaml"),
+        let result = run_pair(
+            "slo-test",
             r#"groups:
   - name: slo
     slos:
@@ -536,11 +537,6 @@ tests:
         labels: {team: checkout}
         annotations: {runbook_url: "https://runbooks.example.com/slo"}
 "#,
-        )
-        .expect("rules");
-        let test = dir.join("rules.test.yaml");
-        std::fs::write(
-            &test,
             r#"rule_files: [rules.yaml]
 tests:
   - input_series:
@@ -568,9 +564,7 @@ tests:
           - exp_labels: {severity: page}
 "#,
         )
-        .expect("test");
-        let result = run_file(&test).await;
-        let _ = std::fs::remove_dir_all(&dir);
+        .await;
         assert!(result.passed(), "{result:?}");
         assert_eq!(result.checks, 4, "{result:?}");
     }
