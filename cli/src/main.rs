@@ -370,8 +370,9 @@ async fn rules_backtest(args: &BacktestArgs, json: bool, style: Style) -> Result
     }
     // CloudWatch keeps periods under a minute 3 hours, one-minute data 15 days, five-minute data
     // 63 days: older points of a finer rule read back as nothing, which is no data to the rule.
-    let age = Utc::now() - since;
     for rule in &rules {
+        // The first run reads its look-back before the range's start (days, for a burn rate).
+        let age = Utc::now() - since + Duration::seconds(rule.lookback().seconds() as i64);
         let kept = match rule.metric.period.seconds() {
             0..60 => Duration::hours(3),
             60..300 => Duration::days(15),

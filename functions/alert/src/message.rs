@@ -129,19 +129,44 @@ pub fn notification_for(
         ns = rule.metric.namespace,
     );
     let compared = match &rule.expression {
-        None => measured,
+        None => measured.clone(),
         Some(e) => format!("{e} (m = {measured})"),
     };
-    let mut text = format!(
-        "{headline}\n\n{compared} was {value} at {at}; \
-         the rule fires when {m} of {n} data points are {op} {threshold}.\n",
-        value = show(value),
-        at = stamp(at),
-        m = rule.datapoints_to_alarm(),
-        n = rule.evaluation_periods(),
-        op = c.operator.symbol(),
-        threshold = c.threshold,
-    );
+    let mut text =
+        match &rule.burn {
+            // A burn-rate alert: the rate, its windows and the events it counts.
+            Some(b) => format!(
+                "{headline}\n\nThe error budget of {slo} ({objective} % of events good) burned \
+             {value} times as fast as it allows over the last {long}, as of {at}; the alert \
+             fires while both the last {long} and the last {short} burn faster than \
+             {threshold} times. Events: {measured}; {counted}: {input}.\n",
+                slo = b.slo,
+                objective = (b.objective * 1e8).round() / 1e6,
+                value = show(value),
+                long = b.windows.long,
+                short = b.windows.short,
+                at = stamp(at),
+                threshold = c.threshold,
+                counted = match b.counted {
+                    crate::slo::Counted::Errors => "errors",
+                    crate::slo::Counted::Good => "good events",
+                },
+                input = rule.inputs.get(crate::slo::COUNTED_INPUT).map_or_else(
+                    String::new,
+                    |i| format!("{} ({}) in {}", i.name, i.stat, i.namespace)
+                ),
+            ),
+            None => format!(
+                "{headline}\n\n{compared} was {value} at {at}; \
+             the rule fires when {m} of {n} data points are {op} {threshold}.\n",
+                value = show(value),
+                at = stamp(at),
+                m = rule.datapoints_to_alarm(),
+                n = rule.evaluation_periods(),
+                op = c.operator.symbol(),
+                threshold = c.threshold,
+            ),
+        };
     for (key, title) in [
         ("summary", "Summary"),
         ("description", "Description"),

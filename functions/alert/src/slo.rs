@@ -195,6 +195,31 @@ pub fn compile(at: &str, slo: &Slo) -> Result<Vec<Rule>, String> {
             format!("{}: a whole number of minutes", slo.period),
         );
     }
+    for (field, e) in [
+        ("total", &slo.total),
+        (
+            if counted == Counted::Errors {
+                "errors"
+            } else {
+                "good"
+            },
+            events,
+        ),
+    ] {
+        if e.name.is_empty() {
+            return fail(&format!("{field}.name"), "must not be empty".to_owned());
+        }
+        if !["Sum", "SampleCount"].contains(&e.stat.as_str()) {
+            return fail(
+                &format!("{field}.stat"),
+                format!(
+                    "{:?}: a burn rate counts events (Sum or SampleCount)",
+                    e.stat
+                ),
+            );
+        }
+    }
+    let mut longs = Vec::new();
     let mut out = Vec::new();
     for (severity, windows) in [
         ("page", slo.page.clone().unwrap_or_else(|| PAGE.to_vec())),
@@ -216,6 +241,43 @@ pub fn compile(at: &str, slo: &Slo) -> Result<Vec<Rule>, String> {
                     ),
                 );
             }
+            if w.long.seconds() % slo.period.seconds() != 0
+                || w.short.seconds() % slo.period.seconds() != 0
+            {
+                return fail(
+                    severity,
+                    format!(
+                        "windows {} and {} must be whole periods of {}",
+                        w.long, w.short, slo.period
+                    ),
+                );
+            }
+            // CloudWatch keeps one-minute data 15 days, five-minute data 63 days.
+            let kept = match slo.period.seconds() {
+                0..300 => 15 * 86_400,
+                300..3_600 => 63 * 86_400,
+                _ => 455 * 86_400,
+            };
+            if w.long.seconds() > kept {
+                return fail(
+                    severity,
+                    format!(
+                        "long window {} is longer than CloudWatch keeps {}-second data",
+                        w.long,
+                        slo.period.seconds()
+                    ),
+                );
+            }
+            if longs.contains(&w.long) {
+                return fail(
+                    severity,
+                    format!(
+                        "two alerts with the long window {}: each needs its own",
+                        w.long
+                    ),
+                );
+            }
+            longs.push(w.long);
             if w.long > slo.window {
                 return fail(
                     severity,
@@ -294,30 +356,41 @@ fn budget_share(factor: f64, long: Span, window: Span) -> String {
     format!("{} %", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
-/// The bad share of events over the complete points since `from`.
+/// The bad share of the events of the periods in `from..end`. Only periods with a total
+/// count: an error count reported where no total is, or a total whose good count has not
+/// arrived yet (the two metrics can land a minute apart), would otherwise read as a burst.
 fn bad_share(
     burn: &Burn,
     total: &[(DateTime<Utc>, f64)],
     counted: &[(DateTime<Utc>, f64)],
     from: DateTime<Utc>,
-    complete: impl Fn(DateTime<Utc>) -> bool,
+    end: DateTime<Utc>,
 ) -> Option<f64> {
-    let in_window = |t: DateTime<Utc>| t >= from && complete(t);
-    let sum = |s: &[(DateTime<Utc>, f64)]| -> f64 {
-        s.iter()
-            .filter(|(t, v)| in_window(*t) && v.is_finite())
-            .map(|(_, v)| *v)
-            .sum()
-    };
-    let all = sum(total);
+    let counted: BTreeMap<DateTime<Utc>, f64> = counted
+        .iter()
+        .filter(|(t, v)| *t >= from && *t < end && v.is_finite())
+        .copied()
+        .collect();
+    let (mut all, mut bad) = (0.0, 0.0);
+    for (t, v) in total {
+        if *t < from || *t >= end || !v.is_finite() {
+            continue;
+        }
+        match (burn.counted, counted.get(t)) {
+            (Counted::Errors, c) => {
+                all += v;
+                bad += c.copied().unwrap_or(0.0);
+            }
+            (Counted::Good, Some(g)) => {
+                all += v;
+                bad += v - g;
+            }
+            (Counted::Good, None) => {}
+        }
+    }
     if all <= 0.0 {
         return None;
     }
-    let counted = sum(counted);
-    let bad = match burn.counted {
-        Counted::Errors => counted,
-        Counted::Good => all - counted,
-    };
     Some((bad / all).clamp(0.0, 1.0))
 }
 
@@ -335,18 +408,20 @@ pub fn evaluate(
     counted: &[(DateTime<Utc>, f64)],
     now: DateTime<Utc>,
 ) -> Outcome {
-    let period = secs(rule.metric.period);
-    let complete = |t: DateTime<Utc>| t + period <= now;
+    // The windows end at the newest period boundary (on the epoch, as the read starts), so
+    // each holds whole periods: a window of one period always holds the newest complete one,
+    // whatever second the run starts at.
+    let p = i64::try_from(rule.metric.period.seconds().max(1)).unwrap_or(60);
+    let end = DateTime::from_timestamp(now.timestamp().div_euclid(p) * p, 0).unwrap_or(now);
     let budget = 1.0 - burn.objective;
-    let rate = |window: Span| {
-        bad_share(burn, total, counted, now - secs(window), complete).map(|s| s / budget)
-    };
+    let rate =
+        |window: Span| bad_share(burn, total, counted, end - secs(window), end).map(|s| s / budget);
     let Some(long) = rate(burn.windows.long) else {
         return Outcome::NoData;
     };
     let at = total
         .iter()
-        .filter(|(t, _)| complete(*t))
+        .filter(|(t, _)| *t < end)
         .map(|(t, _)| *t)
         .max()
         .unwrap_or(now);
@@ -413,10 +488,22 @@ mod tests {
                 "shorter than the long",
             ),
             (
-                "ticket: [{factor: 1, long: 60d, short: 6h}]\n",
+                "window: 7d\nticket: [{factor: 1, long: 10d, short: 6h}]\n",
                 "longer than the objective",
             ),
             ("period: 30s\n", "period"),
+            (
+                "page: [{factor: 14.4, long: 1h, short: 5m}, {factor: 6, long: 1h, short: 30m}]\n",
+                "its own",
+            ),
+            (
+                "ticket: [{factor: 1, long: 20d, short: 6h}]\n",
+                "CloudWatch keeps",
+            ),
+            (
+                "period: 5m\npage: [{factor: 14.4, long: 1h, short: 7m}]\n",
+                "whole periods",
+            ),
         ];
         for (extra, want) in cases {
             let mut s = slo("");
@@ -481,6 +568,47 @@ mod tests {
     }
 
     #[test]
+    fn windows_hold_whole_periods_whatever_the_second_and_ignore_a_lagging_count() {
+        let s = Slo {
+            period: Span(300),
+            page: Some(vec![Windows {
+                factor: 14.4,
+                long: Span(3_600),
+                short: Span(300),
+            }]),
+            ticket: Some(vec![]),
+            ..slo("")
+        };
+        let rules = compile("r.yaml", &s).expect("valid");
+        let (rule, burn) = (&rules[0], rules[0].burn.as_ref().expect("burn"));
+        let at: DateTime<Utc> = "2026-11-02T12:00:00Z".parse().expect("time");
+        let five = |n: i64, v: f64| -> Vec<(DateTime<Utc>, f64)> {
+            (1..=n)
+                .map(|k| (at - Duration::minutes(5 * k), v))
+                .collect()
+        };
+        let (total, errors) = (five(12, 5_000.0), five(12, 100.0));
+        for second in [0, 60, 61, 299] {
+            let now = at + Duration::seconds(second);
+            assert!(
+                matches!(
+                    evaluate(rule, burn, &total, &errors, now),
+                    Outcome::Breaching { .. }
+                ),
+                "at +{second}s the 5-minute window holds the newest period"
+            );
+        }
+        // Errors reported for a period with no total yet count for nothing.
+        let mut early = errors.clone();
+        early.push((at, 5_000.0));
+        let later = at + Duration::minutes(5);
+        assert_eq!(
+            evaluate(rule, burn, &total, &early, later),
+            evaluate(rule, burn, &total, &errors, later),
+        );
+    }
+
+    #[test]
     fn good_events_count_the_complement() {
         let s = Slo {
             errors: None,
@@ -510,5 +638,13 @@ mod tests {
             evaluate(rule, burn, &partial, &good_partial, now),
             evaluate(rule, burn, &total, &good, now)
         );
+        // A total whose good count has not arrived is left out, not read as all bad.
+        let ok = minutes(now, 60, 1_000.0);
+        let mut lagging = ok.clone();
+        lagging.remove(0);
+        assert!(matches!(
+            evaluate(rule, burn, &total, &lagging, now),
+            Outcome::Ok { value, .. } if value == 0.0
+        ));
     }
 }
