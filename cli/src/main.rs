@@ -373,12 +373,9 @@ async fn rules_backtest(args: &BacktestArgs, json: bool, style: Style) -> Result
     for rule in &rules {
         // The first run reads its look-back before the range's start (days, for a burn rate).
         let age = Utc::now() - since + Duration::seconds(rule.lookback().seconds() as i64);
-        let kept = match rule.metric.period.seconds() {
-            0..60 => Duration::hours(3),
-            60..300 => Duration::days(15),
-            300..3600 => Duration::days(63),
-            _ => Duration::days(455),
-        };
+        let kept = Duration::seconds(vigil_shared::limits::cw_retention_seconds(
+            rule.metric.period.seconds(),
+        ) as i64);
         if age > kept {
             eprintln!(
                 "vigil: warning: {}: CloudWatch keeps {}-second data {}; the start of the range reads as no data",

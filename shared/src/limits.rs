@@ -3,6 +3,18 @@
 //! Sources: the CloudWatch, SNS and S3 API references (PutMetricData, GetMetricData, Publish,
 //! ListObjectsV2). Each constant names the API field or quota it mirrors.
 
+/// How long CloudWatch keeps data points of a period, in seconds ("Metrics retention",
+/// CloudWatch User Guide): under a minute 3 hours, one minute 15 days, five minutes 63 days,
+/// an hour or more 455 days.
+pub fn cw_retention_seconds(period_seconds: u64) -> u64 {
+    match period_seconds {
+        0..60 => 3 * 3_600,
+        60..300 => 15 * 86_400,
+        300..3_600 => 63 * 86_400,
+        _ => 455 * 86_400,
+    }
+}
+
 /// CloudWatch `PutMetricData`: distinct metrics (`MetricData` entries) per request.
 pub const CW_MAX_DATUMS_PER_PUT: usize = 1000;
 /// CloudWatch `PutMetricData`: request body size for HTTP POST, in bytes (1 MB).

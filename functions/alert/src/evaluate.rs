@@ -149,10 +149,14 @@ pub fn query_for_series(rule: &Rule, dimensions: Vec<Dimension>, index: usize) -
         // run asks for the parts, never for this expression): the math names them.
         math: rule
             .expression
-            .as_ref()
-            .or(rule.burn.as_ref().map(|_| &*BURN_PARTS))
+            .clone()
+            .or_else(|| {
+                rule.burn
+                    .as_ref()
+                    .map(|_| crate::slo::COUNTED_INPUT.to_owned())
+            })
             .map(|expression| vigil_shared::Math {
-                expression: expression.clone(),
+                expression,
                 inputs: rule
                     .inputs
                     .iter()
@@ -178,10 +182,6 @@ pub fn query_for_series(rule: &Rule, dimensions: Vec<Dimension>, index: usize) -
             }),
     }
 }
-
-/// The expression that names a burn-rate rule's two series.
-static BURN_PARTS: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| crate::slo::COUNTED_INPUT.to_owned());
 
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }

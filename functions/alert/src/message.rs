@@ -141,7 +141,7 @@ pub fn notification_for(
              fires while both the last {long} and the last {short} burn faster than \
              {threshold} times. Events: {measured}; {counted}: {input}.\n",
                 slo = b.slo,
-                objective = (b.objective * 1e8).round() / 1e6,
+                objective = b.objective_percent(),
                 value = show(value),
                 long = b.windows.long,
                 short = b.windows.short,
@@ -211,7 +211,7 @@ pub fn notification_for(
             "evaluation_periods": rule.evaluation_periods(),
             "slo": rule.burn.as_ref().map(|b| serde_json::json!({
                 "name": b.slo,
-                "objective_percent": (b.objective * 1e8).round() / 1e6,
+                "objective_percent": b.objective_percent(),
                 "window_seconds": b.window.seconds(),
                 "long_window_seconds": b.windows.long.seconds(),
                 "short_window_seconds": b.windows.short.seconds(),

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
+use vigil_shared::math::local::part_id;
 use vigil_shared::reader::{Series, StatQuery};
 use vigil_shared::{MetricReader, Notifier, ObjectStore, Result};
 
@@ -468,10 +469,9 @@ pub async fn run(
             .collect();
         // Burn-rate rules read hours or days of their events: in a read of their own, so that
         // every other rule's read stays as short as its own look-back.
-        let burning = |q: &&StatQuery, t: &Target<'_>| t.rule.burn.is_some() && q.math.is_some();
         let (mut plain, mut parts) = (Vec::new(), Vec::new());
         for (q, t) in queries.iter().zip(&targets) {
-            if burning(&q, t) {
+            if t.rule.burn.is_some() {
                 parts.extend(
                     vigil_shared::math::local::parts(q)
                         .into_iter()
@@ -506,8 +506,8 @@ pub async fn run(
                     Some(burn) => crate::slo::evaluate(
                         target.rule,
                         burn,
-                        series(&format!("{}__m", query.id)),
-                        series(&format!("{}__{}", query.id, crate::slo::COUNTED_INPUT)),
+                        series(&part_id(&query.id, "m")),
+                        series(&part_id(&query.id, crate::slo::COUNTED_INPUT)),
                         at,
                     ),
                     None => evaluate(target.rule, series(&query.id), at),

@@ -115,6 +115,13 @@ pub struct Burn {
     pub counted: Counted,
 }
 
+impl Burn {
+    /// The objective as the rules file gave it: 99.9.
+    pub fn objective_percent(&self) -> f64 {
+        (self.objective * 1e8).round() / 1e6
+    }
+}
+
 /// The input name of the errors (or good events) in a burn-rate rule.
 pub const COUNTED_INPUT: &str = "bad";
 
@@ -252,12 +259,7 @@ pub fn compile(at: &str, slo: &Slo) -> Result<Vec<Rule>, String> {
                     ),
                 );
             }
-            // CloudWatch keeps one-minute data 15 days, five-minute data 63 days.
-            let kept = match slo.period.seconds() {
-                0..300 => 15 * 86_400,
-                300..3_600 => 63 * 86_400,
-                _ => 455 * 86_400,
-            };
+            let kept = vigil_shared::limits::cw_retention_seconds(slo.period.seconds());
             if w.long.seconds() > kept {
                 return fail(
                     severity,

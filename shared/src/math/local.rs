@@ -73,8 +73,9 @@ impl<R> LocalMath<R> {
     }
 }
 
-/// The id of one series a local math query reads: the query's id, then the input's.
-fn part_id(query: &str, input: &str) -> String {
+/// The id of one series a local math query reads: the query's id, then the input's (`m` for
+/// its own statistic).
+pub fn part_id(query: &str, input: &str) -> String {
     format!("{query}__{input}")
 }
 
