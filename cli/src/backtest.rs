@@ -64,10 +64,30 @@ pub async fn fetch_history(
         let points = fetched.series.get(&q.id).cloned().unwrap_or_default();
         reader.set(SeriesKey::of(q), points);
     }
+    // An objective's budget left is read by the hour over its whole window, as the function
+    // reads it: the hours from the first run's window to the last.
+    let mut calls = fetched.calls;
+    for (t, (_, _, q)) in targets.iter().zip(&queries) {
+        let Some(burn) = &t.rule.burn else {
+            continue;
+        };
+        let (from, _) = vigil_alert::budget::hours(burn, since);
+        let hourly =
+            vigil_alert::budget::hourly(&parts(q).into_iter().map(|(_, p)| p).collect::<Vec<_>>());
+        if hourly.iter().all(|h| reader.has(&SeriesKey::of(h))) {
+            continue;
+        }
+        let got = source.fetch(&hourly, from, until).await?;
+        calls += got.calls;
+        for h in &hourly {
+            let points = got.series.get(&h.id).cloned().unwrap_or_default();
+            reader.set(SeriesKey::of(h), points);
+        }
+    }
     Ok(History {
         reader,
         queries,
-        get_metric_data_calls: fetched.calls,
+        get_metric_data_calls: calls,
     })
 }
 
@@ -441,8 +461,8 @@ mod tests {
             .expect("history");
         assert_eq!(
             history.reader.series.len(),
-            2,
-            "the two plain series, no expression"
+            4,
+            "the two plain series, no expression, and the two again by the hour for the budget"
         );
         let times = schedule(since, until, Duration::minutes(1));
         let replayed = crate::sim::replay(
@@ -456,6 +476,21 @@ mod tests {
         .expect("replay");
         let found = crate::sim::episodes(&replayed.runs);
         assert_eq!(found.len(), 1, "{found:?}");
+        // The page states the budget: 89 minutes of 1,000 events, 29 of them with 30 errors,
+        // spent 870 errors of the 89 the objective allows.
+        let page = &replayed.sent[0].notification;
+        assert!(
+            page.subject.ends_with(", budget spent"),
+            "{}",
+            page.subject
+        );
+        assert!(
+            page.message
+                .contains("Error budget left: none: the 30d budget is spent")
+                && page.message.contains("870 of 89000 events were bad"),
+            "{}",
+            page.message
+        );
         // 3 % errors burn 30x; over the hour that is 14.4x only after 29 minutes of them (at
         // minute 89), and the page resolves once the 5-minute window has cleared below 14.4x.
         assert_eq!(found[0].start, at(89), "{found:?}");

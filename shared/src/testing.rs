@@ -732,6 +732,11 @@ impl SeriesReader {
             None => self.series.push((key, points)),
         }
     }
+
+    /// Whether a series is held under `key`.
+    pub fn has(&self, key: &SeriesKey) -> bool {
+        self.series.iter().any(|(k, _)| k == key)
+    }
 }
 
 impl MetricReader for SeriesReader {

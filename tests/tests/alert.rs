@@ -288,7 +288,7 @@ async fn metric_math_evaluated_by_the_function_fires_on_the_error_ratio() {
 
 /// An objective's burn-rate alerts in the function, against LocalStack: ten minutes of 3 %
 /// errors against 99.9 % page (30× the budget's rate over the hour and its last 5 minutes),
-/// in a read of their own beside the plain rules' one.
+/// in a read of their own beside the plain rules' one, and the page states the budget left.
 #[tokio::test]
 async fn an_slo_burning_its_budget_pages_once() {
     let s = setup().await;
@@ -328,8 +328,8 @@ async fn an_slo_burning_its_budget_pages_once() {
     );
     assert_eq!(summary["rules"][0]["value"], 30.0, "{summary}");
     assert_eq!(
-        summary["get_metric_data_calls"], 1,
-        "one read, the burn rules' own"
+        summary["get_metric_data_calls"], 2,
+        "two reads: the burn rules' own, and their objective's window by the hour"
     );
     let messages = s
         .aws
@@ -341,10 +341,29 @@ async fn an_slo_burning_its_budget_pages_once() {
         .collect();
     assert_eq!(subjects.len(), 4, "{subjects:?}");
     assert!(
-        subjects
-            .iter()
-            .any(|s| s.starts_with("[FIRING] CheckoutAvailabilityBurnRate1h: burn rate 30 > 14.4")),
+        subjects.contains(&"[FIRING] CheckoutAvailabilityBurnRate1h: burn rate 30 > 14.4, budget spent"),
         "{subjects:?}"
+    );
+    // The budget left counts the ten minutes, by the hour before the last hour boundary and
+    // by the minute after it: 300 errors of 10,000 events, thirty times the 10 allowed.
+    let page = messages
+        .iter()
+        .find(|m| m["Subject"].as_str().is_some_and(|s| s.contains("BurnRate1h")))
+        .expect("the page");
+    let body: Value =
+        serde_json::from_str(page["Message"].as_str().expect("message")).expect("JSON body");
+    let budget = &body["condition"]["slo"]["budget"];
+    assert_eq!(budget["left_percent"], -2900.0, "{body}");
+    assert_eq!(
+        (&budget["events"], &budget["bad_events"]),
+        (&Value::from(10_000.0), &Value::from(300.0)),
+        "{body}"
+    );
+    let text = body["text"].as_str().expect("text");
+    assert!(
+        text.contains("Error budget left: none: the 30d budget is spent (3000 % of it used)")
+            && text.contains("300 of 10000 events were bad (3 %; the objective allows 0.1 %)"),
+        "{text}"
     );
 }
 

@@ -4,6 +4,7 @@
 //! A reader finds each concern by name:
 //! - [`rules`]: the rules file, validated at load; [`policy`]: routes, grouping, silences,
 //!   inhibition, the Watchdog, which alarms opt in;
+//! - [`slo`]: objectives compiled to burn-rate rules; [`budget`]: the error budget left;
 //! - [`evaluate`]: outcomes (CloudWatch's M of N and missing data), targets (`*` series),
 //!   queries; [`state`]: the per-series state machine;
 //! - [`message`]: what notifications say, split and cut to fit SNS;
@@ -15,6 +16,7 @@
 //! `main.rs` only wires the handler to the Lambda runtime and the AWS clients.
 
 pub mod alarm;
+pub mod budget;
 pub mod config;
 pub mod evaluate;
 pub mod handler;

@@ -11,6 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use vigil_shared::Notification;
 use vigil_shared::limits::SNS_MAX_MESSAGE_BYTES;
 
+use crate::budget::Budget;
 use crate::evaluate::Target;
 use crate::outbox::{Kind, Owed, SetAside};
 use crate::rules::Rule;
@@ -77,15 +78,17 @@ fn attributes(
 
 /// The notification for a transition of a rule's only series.
 pub fn notification(rule: &Rule, transition: &Transition, at: DateTime<Utc>) -> Notification {
-    notification_for(&Target::whole(rule), transition, at)
+    notification_for(&Target::whole(rule), transition, at, None)
 }
 
 /// The notification for a transition of one series: a subject and text for people,
-/// attributes for filters, cut to fit SNS.
+/// attributes for filters, cut to fit SNS. A burn-rate alert's states its objective's error
+/// budget left when the run read one.
 pub fn notification_for(
     target: &Target<'_>,
     transition: &Transition,
     at: DateTime<Utc>,
+    budget: Option<&Budget>,
 ) -> Notification {
     let rule = target.rule;
     let c = rule.condition;
@@ -167,6 +170,9 @@ pub fn notification_for(
                 threshold = c.threshold,
             ),
         };
+    if let (Some(b), Some(burn)) = (budget, &rule.burn) {
+        text.push_str(&budget_line(b, burn));
+    }
     for (key, title) in [
         ("summary", "Summary"),
         ("description", "Description"),
@@ -216,13 +222,20 @@ pub fn notification_for(
                 "long_window_seconds": b.windows.long.seconds(),
                 "short_window_seconds": b.windows.short.seconds(),
                 "burn_rate_factor": b.windows.factor,
+                "budget": budget.map(|b| serde_json::json!({
+                    "left_percent": b.left_percent(),
+                    "events": b.events,
+                    "bad_events": b.bad,
+                    "since": b.since,
+                    "until": b.until,
+                })),
             })),
         },
     });
     Notification {
         details: Some(details),
         subject: format!(
-            "[{}] {}: {} {} {} {}",
+            "[{}] {}: {} {} {} {}{}",
             status.as_str().to_uppercase(),
             rule.alert,
             // A burn-rate alert compares the budget's burn rate, not its metric.
@@ -231,12 +244,44 @@ pub fn notification_for(
                 .map_or(rule.metric.name.as_str(), |_| "burn rate"),
             show(value),
             c.operator.symbol(),
-            c.threshold
+            c.threshold,
+            match budget.filter(|_| rule.burn.is_some()) {
+                Some(b) if b.left > 0.0 => format!(", budget left {} %", b.left_percent()),
+                Some(_) => ", budget spent".to_owned(),
+                None => String::new(),
+            }
         ),
         message: text,
         attributes: attributes(&rule.alert, status, &target.labels),
     }
     .fitted(MESSAGE_BUDGET)
+}
+
+/// The budget left, as the message body states it: how much, of which window, from how
+/// many events.
+fn budget_line(b: &Budget, burn: &crate::slo::Burn) -> String {
+    let window = crate::slo::days(burn.window);
+    let left = if b.left > 0.0 {
+        format!("{} % of the {window} budget", (b.left_percent()))
+    } else {
+        format!(
+            "none: the {window} budget is spent ({} % of it used)",
+            (((1.0 - b.left) * 1_000.0).round() / 10.0)
+        )
+    };
+    let share = if b.events > 0.0 {
+        100.0 * b.bad / b.events
+    } else {
+        0.0
+    };
+    format!(
+        "\nError budget left: {left}. Since {since}, {bad} of {events} events were bad ({share} %; the objective allows {allowed} %).\n",
+        since = stamp(b.since),
+        bad = (b.bad),
+        events = (b.events),
+        share = ((share * 1e4).round() / 1e4),
+        allowed = (((1.0 - burn.objective) * 1e6).round() / 1e4),
+    )
 }
 
 /// The resolved message of a firing alert whose rule or series is gone: `reason` says which,

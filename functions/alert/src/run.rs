@@ -15,6 +15,7 @@ use vigil_shared::math::local::part_id;
 use vigil_shared::reader::{Series, StatQuery};
 use vigil_shared::{MetricReader, Notifier, ObjectStore, Result};
 
+use crate::budget::{self, Budget};
 use crate::evaluate::{
     Outcome, Target, evaluate, observe, query_for_series, read_start_of, targets,
 };
@@ -136,6 +137,7 @@ fn step(
     state: &mut StateFile,
     plan: &Plan<'_>,
     evaluated: &[(Target<'_>, Outcome)],
+    budgets: &BTreeMap<String, Budget>,
     inv: &Invocation,
 ) -> Stepped {
     let Plan {
@@ -229,7 +231,12 @@ fn step(
                     status: t.status(),
                     kind: Kind::Alert,
                     members: Vec::new(),
-                    notification: notification_for(target, &t, outcome.at_or(at)),
+                    notification: notification_for(
+                        target,
+                        &t,
+                        outcome.at_or(at),
+                        budgets.get(&target.key),
+                    ),
                     attempts: 0,
                     lease: None,
                     last_error: None,
@@ -440,6 +447,63 @@ fn heartbeat(
     });
 }
 
+/// The hourly reads of the objectives' budgets, and which read serves each burn-rate target.
+struct BudgetReads {
+    fetched: vigil_shared::reader::Fetched,
+    /// Target key → the query id whose parts were read by the hour for its objective.
+    by_target: BTreeMap<String, String>,
+}
+
+/// Reads each objective's window by the hour ([`budget::hours`]): once per objective (its
+/// alerts count the same events over the same window), in one read per distinct window.
+async fn read_budgets(
+    reader: &impl MetricReader,
+    targets: &[Target<'_>],
+    queries: &[StatQuery],
+    at: DateTime<Utc>,
+) -> Result<BudgetReads> {
+    let mut by_target = BTreeMap::new();
+    // The objective's identity (its name, window and the statistics it counts) → its read.
+    let mut read_for: BTreeMap<String, String> = BTreeMap::new();
+    let mut windows: BTreeMap<(DateTime<Utc>, DateTime<Utc>), Vec<StatQuery>> = BTreeMap::new();
+    for (t, q) in targets.iter().zip(queries) {
+        let Some(burn) = &t.rule.burn else {
+            continue;
+        };
+        let parts: Vec<StatQuery> = vigil_shared::math::local::parts(q)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
+        let identity = format!(
+            "{}|{}|{:?}",
+            burn.slo,
+            burn.window.seconds(),
+            parts
+                .iter()
+                .map(|p| (&p.namespace, &p.metric, &p.dimensions, &p.stat))
+                .collect::<Vec<_>>()
+        );
+        let read = read_for.entry(identity).or_insert_with(|| {
+            let (from, to) = budget::hours(burn, crate::slo::window_end(t.rule, at));
+            if from < to {
+                windows
+                    .entry((from, to))
+                    .or_default()
+                    .extend(budget::hourly(&parts));
+            }
+            q.id.clone()
+        });
+        by_target.insert(t.key.clone(), read.clone());
+    }
+    let mut fetched = vigil_shared::reader::Fetched::default();
+    for ((from, to), batch) in windows {
+        let got = reader.fetch(&batch, from, to).await?;
+        fetched.calls += got.calls;
+        fetched.series.extend(got.series);
+    }
+    Ok(BudgetReads { fetched, by_target })
+}
+
 /// Evaluates every rule at `inv.at` with one batched read, applies the step to the state with
 /// a conditional write (again on a fresh read when another run wrote first), and delivers
 /// what this run claimed. A failure to read metrics or to write the state fails the run
@@ -458,6 +522,7 @@ pub async fn run(
     let first = load_state(store, plan.state, inv.now).await?;
     let already = first.0.evaluated_at.is_some_and(|e| e >= at);
     let mut calls = 0;
+    let mut budgets: BTreeMap<String, Budget> = BTreeMap::new();
     let evaluated: Vec<(Target<'_>, Outcome)> = if already {
         Vec::new()
     } else {
@@ -490,11 +555,17 @@ pub async fn run(
                 .iter()
                 .filter(|t| t.rule.burn.is_some() == burn)
                 .map(|t| t.rule);
-            let start = read_start_of(rules, at);
+            let mut start = read_start_of(rules, at);
+            if burn {
+                start = budget::fine_start(start, at);
+            }
             let got = reader.fetch(batch, start, at).await?;
             fetched.calls += got.calls;
             fetched.series.extend(got.series);
         }
+        let hourly = read_budgets(reader, &targets, &queries, at).await?;
+        fetched.calls += hourly.fetched.calls;
+        fetched.series.extend(hourly.fetched.series);
         calls = fetched.calls;
         let empty: Series = Vec::new();
         let series = |id: &str| fetched.series.get(id).unwrap_or(&empty);
@@ -503,13 +574,31 @@ pub async fn run(
             .zip(&queries)
             .map(|(target, query)| {
                 let outcome = match &target.rule.burn {
-                    Some(burn) => crate::slo::evaluate(
-                        target.rule,
-                        burn,
-                        series(&part_id(&query.id, "m")),
-                        series(&part_id(&query.id, crate::slo::COUNTED_INPUT)),
-                        at,
-                    ),
+                    Some(burn) => {
+                        let (total, counted) = (
+                            series(&part_id(&query.id, "m")),
+                            series(&part_id(&query.id, crate::slo::COUNTED_INPUT)),
+                        );
+                        let end = crate::slo::window_end(target.rule, at);
+                        if let Some(read) = hourly.by_target.get(&target.key) {
+                            let got = budget::budget(
+                                burn,
+                                (
+                                    series(&budget::hourly_id(&part_id(read, "m"))),
+                                    series(&budget::hourly_id(&part_id(
+                                        read,
+                                        crate::slo::COUNTED_INPUT,
+                                    ))),
+                                ),
+                                (total, counted),
+                                end,
+                            );
+                            if let Some(b) = got {
+                                budgets.insert(target.key.clone(), b);
+                            }
+                        }
+                        crate::slo::evaluate(target.rule, burn, total, counted, at)
+                    }
                     None => evaluate(target.rule, series(&query.id), at),
                 };
                 (target, outcome)
@@ -523,7 +612,7 @@ pub async fn run(
     // claims; the results are those of the application that landed.
     let mut evaluation: Option<Stepped> = None;
     let (state, tag, last) = update(store, plan.state, Some(first), inv.now, |state| {
-        let stepped = step(state, &plan, &evaluated, inv);
+        let stepped = step(state, &plan, &evaluated, &budgets, inv);
         if !stepped.superseded {
             evaluation = Some(stepped.clone());
         }

@@ -177,6 +177,18 @@ pub fn compile(at: &str, slo: &Slo) -> Result<Vec<Rule>, String> {
             format!("{} is not a percentage between 0 and 100", slo.objective),
         );
     }
+    // The budget left is read by the hour over the whole window.
+    let hours_kept = vigil_shared::limits::cw_retention_seconds(crate::budget::HOUR as u64);
+    if slo.window.seconds() < 3_600 || slo.window.seconds() > hours_kept {
+        return fail(
+            "window",
+            format!(
+                "{} must be between 1h and the {}d CloudWatch keeps hourly data",
+                slo.window,
+                hours_kept / 86_400
+            ),
+        );
+    }
     let (counted, events) = match (&slo.errors, &slo.good) {
         (Some(e), None) => (Counted::Errors, e),
         (None, Some(g)) => (Counted::Good, g),
@@ -343,7 +355,7 @@ pub fn compile(at: &str, slo: &Slo) -> Result<Vec<Rule>, String> {
 }
 
 /// A window as people say it: `30d`, `1h`.
-fn days(span: Span) -> String {
+pub(crate) fn days(span: Span) -> String {
     match span.seconds() {
         s if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
         _ => span.to_string(),
@@ -358,16 +370,16 @@ fn budget_share(factor: f64, long: Span, window: Span) -> String {
     format!("{} %", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
-/// The bad share of the events of the periods in `from..end`. Only periods with a total
+/// The events and the bad events of the periods in `from..end`. Only periods with a total
 /// count: an error count reported where no total is, or a total whose good count has not
 /// arrived yet (the two metrics can land a minute apart), would otherwise read as a burst.
-fn bad_share(
+pub(crate) fn counts(
     burn: &Burn,
     total: &[(DateTime<Utc>, f64)],
     counted: &[(DateTime<Utc>, f64)],
     from: DateTime<Utc>,
     end: DateTime<Utc>,
-) -> Option<f64> {
+) -> (f64, f64) {
     let counted: BTreeMap<DateTime<Utc>, f64> = counted
         .iter()
         .filter(|(t, v)| *t >= from && *t < end && v.is_finite())
@@ -390,10 +402,29 @@ fn bad_share(
             (Counted::Good, None) => {}
         }
     }
+    (all, bad)
+}
+
+/// The bad share of the events of the periods in `from..end` ([`counts`]).
+fn bad_share(
+    burn: &Burn,
+    total: &[(DateTime<Utc>, f64)],
+    counted: &[(DateTime<Utc>, f64)],
+    from: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Option<f64> {
+    let (all, bad) = counts(burn, total, counted, from, end);
     if all <= 0.0 {
         return None;
     }
     Some((bad / all).clamp(0.0, 1.0))
+}
+
+/// Where a burn-rate rule's windows end at `now`: the newest boundary of its period (on the
+/// epoch, as the read starts), so each window holds whole periods.
+pub(crate) fn window_end(rule: &Rule, now: DateTime<Utc>) -> DateTime<Utc> {
+    let p = i64::try_from(rule.metric.period.seconds().max(1)).unwrap_or(60);
+    DateTime::from_timestamp(now.timestamp().div_euclid(p) * p, 0).unwrap_or(now)
 }
 
 fn secs(s: Span) -> Duration {
@@ -410,11 +441,9 @@ pub fn evaluate(
     counted: &[(DateTime<Utc>, f64)],
     now: DateTime<Utc>,
 ) -> Outcome {
-    // The windows end at the newest period boundary (on the epoch, as the read starts), so
-    // each holds whole periods: a window of one period always holds the newest complete one,
-    // whatever second the run starts at.
-    let p = i64::try_from(rule.metric.period.seconds().max(1)).unwrap_or(60);
-    let end = DateTime::from_timestamp(now.timestamp().div_euclid(p) * p, 0).unwrap_or(now);
+    // A window of one period always holds the newest complete one, whatever second the run
+    // starts at.
+    let end = window_end(rule, now);
     let budget = 1.0 - burn.objective;
     let rate =
         |window: Span| bad_share(burn, total, counted, end - secs(window), end).map(|s| s / budget);
@@ -494,6 +523,7 @@ mod tests {
                 "longer than the objective",
             ),
             ("period: 30s\n", "period"),
+            ("window: 500d\n", "keeps hourly data"),
             (
                 "page: [{factor: 14.4, long: 1h, short: 5m}, {factor: 6, long: 1h, short: 30m}]\n",
                 "its own",
