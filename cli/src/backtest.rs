@@ -479,11 +479,7 @@ mod tests {
         // The page states the budget: 89 minutes of 1,000 events, 29 of them with 30 errors,
         // spent 870 errors of the 89 the objective allows.
         let page = &replayed.sent[0].notification;
-        assert!(
-            page.subject.ends_with(", budget spent"),
-            "{}",
-            page.subject
-        );
+        assert!(page.subject.ends_with(", budget spent"), "{}", page.subject);
         assert!(
             page.message
                 .contains("Error budget left: none: the 30d budget is spent")

@@ -569,6 +569,41 @@ tests:
         assert_eq!(result.checks, 4, "{result:?}");
     }
 
+    /// An objective over one error-ratio series (a Prometheus recording rule's, in percent):
+    /// 3 % for 40 of the 50 minutes recorded burns 24x over them and 30x over the last 5, which
+    /// pages, and the page resolves once the last 5 minutes are clean.
+    #[tokio::test]
+    async fn an_slo_on_an_error_ratio_pages_and_resolves() {
+        let result = run_pair(
+            "slo-ratio-test",
+            r#"groups:
+  - name: slo
+    slos:
+      - name: CheckoutAvailability
+        objective: 99.9
+        error_ratio: {namespace: Prometheus, name: "job:errors:ratio_rate1m", unit: percent}
+        ticket: []
+"#,
+            r#"rule_files: [rules.yaml]
+tests:
+  - input_series:
+      - metric: {namespace: Prometheus, name: "job:errors:ratio_rate1m"}
+        values: "0x9 3x39 0x30"
+    alert_rule_test:
+      - eval_time: 50m
+        alertname: CheckoutAvailabilityBurnRate1h
+        exp_alerts:
+          - exp_labels: {severity: page, slo: CheckoutAvailability}
+      - eval_time: 60m
+        alertname: CheckoutAvailabilityBurnRate1h
+        exp_alerts: []
+"#,
+        )
+        .await;
+        assert!(result.passed(), "{result:?}");
+        assert_eq!(result.checks, 2, "{result:?}");
+    }
+
     #[test]
     fn a_loose_expectation_does_not_take_the_alert_a_strict_one_needs() {
         let got = [

@@ -341,14 +341,20 @@ async fn an_slo_burning_its_budget_pages_once() {
         .collect();
     assert_eq!(subjects.len(), 4, "{subjects:?}");
     assert!(
-        subjects.contains(&"[FIRING] CheckoutAvailabilityBurnRate1h: burn rate 30 > 14.4, budget spent"),
+        subjects.contains(
+            &"[FIRING] CheckoutAvailabilityBurnRate1h: burn rate 30 > 14.4, budget spent"
+        ),
         "{subjects:?}"
     );
     // The budget left counts the ten minutes, by the hour before the last hour boundary and
     // by the minute after it: 300 errors of 10,000 events, thirty times the 10 allowed.
     let page = messages
         .iter()
-        .find(|m| m["Subject"].as_str().is_some_and(|s| s.contains("BurnRate1h")))
+        .find(|m| {
+            m["Subject"]
+                .as_str()
+                .is_some_and(|s| s.contains("BurnRate1h"))
+        })
         .expect("the page");
     let body: Value =
         serde_json::from_str(page["Message"].as_str().expect("message")).expect("JSON body");

@@ -74,20 +74,31 @@ pub fn hourly_id(id: &str) -> String {
     format!("{id}{HOURLY}")
 }
 
-/// The budget of `burn` at `end` from the hourly points of its events and counted input over
-/// [`hours`], and the finer points of the burn-rate read for the minutes after the last hour.
-/// `None` when the window counted no events.
+/// The points of an objective's two series (its events or error ratio, and its counted input)
+/// from one read, and the seconds each point covers.
+#[derive(Clone, Copy, Debug)]
+pub struct Points<'a> {
+    pub total: &'a [(DateTime<Utc>, f64)],
+    pub counted: &'a [(DateTime<Utc>, f64)],
+    pub period: f64,
+}
+
+/// The budget of `burn` at `end` from the hourly points over [`hours`], and the finer points of
+/// the burn-rate read for the minutes after the last hour. `None` when the window counted no
+/// events. For an error ratio, "events" are seconds: each point weighs its period.
 pub fn budget(
     burn: &Burn,
-    hourly: (&[(DateTime<Utc>, f64)], &[(DateTime<Utc>, f64)]),
-    fine: (&[(DateTime<Utc>, f64)], &[(DateTime<Utc>, f64)]),
+    hourly: Points<'_>,
+    fine: Points<'_>,
     end: DateTime<Utc>,
 ) -> Option<Budget> {
     let (since, to) = hours(burn, end);
-    let (hour_events, hour_bad) = counts(burn, hourly.0, hourly.1, since, to);
-    let (minute_events, minute_bad) = counts(burn, fine.0, fine.1, to, end);
+    let count =
+        |p: Points<'_>, from, until| counts(burn, p.total, p.counted, from, until, p.period);
+    let (hour_events, hour_bad) = count(hourly, since, to);
+    let (minute_events, minute_bad) = count(fine, to, end);
     let (events, bad) = (hour_events + minute_events, hour_bad + minute_bad);
-    if !(events > 0.0) {
+    if events <= 0.0 || !events.is_finite() {
         return None;
     }
     let allowed = (1.0 - burn.objective) * events;
@@ -131,6 +142,20 @@ mod tests {
         s.parse().expect("time")
     }
 
+    type P = [(DateTime<Utc>, f64)];
+
+    fn points<'a>(total: &'a P, counted: &'a P, period: f64) -> Points<'a> {
+        Points {
+            total,
+            counted,
+            period,
+        }
+    }
+
+    fn none() -> Points<'static> {
+        points(&[], &[], 60.0)
+    }
+
     #[test]
     fn the_window_is_whole_hours_then_the_minutes_since_the_last_one() {
         let b = burn(Counted::Errors);
@@ -138,7 +163,10 @@ mod tests {
         assert_eq!(from, t("2026-10-31T13:00:00Z"));
         assert_eq!(to, t("2026-11-30T12:00:00Z"));
         let (from, to) = hours(&b, t("2026-11-30T12:00:00Z"));
-        assert_eq!((from, to), (t("2026-10-31T12:00:00Z"), t("2026-11-30T12:00:00Z")));
+        assert_eq!(
+            (from, to),
+            (t("2026-10-31T12:00:00Z"), t("2026-11-30T12:00:00Z"))
+        );
     }
 
     #[test]
@@ -163,8 +191,8 @@ mod tests {
         minutes_reaching_back.push((to - Duration::minutes(5), 1e9));
         let got = budget(
             &b,
-            (&hours_total, &hours_bad),
-            (&minutes_reaching_back, &minutes_bad),
+            points(&hours_total, &hours_bad, 3_600.0),
+            points(&minutes_reaching_back, &minutes_bad, 60.0),
             end,
         )
         .expect("events");
@@ -184,10 +212,35 @@ mod tests {
         let (since, _) = hours(&b, end);
         let total = [(since, 1_000.0)];
         let good = [(since, 997.0)];
-        let got = budget(&b, (&total, &good), (&[], &[]), end).expect("events");
+        let got = budget(&b, points(&total, &good, 3_600.0), none(), end).expect("events");
         assert_eq!(got.bad, 3.0);
         assert_eq!(got.left_percent(), -200.0);
-        assert_eq!(budget(&b, (&[], &[]), (&[], &[]), end), None);
+        assert_eq!(budget(&b, none(), none(), end), None);
+    }
+
+    #[test]
+    fn an_error_ratio_weighs_an_hour_as_sixty_minutes() {
+        let b = burn(Counted::Ratio { percent: false });
+        let end = t("2026-11-30T12:30:00Z");
+        let (since, to) = hours(&b, end);
+        // 719 hours at 0.05 % on average, then 30 minutes at 1 %.
+        let hourly: Vec<_> = (0..719)
+            .map(|h| (since + Duration::hours(h), 0.0005))
+            .collect();
+        let minutes: Vec<_> = (0..30).map(|m| (to + Duration::minutes(m), 0.01)).collect();
+        let got = budget(
+            &b,
+            points(&hourly, &[], 3_600.0),
+            points(&minutes, &[], 60.0),
+            end,
+        )
+        .expect("points");
+        let seconds = 719.0 * 3_600.0 + 30.0 * 60.0;
+        let bad = 719.0 * 3_600.0 * 0.0005 + 30.0 * 60.0 * 0.01;
+        assert_eq!(got.events, seconds);
+        assert!((got.bad - bad).abs() < 1e-6, "{}", got.bad);
+        assert!((got.left - (1.0 - bad / (0.001 * seconds))).abs() < 1e-9);
+        assert_eq!(got.left_percent(), 49.3);
     }
 
     #[test]

@@ -135,41 +135,33 @@ pub fn notification_for(
         None => measured.clone(),
         Some(e) => format!("{e} (m = {measured})"),
     };
-    let mut text =
-        match &rule.burn {
-            // A burn-rate alert: the rate, its windows and the events it counts.
-            Some(b) => format!(
-                "{headline}\n\nThe error budget of {slo} ({objective} % of events good) burned \
+    let mut text = match &rule.burn {
+        // A burn-rate alert: the rate, its windows and the events it counts.
+        Some(b) => format!(
+            "{headline}\n\nThe error budget of {slo} ({objective} % of events good) burned \
              {value} times as fast as it allows over the last {long}, as of {at}; the alert \
              fires while both the last {long} and the last {short} burn faster than \
-             {threshold} times. Events: {measured}; {counted}: {input}.\n",
-                slo = b.slo,
-                objective = b.objective_percent(),
-                value = show(value),
-                long = b.windows.long,
-                short = b.windows.short,
-                at = stamp(at),
-                threshold = c.threshold,
-                counted = match b.counted {
-                    crate::slo::Counted::Errors => "errors",
-                    crate::slo::Counted::Good => "good events",
-                },
-                input = rule.inputs.get(crate::slo::COUNTED_INPUT).map_or_else(
-                    String::new,
-                    |i| format!("{} ({}) in {}", i.name, i.stat, i.namespace)
-                ),
-            ),
-            None => format!(
-                "{headline}\n\n{compared} was {value} at {at}; \
+             {threshold} times. {counts}.\n",
+            slo = b.slo,
+            objective = b.objective_percent(),
+            value = show(value),
+            long = b.windows.long,
+            short = b.windows.short,
+            at = stamp(at),
+            threshold = c.threshold,
+            counts = counted_series(rule, b, &measured),
+        ),
+        None => format!(
+            "{headline}\n\n{compared} was {value} at {at}; \
              the rule fires when {m} of {n} data points are {op} {threshold}.\n",
-                value = show(value),
-                at = stamp(at),
-                m = rule.datapoints_to_alarm(),
-                n = rule.evaluation_periods(),
-                op = c.operator.symbol(),
-                threshold = c.threshold,
-            ),
-        };
+            value = show(value),
+            at = stamp(at),
+            m = rule.datapoints_to_alarm(),
+            n = rule.evaluation_periods(),
+            op = c.operator.symbol(),
+            threshold = c.threshold,
+        ),
+    };
     if let (Some(b), Some(burn)) = (budget, &rule.burn) {
         text.push_str(&budget_line(b, burn));
     }
@@ -222,13 +214,21 @@ pub fn notification_for(
                 "long_window_seconds": b.windows.long.seconds(),
                 "short_window_seconds": b.windows.short.seconds(),
                 "burn_rate_factor": b.windows.factor,
-                "budget": budget.map(|b| serde_json::json!({
-                    "left_percent": b.left_percent(),
-                    "events": b.events,
-                    "bad_events": b.bad,
-                    "since": b.since,
-                    "until": b.until,
-                })),
+                "budget": budget.map(|bud| {
+                    let events = !matches!(b.counted, crate::slo::Counted::Ratio { .. });
+                    serde_json::json!({
+                        "left_percent": bud.left_percent(),
+                        "bad_percent": if bud.events > 0.0 {
+                            (1e6 * bud.bad / bud.events).round() / 1e4
+                        } else {
+                            0.0
+                        },
+                        "events": events.then_some(bud.events),
+                        "bad_events": events.then_some(bud.bad),
+                        "since": bud.since,
+                        "until": bud.until,
+                    })
+                }),
             })),
         },
     });
@@ -257,16 +257,34 @@ pub fn notification_for(
     .fitted(MESSAGE_BUDGET)
 }
 
+/// What a burn-rate alert's series count, as its message says it.
+fn counted_series(rule: &Rule, burn: &crate::slo::Burn, measured: &str) -> String {
+    let input = rule
+        .inputs
+        .get(crate::slo::COUNTED_INPUT)
+        .map_or_else(String::new, |i| {
+            format!("{} ({}) in {}", i.name, i.stat, i.namespace)
+        });
+    match burn.counted {
+        crate::slo::Counted::Errors => format!("Events: {measured}; errors: {input}"),
+        crate::slo::Counted::Good => format!("Events: {measured}; good events: {input}"),
+        crate::slo::Counted::Ratio { percent } => format!(
+            "Error ratio ({}): {measured}, each period weighing the same",
+            if percent { "percent" } else { "fraction" }
+        ),
+    }
+}
+
 /// The budget left, as the message body states it: how much, of which window, from how
 /// many events.
 fn budget_line(b: &Budget, burn: &crate::slo::Burn) -> String {
     let window = crate::slo::days(burn.window);
     let left = if b.left > 0.0 {
-        format!("{} % of the {window} budget", (b.left_percent()))
+        format!("{} % of the {window} budget", b.left_percent())
     } else {
         format!(
             "none: the {window} budget is spent ({} % of it used)",
-            (((1.0 - b.left) * 1_000.0).round() / 10.0)
+            ((1.0 - b.left) * 1_000.0).round() / 10.0
         )
     };
     let share = if b.events > 0.0 {
@@ -274,14 +292,19 @@ fn budget_line(b: &Budget, burn: &crate::slo::Burn) -> String {
     } else {
         0.0
     };
-    format!(
-        "\nError budget left: {left}. Since {since}, {bad} of {events} events were bad ({share} %; the objective allows {allowed} %).\n",
-        since = stamp(b.since),
-        bad = (b.bad),
-        events = (b.events),
-        share = ((share * 1e4).round() / 1e4),
-        allowed = (((1.0 - burn.objective) * 1e6).round() / 1e4),
-    )
+    let share = (share * 1e4).round() / 1e4;
+    let allowed = ((1.0 - burn.objective) * 1e6).round() / 1e4;
+    let since = stamp(b.since);
+    match burn.counted {
+        crate::slo::Counted::Ratio { .. } => format!(
+            "\nError budget left: {left}. Since {since}, the error ratio averaged {share} % (the objective allows {allowed} %).\n"
+        ),
+        _ => format!(
+            "\nError budget left: {left}. Since {since}, {bad} of {events} events were bad ({share} %; the objective allows {allowed} %).\n",
+            bad = b.bad,
+            events = b.events,
+        ),
+    }
 }
 
 /// The resolved message of a firing alert whose rule or series is gone: `reason` says which,

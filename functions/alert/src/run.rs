@@ -583,14 +583,19 @@ pub async fn run(
                         if let Some(read) = hourly.by_target.get(&target.key) {
                             let got = budget::budget(
                                 burn,
-                                (
-                                    series(&budget::hourly_id(&part_id(read, "m"))),
-                                    series(&budget::hourly_id(&part_id(
+                                budget::Points {
+                                    total: series(&budget::hourly_id(&part_id(read, "m"))),
+                                    counted: series(&budget::hourly_id(&part_id(
                                         read,
                                         crate::slo::COUNTED_INPUT,
                                     ))),
-                                ),
-                                (total, counted),
+                                    period: budget::HOUR as f64,
+                                },
+                                budget::Points {
+                                    total,
+                                    counted,
+                                    period: target.rule.metric.period.seconds() as f64,
+                                },
                                 end,
                             );
                             if let Some(b) = got {

@@ -15,7 +15,9 @@
 //!         window: 30d                    # the budget's period (default 30d)
 //!         total: {namespace: Shop/Checkout, name: requests, dimensions: {service: checkout}}
 //!         errors: {namespace: Shop/Checkout, name: errors, dimensions: {service: checkout}}
-//!         # or good: {...}, the events that met the objective
+//!         # or good: {...}, the events that met the objective; or, instead of total and
+//!         # errors, error_ratio: {namespace, name, dimensions, unit: fraction|percent}, one
+//!         # series of the error ratio per period (Average), each period weighing the same
 //!         labels: {team: checkout, service: checkout}
 //!         annotations: {runbook_url: https://runbooks.example.com/checkout/slo}
 //! ```
@@ -52,6 +54,34 @@ fn sum() -> String {
     "Sum".to_owned()
 }
 
+fn average() -> String {
+    "Average".to_owned()
+}
+
+/// How an error ratio is written: 0.02 or 2 for 2 %.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RatioUnit {
+    #[default]
+    Fraction,
+    Percent,
+}
+
+/// An error ratio measured per period, such as a Prometheus recording rule's
+/// `job:http_requests_errors:ratio_rate1m`: the share of a period's events that failed.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Ratio {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub dimensions: BTreeMap<String, String>,
+    #[serde(default = "average")]
+    pub stat: String,
+    #[serde(default)]
+    pub unit: RatioUnit,
+}
+
 fn thirty_days() -> Span {
     Span(30 * 86_400)
 }
@@ -78,11 +108,15 @@ pub struct Slo {
     pub objective: f64,
     #[serde(default = "thirty_days")]
     pub window: Span,
-    pub total: Events,
+    #[serde(default)]
+    pub total: Option<Events>,
     #[serde(default)]
     pub errors: Option<Events>,
     #[serde(default)]
     pub good: Option<Events>,
+    /// Instead of `total` and `errors` or `good`: one series of the error ratio per period.
+    #[serde(default)]
+    pub error_ratio: Option<Ratio>,
     /// The period of the data points summed (default 1m).
     #[serde(default = "one_minute")]
     pub period: Span,
@@ -96,11 +130,13 @@ pub struct Slo {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// Which events the second series counts.
+/// What an objective's series count: the total events and the errors, or the good events; or
+/// one series of the error ratio (in percent or as a fraction), each period weighing the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counted {
     Errors,
     Good,
+    Ratio { percent: bool },
 }
 
 /// What makes a compiled rule a burn-rate alert: its rule's `metric` is the total events,
@@ -189,18 +225,29 @@ pub fn compile(at: &str, slo: &Slo) -> Result<Vec<Rule>, String> {
             ),
         );
     }
-    let (counted, events) = match (&slo.errors, &slo.good) {
-        (Some(e), None) => (Counted::Errors, e),
-        (None, Some(g)) => (Counted::Good, g),
+    let ratio_events;
+    let (counted, measured, events) = match (&slo.total, &slo.errors, &slo.good, &slo.error_ratio) {
+        (Some(t), Some(e), None, None) => (Counted::Errors, t, Some(("errors", e))),
+        (Some(t), None, Some(g), None) => (Counted::Good, t, Some(("good", g))),
+        (None, None, None, Some(r)) => {
+            ratio_events = Events {
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+                dimensions: r.dimensions.clone(),
+                stat: r.stat.clone(),
+            };
+            let percent = r.unit == RatioUnit::Percent;
+            (Counted::Ratio { percent }, &ratio_events, None)
+        }
         _ => {
             return fail(
                 "errors",
-                "give either errors or good, not both or neither".to_owned(),
+                "give total with either errors or good, or an error_ratio alone".to_owned(),
             );
         }
     };
-    if [&slo.total, events]
-        .iter()
+    if std::iter::once(measured)
+        .chain(events.map(|(_, e)| e))
         .any(|e| e.dimensions.values().any(|v| v == "*"))
     {
         return fail(
@@ -214,28 +261,24 @@ pub fn compile(at: &str, slo: &Slo) -> Result<Vec<Rule>, String> {
             format!("{}: a whole number of minutes", slo.period),
         );
     }
-    for (field, e) in [
-        ("total", &slo.total),
-        (
-            if counted == Counted::Errors {
-                "errors"
-            } else {
-                "good"
-            },
-            events,
-        ),
-    ] {
+    let first = if matches!(counted, Counted::Ratio { .. }) {
+        "error_ratio"
+    } else {
+        "total"
+    };
+    for (field, e) in std::iter::once((first, measured)).chain(events) {
         if e.name.is_empty() {
             return fail(&format!("{field}.name"), "must not be empty".to_owned());
         }
-        if !["Sum", "SampleCount"].contains(&e.stat.as_str()) {
-            return fail(
-                &format!("{field}.stat"),
-                format!(
-                    "{:?}: a burn rate counts events (Sum or SampleCount)",
-                    e.stat
-                ),
-            );
+        let (allowed, what): (&[&str], &str) = match counted {
+            Counted::Ratio { .. } => (&["Average"], "a ratio is averaged per period (Average)"),
+            _ => (
+                &["Sum", "SampleCount"],
+                "a burn rate counts events (Sum or SampleCount)",
+            ),
+        };
+        if !allowed.contains(&e.stat.as_str()) {
+            return fail(&format!("{field}.stat"), format!("{:?}: {what}", e.stat));
         }
     }
     let mut longs = Vec::new();
@@ -321,14 +364,17 @@ pub fn compile(at: &str, slo: &Slo) -> Result<Vec<Rule>, String> {
             out.push(Rule {
                 alert: format!("{}BurnRate{}", slo.name, days(w.long)),
                 metric: MetricSpec {
-                    namespace: slo.total.namespace.clone(),
-                    name: slo.total.name.clone(),
-                    dimensions: slo.total.dimensions.clone(),
-                    stat: slo.total.stat.clone(),
+                    namespace: measured.namespace.clone(),
+                    name: measured.name.clone(),
+                    dimensions: measured.dimensions.clone(),
+                    stat: measured.stat.clone(),
                     period: slo.period,
                 },
                 expression: None,
-                inputs: BTreeMap::from([(COUNTED_INPUT.to_owned(), input(events))]),
+                inputs: events
+                    .map(|(_, e)| (COUNTED_INPUT.to_owned(), input(e)))
+                    .into_iter()
+                    .collect(),
                 condition: Condition {
                     operator: Operator::Greater,
                     threshold: w.factor,
@@ -373,12 +419,14 @@ fn budget_share(factor: f64, long: Span, window: Span) -> String {
 /// The events and the bad events of the periods in `from..end`. Only periods with a total
 /// count: an error count reported where no total is, or a total whose good count has not
 /// arrived yet (the two metrics can land a minute apart), would otherwise read as a burst.
+/// An error ratio counts each period as `weight` events (its length), that share of them bad.
 pub(crate) fn counts(
     burn: &Burn,
     total: &[(DateTime<Utc>, f64)],
     counted: &[(DateTime<Utc>, f64)],
     from: DateTime<Utc>,
     end: DateTime<Utc>,
+    weight: f64,
 ) -> (f64, f64) {
     let counted: BTreeMap<DateTime<Utc>, f64> = counted
         .iter()
@@ -400,6 +448,11 @@ pub(crate) fn counts(
                 bad += v - g;
             }
             (Counted::Good, None) => {}
+            (Counted::Ratio { percent }, _) => {
+                let share = if percent { v / 100.0 } else { *v };
+                all += weight;
+                bad += weight * share.clamp(0.0, 1.0);
+            }
         }
     }
     (all, bad)
@@ -413,7 +466,7 @@ fn bad_share(
     from: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Option<f64> {
-    let (all, bad) = counts(burn, total, counted, from, end);
+    let (all, bad) = counts(burn, total, counted, from, end, 1.0);
     if all <= 0.0 {
         return None;
     }
@@ -554,6 +607,8 @@ mod tests {
         let mut per_series = slo("");
         per_series
             .total
+            .as_mut()
+            .expect("total")
             .dimensions
             .insert("service".into(), "*".into());
         let err = compile("r.yaml", &per_series).expect_err("*");
@@ -638,6 +693,65 @@ mod tests {
             evaluate(rule, burn, &total, &early, later),
             evaluate(rule, burn, &total, &errors, later),
         );
+    }
+
+    #[test]
+    fn an_error_ratio_burns_its_average_each_period_weighing_the_same() {
+        let ratio = |unit: &str| -> Slo {
+            serde_saphyr::from_str(&format!(
+                "name: Checkout\nobjective: 99.9\nerror_ratio: {{namespace: Prom, name: 'job:errors:ratio_rate1m', unit: {unit}}}\n"
+            ))
+            .expect("slo")
+        };
+        let now: DateTime<Utc> = "2026-11-02T12:00:00Z".parse().expect("time");
+        for (unit, scale) in [("fraction", 1.0), ("percent", 100.0)] {
+            let rules = compile("r.yaml", &ratio(unit)).expect("valid");
+            let (rule, burn) = (&rules[0], rules[0].burn.as_ref().expect("burn"));
+            assert!(rule.inputs.is_empty(), "one series");
+            assert_eq!(rule.metric.stat, "Average");
+            assert_eq!(
+                burn.counted,
+                Counted::Ratio {
+                    percent: unit == "percent"
+                }
+            );
+            // 3 % for the whole hour burns 30x; 3 % for the last 30 minutes (0 before) 15x.
+            let all = minutes(now, 60, 0.03 * scale);
+            match evaluate(rule, burn, &all, &[], now) {
+                Outcome::Breaching { value, .. } => assert_eq!(value, 30.0, "{unit}"),
+                other => panic!("{unit}: {other:?}"),
+            }
+            let mut half = minutes(now, 30, 0.03 * scale);
+            half.extend((31..=60).map(|m| (now - Duration::minutes(m), 0.0)));
+            match evaluate(rule, burn, &half, &[], now) {
+                Outcome::Breaching { value, .. } => assert_eq!(value, 15.0, "{unit}"),
+                other => panic!("{unit}: {other:?}"),
+            }
+            // A ratio above 100 % (a bad recording) counts as every event bad, no more.
+            let wild = minutes(now, 60, 7.0 * scale);
+            assert!(matches!(
+                evaluate(rule, burn, &wild, &[], now),
+                Outcome::Breaching { value, .. } if value == 1_000.0
+            ));
+        }
+        for (yaml, want) in [
+            (
+                "name: C\nobjective: 99\ntotal: {namespace: S, name: r}\nerror_ratio: {namespace: S, name: e}\n",
+                "error_ratio alone",
+            ),
+            (
+                "name: C\nobjective: 99\nerror_ratio: {namespace: S, name: e, stat: Sum}\n",
+                "averaged per period",
+            ),
+            (
+                "name: C\nobjective: 99\nerrors: {namespace: S, name: e}\n",
+                "total with",
+            ),
+        ] {
+            let s: Slo = serde_saphyr::from_str(yaml).expect("slo");
+            let err = compile("r.yaml", &s).expect_err(yaml);
+            assert!(err.contains(want), "{yaml}: {err}");
+        }
     }
 
     #[test]
