@@ -14,8 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Duration, NaiveTime, Timelike, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use vigil_alert::Rule;
 
@@ -25,46 +24,7 @@ use crate::incidents::Incident;
 use crate::sent::Message;
 use crate::style::Style;
 
-/// The hours a page wakes someone up, in a time zone.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct QuietHours {
-    pub from: NaiveTime,
-    pub to: NaiveTime,
-    pub tz: Tz,
-}
-
-impl QuietHours {
-    /// `22:00-07:00` in `tz` (an IANA name such as `Europe/Berlin`).
-    pub fn parse(window: &str, tz: &str) -> Result<Self, String> {
-        let tz: Tz = tz
-            .parse()
-            .map_err(|_| format!("--tz: {tz:?} is not an IANA time zone (Europe/Berlin, UTC)"))?;
-        let (from, to) = window
-            .split_once('-')
-            .ok_or_else(|| format!("--quiet-hours: {window:?} is not HH:MM-HH:MM"))?;
-        let time = |s: &str| {
-            NaiveTime::parse_from_str(s.trim(), "%H:%M")
-                .map_err(|_| format!("--quiet-hours: {s:?} is not HH:MM"))
-        };
-        let (from, to) = (time(from)?, time(to)?);
-        if from == to {
-            return Err(format!("--quiet-hours: {window:?} is empty"));
-        }
-        Ok(Self { from, to, tz })
-    }
-
-    /// Whether `t` falls in the window, which may wrap past midnight.
-    pub fn contains(&self, t: DateTime<Utc>) -> bool {
-        let local = t.with_timezone(&self.tz).time();
-        let local =
-            NaiveTime::from_hms_opt(local.hour(), local.minute(), local.second()).unwrap_or(local);
-        if self.from < self.to {
-            local >= self.from && local < self.to
-        } else {
-            local >= self.from || local < self.to
-        }
-    }
-}
+pub use vigil_alert::quiet::QuietHours;
 
 /// How a backtest is scored.
 #[derive(Clone, Debug)]
@@ -612,26 +572,5 @@ groups:
             Some(0),
             "early is no delay"
         );
-    }
-
-    #[test]
-    fn quiet_hours_follow_the_time_zone_and_wrap_midnight() {
-        let q = QuietHours::parse("22:00-07:00", "Europe/Berlin").expect("quiet");
-        assert!(q.contains(t("2026-11-04T01:00:00Z")), "02:00 in Berlin");
-        assert!(!q.contains(t("2026-11-04T06:30:00Z")), "07:30 in Berlin");
-        // Summer time: 05:30 UTC is 07:30 CEST, outside; 04:30 UTC is 06:30, inside.
-        assert!(!q.contains(t("2026-07-01T05:30:00Z")));
-        assert!(q.contains(t("2026-07-01T04:30:00Z")));
-        let day = QuietHours::parse("09:00-17:00", "UTC").expect("quiet");
-        assert!(
-            day.contains(t("2026-07-01T09:00:00Z")) && !day.contains(t("2026-07-01T17:00:00Z"))
-        );
-        for (window, tz) in [
-            ("22-07", "UTC"),
-            ("22:00-07:00", "Mars/Olympus"),
-            ("07:00-07:00", "UTC"),
-        ] {
-            assert!(QuietHours::parse(window, tz).is_err(), "{window} {tz}");
-        }
     }
 }

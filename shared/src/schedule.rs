@@ -15,7 +15,8 @@
 //! the same payload again, so a retry evaluates the instant of the attempt it retries.
 //!
 //! The smoke test (`scripts/smoke`) invokes a deployed function with the same shape and
-//! `"vigil": "smoke"`: the run reads the stack's smoke configuration, not its own.
+//! `"vigil": "smoke"`: the run reads the stack's smoke configuration, not its own. The alert
+//! function's weekly review schedule sends it with `"vigil": "review"`.
 //!
 //! Also read: a schedule without `Input` (Scheduler's default notification: an EventBridge
 //! envelope with `"source": "aws.scheduler"`, `time`, and `detail` as the string `"{}"`), an
@@ -31,6 +32,8 @@ use crate::{Error, Result};
 pub const INPUT_MARKER: &str = "scheduled";
 /// The value of `"vigil"` in the smoke test's invocations (the Scheduler `Input`'s shape).
 pub const SMOKE_MARKER: &str = "smoke";
+/// The value of `"vigil"` in the Scheduler `Input` of the alert function's weekly review.
+pub const REVIEW_MARKER: &str = "review";
 
 /// What sent the scheduled event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -47,6 +50,9 @@ pub enum ScheduleSource {
     /// The smoke test, in the Scheduler `Input`'s shape with `"vigil": "smoke"`: the run uses
     /// the stack's smoke configuration and notifies only its smoke topic.
     Smoke,
+    /// The weekly review's schedule, in the Scheduler `Input`'s shape with `"vigil":
+    /// "review"`: the run reviews the week ending at the scheduled time instead of evaluating.
+    Review,
 }
 
 impl ScheduleSource {
@@ -98,6 +104,7 @@ pub fn parse(event: &Value) -> Result<Scheduled> {
     let marker = match event.get("vigil").and_then(Value::as_str) {
         Some(INPUT_MARKER) => Some(ScheduleSource::SchedulerInput),
         Some(SMOKE_MARKER) => Some(ScheduleSource::Smoke),
+        Some(REVIEW_MARKER) => Some(ScheduleSource::Review),
         _ => None,
     };
     if let Some(source) = marker {
@@ -203,6 +210,20 @@ mod tests {
                 .is_smoke()
         );
         assert!(parse(&json!({"vigil": "smoke"})).is_err());
+    }
+
+    /// The alert function's weekly review schedule (`events/scheduler-alert-review.json`).
+    #[test]
+    fn reads_the_review_schedules_input() {
+        let ev = json!({"vigil": "review", "scheduled_time": "2026-11-30T08:00:00Z",
+            "attempt": "2", "execution_id": "e", "schedule_arn": "arn:aws:scheduler:us-east-1:1:schedule/default/r"});
+        let s = parse(&ev).expect("parses");
+        assert_eq!(
+            (s.at, s.source, s.attempt),
+            (t("2026-11-30T08:00:00Z"), ScheduleSource::Review, Some(2))
+        );
+        assert!(!s.source.is_smoke());
+        assert!(parse(&json!({"vigil": "review"})).is_err(), "no instant");
     }
 
     #[test]

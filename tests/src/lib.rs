@@ -176,6 +176,14 @@ pub fn scheduled_event(at: DateTime<Utc>) -> Value {
     event
 }
 
+/// What the alert function's review schedule sends (`events/scheduler-alert-review.json`), for
+/// the week ending at `at`.
+pub fn review_event(at: DateTime<Utc>) -> Value {
+    let mut event = sample_event("scheduler-alert-review.json");
+    event["scheduled_time"] = Value::String(at.to_rfc3339_opts(SecondsFormat::Secs, true));
+    event
+}
+
 /// What EventBridge Scheduler sends backup-verify (`events/scheduler-backup-verify.json`): the
 /// schedule's `Input` with its context attributes filled, `scheduled_time` set to `at`.
 pub fn backup_verify_event(at: DateTime<Utc>) -> Value {

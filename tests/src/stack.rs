@@ -39,6 +39,7 @@ pub fn environment(function: &str, r: &Resources) -> Vec<(&'static str, String)>
             ("VIGIL_ALLOWED_TOPIC_ARNS", String::new()),
             // LocalStack evaluates no metric math: the function does (the MetricMath parameter).
             ("VIGIL_METRIC_MATH", "local".into()),
+            ("VIGIL_REVIEW_PREFIX", "reviews/alert/".into()),
             (
                 "VIGIL_SMOKE_RULES",
                 format!("s3://{b}/smoke/config/rules.yaml"),

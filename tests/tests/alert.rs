@@ -8,7 +8,8 @@ use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 use vigil_e2e::{
-    Function, LocalAws, binary, sample_config, scheduled_event, unique, whole_minute_ago,
+    Function, LocalAws, binary, review_event, sample_config, scheduled_event, unique,
+    whole_minute_ago,
 };
 
 async fn put_points(aws: &LocalAws, namespace: &str, name: &str, points: &[(DateTime<Utc>, f64)]) {
@@ -371,6 +372,86 @@ async fn an_slo_burning_its_budget_pages_once() {
             && text.contains("300 of 10000 events were bad (3 %; the objective allows 0.1 %)"),
         "{text}"
     );
+}
+
+/// The weekly review against LocalStack: an episode fired and resolved by two scheduled runs,
+/// then the review's scheduled invocation writes the review to S3 and sends one message to the
+/// topic; its retry sends nothing more.
+#[tokio::test]
+async fn the_weekly_review_is_written_to_s3_and_sent_once() {
+    let s = setup().await;
+    let base = whole_minute_ago(8);
+    let mut points = vec![(base - Duration::minutes(1), 400.0)];
+    points.extend((0..4).map(|m| (base + Duration::minutes(m), 100.0)));
+    put_points(&s.aws, &s.namespace, "latency", &points).await;
+    let ns = &s.namespace;
+    let rules = format!(
+        "groups:\n  - name: g\n    rules:\n      - {{alert: BlipHigh, metric: {{namespace: {ns}, name: latency, dimensions: {{service: checkout}}, stat: Average, period: 1m}}, condition: {{operator: \">\", threshold: 250}}, labels: {{severity: page}}}}\n"
+    );
+    s.aws.put_object(&s.bucket, "review.yaml", rules).await;
+    let mut function = alert(&s, "review.yaml").await;
+    for (at, want) in [(base, "firing"), (base + Duration::minutes(2), "resolved")] {
+        let summary = function
+            .invoke(&scheduled_event(at))
+            .await
+            .expect_response();
+        assert_eq!(summary["rules"][0]["transition"], want, "{summary}");
+    }
+    let until = base + Duration::minutes(3);
+    let out = function
+        .invoke(&review_event(until))
+        .await
+        .expect_response();
+    assert_eq!(out["already_reviewed"], false, "{out}");
+    assert_eq!(
+        out["review"]["fix_first"],
+        serde_json::json!(["BlipHigh"]),
+        "{out}"
+    );
+    let key = format!("reviews/alert/{}.json", until.format("%Y-%m-%dT%H-%M-%SZ"));
+    assert_eq!(out["location"], format!("s3://{}/{key}", s.bucket));
+    let written: Value =
+        serde_json::from_slice(&s.aws.get_object(&s.bucket, &key).await).expect("review JSON");
+    let rule = &written["rules"][0];
+    assert_eq!(
+        (&rule["alert"], &rule["pages"], &rule["episodes"]),
+        (&Value::from("BlipHigh"), &Value::from(1), &Value::from(1)),
+        "{written}"
+    );
+    assert_eq!(rule["resolved_before_response"], 1, "{written}");
+    // The history began with the first run: the review says so.
+    assert!(written["complete_from"].is_string(), "{written}");
+
+    let messages = s
+        .aws
+        .receive_sns(&s.queue, 3, StdDuration::from_secs(20))
+        .await;
+    let review: Vec<&Value> = messages
+        .iter()
+        .filter(|m| {
+            m["Subject"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("[REVIEW]"))
+        })
+        .collect();
+    assert_eq!(review.len(), 1, "{messages:?}");
+    assert_eq!(
+        review[0]["Subject"],
+        "[REVIEW] Alerts, 7 days to ".to_owned()
+            + &until.format("%Y-%m-%d").to_string()
+            + ": 1 page, 1 rule to fix first"
+    );
+    let body: Value =
+        serde_json::from_str(review[0]["Message"].as_str().expect("message")).expect("JSON body");
+    assert_eq!(body["kind"], "review");
+    assert_eq!(body["review"]["rules"][0]["alert"], "BlipHigh");
+
+    let again = function
+        .invoke(&review_event(until))
+        .await
+        .expect_response();
+    assert_eq!(again["already_reviewed"], true, "{again}");
+    assert_eq!(again["sent"], serde_json::json!({}), "{again}");
 }
 
 #[tokio::test]

@@ -447,6 +447,7 @@ async fn every_call_of_every_function_is_allowed_by_its_role() {
             scheduled_event(whole_minute_ago(0)),
             sample_event("eventbridge-alarm-state-change.json"),
             smoke_event(whole_minute_ago(0)),
+            sample_event("scheduler-alert-review.json"),
         ],
     )
     .await;

@@ -344,3 +344,26 @@ fn the_documented_rules_files_load() {
     }
     assert_eq!(slos, 4, "the objective example is four burn-rate alerts");
 }
+
+/// Every policy README.md shows (a YAML block that begins `policy:`) loads with a rule beside
+/// it, as the alert function loads it; the review's settings among them.
+#[test]
+fn the_documented_policies_load() {
+    let blocks: Vec<String> = fenced("yaml")
+        .into_iter()
+        .filter(|b| b.starts_with("policy:"))
+        .collect();
+    let mut reviews = 0;
+    for block in &blocks {
+        let file = format!(
+            "{block}\ngroups:\n  - name: g\n    rules:\n      - {{alert: A, metric: {{namespace: S, name: m, stat: Average, period: 1m}}, condition: {{operator: \">\", threshold: 1}}}}\n"
+        );
+        let (_, policy) = vigil_alert::rules::load_file("README.md", &file)
+            .unwrap_or_else(|e| panic!("{e}\n{block}"));
+        if let Some(review) = policy.review {
+            review.quiet().expect("quiet hours");
+            reviews += 1;
+        }
+    }
+    assert_eq!(reviews, 1, "the review's settings are shown once");
+}

@@ -294,6 +294,17 @@ fn alert_is_built_triggered_configured_and_granted() {
     assert_eq!(events["Evaluate"]["Properties"]["OmitName"], true);
     assert_retried_with_dead_letters(&events["Evaluate"], "alert schedule");
     assert_scheduler_input(&events["Evaluate"], "scheduler-alert.json");
+    // The weekly review: Scheduler's Input says "review", with the instant the week ends.
+    assert_eq!(events["Review"]["Type"], "ScheduleV2");
+    assert_eq!(events["Review"]["Properties"]["OmitName"], true);
+    assert_retried_with_dead_letters(&events["Review"], "review schedule");
+    assert_scheduler_input(&events["Review"], "scheduler-alert-review.json");
+    assert!(
+        events["Review"]["Properties"]["Input"]
+            .as_str()
+            .is_some_and(|i| i.contains(r#""vigil": "review""#)),
+        "the review's Input marks it a review"
+    );
     let alarms = &events["AlarmStateChange"];
     assert_eq!(alarms["Type"], "EventBridgeRule");
     assert_eq!(

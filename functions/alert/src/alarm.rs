@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vigil_shared::{Error, Notification, Result};
 
+use crate::history::{Episode, Source};
 use crate::outbox::{Kind, Owed, StateFile};
 use crate::policy::{AlarmOptIn, Muted, Policy, Silence};
 use crate::state::{Phase, Status};
@@ -85,6 +86,9 @@ pub struct NativeAlarm {
     /// the inhibiting alert has ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<Notification>,
+    /// In ALARM: when its firing message went out (none: not yet, or muted throughout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paged_at: Option<DateTime<Utc>>,
 }
 
 impl NativeAlarm {
@@ -101,6 +105,7 @@ impl NativeAlarm {
             since: Some(now),
             notified: true,
             held: None,
+            paged_at: None,
         }
     }
 }
@@ -225,6 +230,7 @@ pub fn apply(
         since: None,
         notified: false,
         held: None,
+        paged_at: None,
     };
     let mut outcome = Applied::Changed {
         status: None,
@@ -236,6 +242,7 @@ pub fn apply(
             next.since = open.since;
             next.notified = open.notified;
             next.held = open.held.clone();
+            next.paged_at = open.paged_at;
         }
         (AlarmState::Alarm, None) => {
             let firing: Vec<&BTreeMap<String, String>> = state
@@ -256,6 +263,7 @@ pub fn apply(
             let key = change.dedup_key(change.timestamp, Status::Firing);
             if muted.is_none() && !keys.contains(&key) {
                 next.notified = true;
+                next.paged_at = Some(now);
                 owe = Some((key, Status::Firing));
             } else if muted.is_some() {
                 next.held = Some(change.notification(Status::Firing));
@@ -267,6 +275,17 @@ pub fn apply(
         }
         (_, Some(open)) => {
             let since = open.since.unwrap_or(open.last_change);
+            state.history.record(Episode {
+                alert: change.name.clone(),
+                key: change.name.clone(),
+                source: Source::Alarm,
+                severity: labels.get("severity").cloned().unwrap_or_default(),
+                labels: labels.clone(),
+                active_since: since,
+                fired_at: since,
+                resolved_at: change.timestamp,
+                pages: open.paged_at.into_iter().collect(),
+            });
             let key = change.dedup_key(since, Status::Resolved);
             if open.notified && !keys.contains(&key) {
                 owe = Some((key, Status::Resolved));

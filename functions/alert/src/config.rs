@@ -33,6 +33,9 @@ pub mod env {
     pub const SMOKE_RULES: &str = "VIGIL_SMOKE_RULES";
     /// Optional (required with [`SMOKE_RULES`]): the only topic a smoke run notifies.
     pub const SMOKE_TOPIC_ARN: &str = "VIGIL_SMOKE_TOPIC_ARN";
+    /// Optional: where in the state's bucket the weekly reviews are written (default
+    /// `reviews/alert/`).
+    pub const REVIEW_PREFIX: &str = "VIGIL_REVIEW_PREFIX";
     pub const REQUIRED: &[&str] = &[RULES, TOPIC_ARN, STATE_BUCKET];
     pub const OPTIONAL: &[&str] = &[
         STATE_KEY,
@@ -41,6 +44,7 @@ pub mod env {
         METRIC_MATH,
         SMOKE_RULES,
         SMOKE_TOPIC_ARN,
+        REVIEW_PREFIX,
     ];
 }
 
@@ -65,7 +69,12 @@ pub struct AlertConfig {
     pub smoke: Option<SmokeConfig>,
     /// `VIGIL_METRIC_MATH`: who evaluates metric math.
     pub math: MathMode,
+    /// `VIGIL_REVIEW_PREFIX`: the weekly reviews' keys in the state's bucket.
+    pub review_prefix: String,
 }
+
+/// Where reviews go when `VIGIL_REVIEW_PREFIX` is not set.
+pub const REVIEW_PREFIX: &str = "reviews/alert/";
 
 /// The allowed set: `default` and the comma-separated ARNs of `list`.
 pub fn allowed_topics(default: &str, list: &str) -> BTreeSet<String> {
@@ -99,6 +108,10 @@ impl AlertConfig {
             },
             smoke: SmokeConfig::from_env(env::SMOKE_RULES, env::SMOKE_TOPIC_ARN)?,
             math: MathMode::parse(&std::env::var(env::METRIC_MATH).unwrap_or_default())?,
+            review_prefix: std::env::var(env::REVIEW_PREFIX)
+                .ok()
+                .filter(|p| !p.trim().is_empty())
+                .unwrap_or_else(|| REVIEW_PREFIX.to_owned()),
         })
     }
 
@@ -118,6 +131,7 @@ impl AlertConfig {
             allowed_topics: BTreeSet::from([smoke.topic_arn.clone()]),
             smoke: None,
             math: self.math,
+            review_prefix: format!("smoke/{}", self.review_prefix),
         })
     }
 }
@@ -149,6 +163,7 @@ mod tests {
             allowed_topics: allowed_topics("arn:alerts", "arn:pager"),
             smoke,
             math: MathMode::Local,
+            review_prefix: REVIEW_PREFIX.to_owned(),
         }
     }
 

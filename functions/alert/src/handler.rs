@@ -77,6 +77,9 @@ pub async fn handle_scheduled(
     call: &Call,
 ) -> Result<Value> {
     let scheduled = schedule::parse(event)?;
+    if scheduled.source == schedule::ScheduleSource::Review {
+        return handle_review(notifier, store, config, &scheduled, call).await;
+    }
     let smoke_config;
     let config = if scheduled.source.is_smoke() {
         smoke_config = config.smoke()?;
@@ -112,6 +115,99 @@ pub async fn handle_scheduled(
     out["schedule"] = serde_json::to_value(&scheduled)
         .map_err(|e| Error::Internal(format!("schedule not serializable: {e}")))?;
     Ok(out)
+}
+
+/// The weekly review of the week ending at the scheduled time ([`crate::review`]): computed
+/// from the state's history, written to S3 (`VIGIL_REVIEW_PREFIX` in the state's bucket), then
+/// sent as one message through the outbox. The state records the week reviewed in the same
+/// conditional write that owes the message, so a retry, or a second invocation for the same
+/// week, writes the same object again and sends nothing twice.
+pub async fn handle_review(
+    notifier: &impl Notifier,
+    store: &impl ObjectStore,
+    config: &AlertConfig,
+    scheduled: &schedule::Scheduled,
+    call: &Call,
+) -> Result<Value> {
+    let (_, policy, _) = policy_and_silences(store, config).await?;
+    let settings = policy.review.clone().unwrap_or_default();
+    let quiet = settings
+        .quiet()
+        .map_err(|e| Error::Config(format!("{}: policy.review: {e}", config.rules)))?;
+    let until = scheduled.at;
+    let (state, _) = crate::outbox::load_state(store, &config.state, call.now).await?;
+    let reviewed = crate::review::review(&state, &settings, &quiet, until);
+    let key = format!(
+        "{}{}.json",
+        config.review_prefix,
+        until.format("%Y-%m-%dT%H-%M-%SZ")
+    );
+    let location = format!("s3://{}/{key}", config.state.bucket);
+    let body = serde_json::to_vec_pretty(&reviewed)
+        .map_err(|e| Error::Internal(format!("review not serializable: {e}")))?;
+    store
+        .put(&config.state.bucket, &key, body, "application/json")
+        .await?;
+    let notification = crate::review::notification(&reviewed, &location);
+    let topic = settings
+        .topic_arn
+        .clone()
+        .unwrap_or_else(|| config.topic_arn.clone());
+    let inv = call.invocation(until);
+    let lease = inv.lease();
+    let dedup = format!("{}/{}", crate::review::REVIEW, until.timestamp());
+    let (state, tag, owed) = update(store, &config.state, None, call.now, |state| {
+        let owed =
+            state.reviewed_until.is_none_or(|r| r < until) && !state.known_keys().contains(&dedup);
+        if owed {
+            state.outbox.push(crate::outbox::Owed {
+                key: dedup.clone(),
+                topic_arn: topic.clone(),
+                rule: crate::review::REVIEW.to_owned(),
+                severity: String::new(),
+                labels: std::collections::BTreeMap::new(),
+                status: crate::state::Status::Firing,
+                kind: crate::outbox::Kind::Review,
+                members: Vec::new(),
+                notification: notification.clone(),
+                attempts: 0,
+                lease: None,
+                last_error: None,
+            });
+            state.reviewed_until = Some(until);
+        }
+        state.claim(&lease, call.now);
+        owed
+    })
+    .await?;
+    let (delivery, _) = deliver(
+        notifier,
+        store,
+        &config.state,
+        state,
+        tag,
+        &lease,
+        &config.topic_arn,
+        call.now,
+        inv.stop,
+    )
+    .await?;
+    tracing::info!(until = %until, pages = reviewed.pages, fix_first = reviewed.fix_first.len(),
+        owed, sent = delivery.sent.len(), location = %location, "weekly review");
+    Ok(serde_json::json!({
+        "review": {
+            "from": reviewed.from,
+            "until": reviewed.until,
+            "pages": reviewed.pages,
+            "episodes": reviewed.episodes,
+            "fix_first": reviewed.fix_first,
+        },
+        "location": location,
+        "already_reviewed": !owed,
+        "sent": delivery.sent,
+        "deferred": delivery.deferred,
+        "set_aside": delivery.set_aside,
+    }))
 }
 
 /// The EMF line a completed evaluation writes: `Heartbeat` 1 (the stack's dead man's switch

@@ -61,6 +61,8 @@ pub enum Kind {
     Watchdog,
     /// The announcement of messages set aside; never itself announced.
     Announcement,
+    /// The weekly review ([`crate::review`]).
+    Review,
 }
 
 /// A claim on an owed message: the run that will send it, until when.
@@ -160,6 +162,12 @@ pub struct StateFile {
     pub groups: BTreeMap<String, GroupState>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub set_aside: Vec<SetAside>,
+    /// Every episode that fired and ended lately: what the weekly review reads.
+    #[serde(default, skip_serializing_if = "crate::history::History::is_empty")]
+    pub history: crate::history::History,
+    /// The end of the newest week reviewed: a review of it, or of an older one, only delivers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_until: Option<DateTime<Utc>>,
     /// Earlier versions' log of sent keys; read once into `delivered`.
     #[serde(default, rename = "sent", skip_serializing)]
     legacy_sent: Vec<String>,
@@ -444,6 +452,7 @@ impl StateFile {
         }
         self.native
             .retain(|_, a| a.in_alarm() || now - a.last_change < Duration::days(1));
+        self.history.prune(now);
     }
 }
 

@@ -77,6 +77,9 @@ pub struct Policy {
     /// Which CloudWatch alarms page through Vigil.
     #[serde(default)]
     pub alarms: AlarmOptIn,
+    /// The weekly review's settings (none: the defaults).
+    #[serde(default)]
+    pub review: Option<crate::review::ReviewPolicy>,
 }
 
 /// CloudWatch alarms go through the policy only when they opt in: a `vigil:` line in the
@@ -107,6 +110,7 @@ impl Policy {
         alarms: AlarmOptIn {
             name_prefixes: Vec::new(),
         },
+        review: None,
     };
 }
 
@@ -194,6 +198,14 @@ impl Policy {
     /// Refuses a route to a topic outside `allowed` (the stack's topics): SNS would answer
     /// AuthorizationError for each of its messages.
     pub fn check_topics(&self, origin: &str, allowed: &BTreeSet<String>) -> Result<()> {
+        if let Some(topic) = self.review.as_ref().and_then(|r| r.topic_arn.as_ref()) {
+            if !allowed.contains(topic) {
+                return Err(Error::Config(format!(
+                    "{origin}: policy.review.topic_arn: {topic:?} is not a topic this stack may \
+                     publish to; add it to the stack's AlertRouteTopicArns parameter"
+                )));
+            }
+        }
         for (i, route) in self.routes.iter().enumerate() {
             let topic = &route.topic_arn;
             if !allowed.contains(&topic.value) {

@@ -270,6 +270,21 @@ pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::
             )));
         }
     }
+    if let Some(review) = &file.policy.review {
+        if let Err(e) = review.quiet() {
+            return Err(Error::Config(format!("{origin}: policy.review: {e}")));
+        }
+        if review.response.seconds() == 0 || review.short.seconds() == 0 {
+            return Err(Error::Config(format!(
+                "{origin}: policy.review: response and short must be above 0s"
+            )));
+        }
+        if let Some(t) = review.topic_arn.as_ref().filter(|t| !t.starts_with("arn:")) {
+            return Err(Error::Config(format!(
+                "{origin}: policy.review.topic_arn: {t:?} is not an ARN"
+            )));
+        }
+    }
     let mut names = BTreeSet::new();
     let mut rules = Vec::new();
     for group in file.groups {

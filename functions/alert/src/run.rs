@@ -19,6 +19,7 @@ use crate::budget::{self, Budget};
 use crate::evaluate::{
     Outcome, Target, evaluate, observe, query_for_series, read_start_of, targets,
 };
+use crate::history::{Episode, Source};
 use crate::message::{notification_for, resolved_without_rule};
 use crate::outbox::{
     Delivery, Kind, Lease, Owed, StateFile, StateLocation, deliver, load_state, update,
@@ -220,6 +221,7 @@ fn step(
                         s.repeats += 1;
                     }
                     s.notified_at = Some(at);
+                    crate::history::add_page(&mut s.pages, at);
                 }
                 known.insert(key.clone());
                 let owed = Owed {
@@ -244,6 +246,19 @@ fn step(
                 state.enqueue(policy, owed, at);
             }
         }
+        if let (Some(Transition::Resolved { fired_at, .. }), Some(p)) = (&transition, &prev) {
+            state.history.record(Episode {
+                alert: rule.alert.clone(),
+                key: target.key.clone(),
+                source: Source::Rule,
+                severity: rule.labels.get("severity").cloned().unwrap_or_default(),
+                labels: labels.clone(),
+                active_since: p.active_since,
+                fired_at: *fired_at,
+                resolved_at: at,
+                pages: p.pages.clone(),
+            });
+        }
         let standing = Standing::of(next.as_ref());
         match next {
             Some(s) => state.alerts.insert(target.key.clone(), s),
@@ -267,6 +282,7 @@ fn step(
     }
     state.evaluated_at = Some(at);
     state.evaluated_by = Some(inv.id.clone());
+    state.history.begin(at);
     state.prune(inv.now);
     state.claim(&inv.lease(), inv.now);
     out
@@ -295,6 +311,7 @@ fn release_held_alarms(
             continue;
         };
         alarm.notified = true;
+        alarm.paged_at = Some(at);
         if known.insert(key.clone()) {
             released.push((name.clone(), alarm.labels.clone(), key, notification));
         }
@@ -345,14 +362,30 @@ fn end_vanished(
         let Some(alert) = state.alerts.remove(&key) else {
             continue;
         };
-        let notified = alert.phase == Phase::Firing && alert.notified_at.is_some();
-        if !notified || key == policy::WATCHDOG {
+        if key == policy::WATCHDOG {
             continue;
         }
         let name = alert
             .labels
             .get("alertname")
             .map_or_else(|| key.split('{').next().unwrap_or(&key), String::as_str);
+        if let (Phase::Firing, Some(fired_at)) = (alert.phase, alert.fired_at) {
+            state.history.record(Episode {
+                alert: name.to_owned(),
+                key: key.clone(),
+                source: Source::Rule,
+                severity: alert.labels.get("severity").cloned().unwrap_or_default(),
+                labels: alert.labels.clone(),
+                active_since: alert.active_since,
+                fired_at,
+                resolved_at: at,
+                pages: alert.pages.clone(),
+            });
+        }
+        let notified = alert.phase == Phase::Firing && alert.notified_at.is_some();
+        if !notified {
+            continue;
+        }
         let reason = if rule_names.contains(name) {
             "its series is no longer listed by CloudWatch (no data for two weeks)".to_owned()
         } else {
@@ -414,6 +447,7 @@ fn heartbeat(
             value: None,
             notified_at: None,
             repeats: 0,
+            pages: Vec::new(),
             labels: labels.clone(),
         });
     entry.last_breach = now;

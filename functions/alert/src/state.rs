@@ -82,6 +82,9 @@ pub struct AlertState {
     /// Repeat notifications sent for this episode.
     #[serde(default)]
     pub repeats: u32,
+    /// When its firing notifications went out ([`crate::history::MAX_PAGES`] at most).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pages: Vec<DateTime<Utc>>,
     /// The alert's full label set (rule labels, `alertname`, the series' `*` dimensions): what
     /// inhibits other alerts, and what a resolved message says once the rule is gone.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -159,6 +162,7 @@ pub fn step(
                 value,
                 notified_at: None,
                 repeats: 0,
+                pages: Vec::new(),
                 labels: BTreeMap::new(),
             };
             promote(state, timing, now)

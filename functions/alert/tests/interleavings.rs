@@ -11,7 +11,9 @@
 //!   aside;
 //! - nothing twice: no deduplication key published twice;
 //! - nothing healthy reported broken: only the denied topic's messages are set aside, each
-//!   announced on the default topic.
+//!   announced on the default topic;
+//! - the weekly review, invoked at a drawn minute (sometimes twice at once), is sent once
+//!   (it is one more key), and the history records every episode that resolved, once.
 //!
 //! Two faults make a copy no sender can rule out on a standard SNS topic: a timeout after SNS
 //! accepted the message, and an invocation killed between a publish and the write that records
@@ -75,6 +77,9 @@ struct Seen {
     members: BTreeMap<String, Vec<String>>,
     faults: BTreeMap<&'static str, usize>,
     last: StateFile,
+    /// A review invocation succeeded (a review whose every attempt failed goes to the
+    /// dead-letter queue, as Lambda sends it).
+    reviewed: bool,
 }
 
 /// Every key a written state owes (outbox, group members waiting), and the members of each
@@ -117,6 +122,7 @@ async fn case(seed: u64, ambiguous: bool) -> Seen {
         allowed_topics: vigil_alert::config::allowed_topics(DEFAULT_TOPIC, DENIED),
         smoke: None,
         math: Default::default(),
+        review_prefix: vigil_alert::config::REVIEW_PREFIX.to_owned(),
     };
     let store = FaultyStore::new(
         &memory,
@@ -143,6 +149,10 @@ async fn case(seed: u64, ambiguous: bool) -> Seen {
     let mut retries: Vec<Job> = Vec::new();
     let mut sent_alarms: Vec<serde_json::Value> = Vec::new();
     let mut breaching = [false; 6];
+    // The weekly review runs at a drawn minute, sometimes twice at once (an overlapping
+    // invocation for the same week).
+    let review_minute = 5 + dice.below(MINUTES as u64 - 5) as i64;
+    let review_twice = dice.chance(0.3);
     for minute in 0..MINUTES {
         let at = t0() + Duration::minutes(minute);
         // The minute that just ended: each series flips now and then.
@@ -164,6 +174,15 @@ async fn case(seed: u64, ambiguous: bool) -> Seen {
             id: format!("{seed}-{minute}"),
             event: json!({"vigil": "scheduled", "scheduled_time": at.to_rfc3339(), "attempt": "1"}),
         });
+        if minute == review_minute {
+            let copies = if review_twice { 2 } else { 1 };
+            for copy in 0..copies {
+                jobs.push(Job {
+                    id: format!("{seed}-{minute}-review-{copy}"),
+                    event: json!({"vigil": "review", "scheduled_time": at.to_rfc3339(), "attempt": "1"}),
+                });
+            }
+        }
         for alarm in ["checkout-5xx", "orders-queue-age"] {
             if dice.chance(0.35) {
                 let state = ["ALARM", "OK", "INSUFFICIENT_DATA"][dice.below(3) as usize];
@@ -216,6 +235,9 @@ async fn case(seed: u64, ambiguous: bool) -> Seen {
         .await;
         for (job, outcome) in jobs.into_iter().zip(outcomes) {
             seen.invocations += 1;
+            if outcome.is_ok() && job.event["vigil"] == "review" {
+                seen.reviewed = true;
+            }
             if let Err(e) = outcome {
                 if e == "killed" {
                     seen.killed += 1;
@@ -321,6 +343,38 @@ fn check(seed: u64, seen: &Seen) -> (usize, usize) {
         "seed {seed}: the denied topic took a message"
     );
     let doubled = counts.values().filter(|n| **n > 1).count();
+    // The review: sent once per case (a copy only under the ambiguous faults), its object
+    // written, and the history holds each episode that resolved once, none missing.
+    assert!(
+        !seen.reviewed
+            || seen
+                .published
+                .iter()
+                .any(|p| p.attribute("alertname") == Some("WeeklyReview")),
+        "seed {seed}: a review invocation succeeded, and no review was sent"
+    );
+    let mut episodes: BTreeMap<(String, i64), usize> = BTreeMap::new();
+    for e in &seen.last.history.episodes {
+        *episodes
+            .entry((e.key.clone(), e.active_since.timestamp()))
+            .or_default() += 1;
+    }
+    assert!(
+        episodes.values().all(|n| *n == 1),
+        "seed {seed}: an episode recorded twice: {episodes:?}"
+    );
+    for key in &seen.claimed {
+        let parts: Vec<&str> = key.split('/').collect();
+        if let [alert, since, "resolved"] = parts.as_slice() {
+            if alert.starts_with('S') {
+                let since: i64 = since.parse().expect("a timestamp");
+                assert!(
+                    episodes.contains_key(&((*alert).to_owned(), since)),
+                    "seed {seed}: {key} resolved but not in the history"
+                );
+            }
+        }
+    }
     if !lost.is_empty() {
         eprintln!("seed {seed}: lost {lost:?}");
     }
@@ -374,6 +428,8 @@ async fn every_page_is_delivered_once_or_set_aside_and_announced() {
     report("clean faults", &cases, lost, doubled);
     let claimed: usize = cases.iter().map(|s| s.claimed.len()).sum();
     assert!(claimed > 2_000, "the cases page: {claimed}");
+    let reviewed = cases.iter().filter(|s| s.reviewed).count();
+    assert!(reviewed > 150, "most cases review: {reviewed}");
     assert!(cases.iter().any(|s| !s.last.set_aside.is_empty()));
     assert!(
         cases.iter().map(|s| s.failed).sum::<usize>() > 0,

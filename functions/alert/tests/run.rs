@@ -687,6 +687,7 @@ async fn config(store: &MemoryStore, rules: &str, allowed: &[&str]) -> AlertConf
         allowed_topics: vigil_alert::config::allowed_topics(DEFAULT_TOPIC, &allowed.join(",")),
         smoke: None,
         math: Default::default(),
+        review_prefix: vigil_alert::config::REVIEW_PREFIX.to_owned(),
     }
 }
 

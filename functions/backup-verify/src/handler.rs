@@ -71,6 +71,11 @@ where
     T: ObjectStreamer,
 {
     let run = scheduled(event, inv.now)?;
+    if run.source == ScheduleSource::Review {
+        return Err(Error::InvalidInput(
+            "a review schedule's event is the alert function's, not backup-verify's".to_owned(),
+        ));
+    }
     let smoke_config;
     let config = if run.source.is_smoke() {
         smoke_config = config.smoke()?;
