@@ -115,6 +115,10 @@ struct BacktestArgs {
     /// The coin flip's seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also print the weekly review the function would send at the end of the range (its
+    /// last seven days, with the rules file's `policy.review` settings).
+    #[arg(long)]
+    review: bool,
 }
 
 #[derive(Subcommand)]
@@ -495,9 +499,26 @@ async fn rules_backtest(args: &BacktestArgs, json: bool, style: Style) -> Result
         }
     }
 
+    let review = if args.review {
+        let settings = policy.review.clone().unwrap_or_default();
+        let quiet = settings
+            .quiet()
+            .map_err(|e| Fatal(format!("{name}: policy.review: {e}")))?;
+        Some(vigil_alert::review::review(
+            &replay.state,
+            &settings,
+            &quiet,
+            until,
+        ))
+    } else {
+        None
+    };
     if json {
         let mut value = serde_json::to_value(&report)?;
         value["notifications"] = serde_json::to_value(&messages)?;
+        if let Some(review) = &review {
+            value["review"] = serde_json::to_value(review)?;
+        }
         if let Some(scored) = &scored {
             value["score"] = serde_json::to_value(scored)?;
         }
@@ -559,6 +580,13 @@ async fn rules_backtest(args: &BacktestArgs, json: bool, style: Style) -> Result
     if let Some(scored) = &scored {
         println!();
         print!("{}", score::render(scored, style));
+    }
+    if let Some(review) = &review {
+        let n = vigil_alert::review::notification(review, "(this backtest)");
+        println!();
+        println!("{}", style.bold(&n.subject));
+        println!();
+        print!("{}", n.message);
     }
     for p in &plots {
         println!("plot: {p}");

@@ -22,11 +22,13 @@ pub const MAX_EVALUATIONS: usize = 1_000_000;
 /// Where replayed notifications say they went when the policy routes them nowhere else.
 pub const DEFAULT_TOPIC: &str = "arn:aws:sns:replay:000000000000:vigil-alerts";
 
-/// What a replay did: each evaluation's summary and every notification, in order.
+/// What a replay did: each evaluation's summary and every notification, in order, and the
+/// alert state it left (its history is what the weekly review reads).
 #[derive(Clone, Debug, Default)]
 pub struct Replay {
     pub runs: Vec<RunSummary>,
     pub sent: Vec<Sent>,
+    pub state: vigil_alert::StateFile,
 }
 
 /// Runs the alert function's evaluation at each of `times` (ascending) over `reader`'s series,
@@ -70,7 +72,9 @@ pub async fn replay(
         progress(i + 1);
     }
     let sent = recorder.take();
-    Ok(Replay { runs, sent })
+    let last = times.last().copied().unwrap_or_default();
+    let (state, _) = vigil_alert::outbox::load_state(&store, &location, last).await?;
+    Ok(Replay { runs, sent, state })
 }
 
 /// One firing episode of one series: from the run that fired it to the run that resolved it

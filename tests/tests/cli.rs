@@ -204,7 +204,7 @@ async fn invalid_files_and_failed_expectations_exit_1_with_their_place() {
 /// seen through metric math (`m / 1000`, in seconds) gives the same episode, the history read
 /// from LocalStack as plain statistics. Scored against two incidents (one over the breach, one
 /// in a quiet half hour), each rule pages once, inside the first, two minutes in, and misses
-/// the second.
+/// the second. The weekly review of the replay finds both pages ended before anyone could act.
 #[tokio::test]
 async fn a_backtest_replays_cloudwatch_history() {
     let aws = LocalAws::connect().await;
@@ -289,12 +289,32 @@ async fn a_backtest_replays_cloudwatch_history() {
             &incidents_arg,
             "--draws",
             "200",
+            "--review",
         ],
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let report = json_of(&out);
     assert_eq!(report["evaluations"], 81, "{report}");
+    // The review the function would send at the end of the range, from the replay's history:
+    // each rule paged once for a ten-minute episode that ended before the fifteen minutes
+    // on-call needs to act, so both are to fix; the history began with the range.
+    let review = &report["review"];
+    assert_eq!(review["pages"], 2, "{review}");
+    assert_eq!(
+        review["fix_first"],
+        serde_json::json!(["LatencyHigh", "LatencySecondsHigh"]),
+        "{review}"
+    );
+    for r in review["rules"].as_array().expect("rules") {
+        assert_eq!(
+            (&r["episodes"], &r["median_firing_seconds"]),
+            (&1.into(), &600.into()),
+            "{review}"
+        );
+        assert_eq!(r["findings"], serde_json::json!(["not_actionable"]));
+    }
+    assert!(review["complete_from"].is_string(), "{review}");
     assert_eq!(
         report["get_metric_data_calls"], 1,
         "one read for the whole range"
