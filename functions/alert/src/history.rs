@@ -154,6 +154,33 @@ mod tests {
         assert_eq!(back, h);
     }
 
+    /// The history at its bound, with the labels a rule has, stays a few hundred kilobytes of
+    /// the state object every run reads and writes.
+    #[test]
+    fn a_full_history_stays_small() {
+        let now = t("2026-11-30T08:00:00Z");
+        let mut h = History::default();
+        for m in 0..MAX_EPISODES as i64 {
+            let mut e = episode(now - Duration::minutes(m));
+            e.alert = "CheckoutLatencyHigh".into();
+            e.key = "CheckoutLatencyHigh{pod=checkout-7f9c4b6d5-x2x9z}".into();
+            e.labels = [
+                ("alertname", "CheckoutLatencyHigh"),
+                ("severity", "page"),
+                ("team", "checkout"),
+                ("service", "checkout"),
+                ("pod", "checkout-7f9c4b6d5-x2x9z"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            h.record(e);
+        }
+        let bytes = serde_json::to_vec(&h).expect("json").len();
+        eprintln!("{MAX_EPISODES} episodes: {bytes} bytes");
+        assert!(bytes < 512 * 1024, "{bytes} bytes");
+    }
+
     #[test]
     fn page_times_are_capped() {
         let now = t("2026-11-30T08:00:00Z");
