@@ -96,6 +96,30 @@ impl NativeAlarm {
         self.state == AlarmState::Alarm
     }
 
+    /// When its firing message went out; for one notified before that was kept, its start.
+    pub fn page_times(&self) -> Vec<DateTime<Utc>> {
+        self.paged_at
+            .or(if self.notified { self.since } else { None })
+            .into_iter()
+            .collect()
+    }
+
+    /// The episode of an alarm in ALARM, ending at `at`.
+    fn episode(&self, name: &str, at: DateTime<Utc>) -> Episode {
+        let since = self.since.unwrap_or(self.last_change);
+        Episode {
+            alert: name.to_owned(),
+            key: name.to_owned(),
+            source: Source::Alarm,
+            severity: self.labels.get("severity").cloned().unwrap_or_default(),
+            labels: self.labels.clone(),
+            active_since: since,
+            fired_at: since,
+            resolved_at: at,
+            pages: self.page_times(),
+        }
+    }
+
     /// An alarm an earlier version knew to be in ALARM (and notified).
     pub fn legacy(labels: BTreeMap<String, String>, now: DateTime<Utc>) -> Self {
         Self {
@@ -217,6 +241,11 @@ pub fn apply(
     // the account in ALARM; this is how those leave the state.)
     let open_notified = known.as_ref().is_some_and(|k| k.in_alarm() && k.notified);
     if !change.opted_in(&policy.alarms) && !open_notified {
+        if let Some(open) = known.as_ref().filter(|k| k.in_alarm()) {
+            state
+                .history
+                .record(open.episode(&change.name, change.timestamp));
+        }
         state.native.remove(&change.name);
         return Applied::Ignored;
     }
@@ -275,17 +304,9 @@ pub fn apply(
         }
         (_, Some(open)) => {
             let since = open.since.unwrap_or(open.last_change);
-            state.history.record(Episode {
-                alert: change.name.clone(),
-                key: change.name.clone(),
-                source: Source::Alarm,
-                severity: labels.get("severity").cloned().unwrap_or_default(),
-                labels: labels.clone(),
-                active_since: since,
-                fired_at: since,
-                resolved_at: change.timestamp,
-                pages: open.paged_at.into_iter().collect(),
-            });
+            state
+                .history
+                .record(open.episode(&change.name, change.timestamp));
             let key = change.dedup_key(since, Status::Resolved);
             if open.notified && !keys.contains(&key) {
                 owe = Some((key, Status::Resolved));
@@ -685,11 +706,13 @@ mod tests {
     fn a_muted_alarm_resolves_silently() {
         let p = Policy::default();
         let silence = Silence {
-            matchers: [("alertname".to_owned(), "checkout-5xx".to_owned())].into(),
+            id: String::new(),
+            matchers: vec![crate::silence::Matcher::equal("alertname", "checkout-5xx")],
             starts_at: None,
             ends_at: t("2026-11-25T10:00:00Z"),
             created_by: "on-call".into(),
             comment: "deploy".into(),
+            created_at: None,
         };
         let mut state = StateFile::default();
         for ev in [

@@ -4,17 +4,22 @@
 //!
 //! The window (30 days by default) is longer than CloudWatch keeps one-minute data (15 days),
 //! so it is read in hours, which CloudWatch keeps 455 days: the whole hours from the first
-//! boundary at or after the window's start to the last one at or before its end. The minutes
-//! after that last boundary come from the burn-rate read, which holds them already, so the
-//! budget counts the same complete periods the burn rates do. A 30-day window is 720 points of
+//! boundary at or after the window's start to the last but one before its end. The last hour
+//! and the minutes since come from the burn-rate read, which holds them already, so the newest
+//! minutes are counted as the burn rates count them: only periods with a total, where a good
+//! count that lags its total by a minute is not read as a bad minute. In an older hour a total
+//! without a good count is an hour in which nothing was good. A 30-day window is 720 points of
 //! each of the objective's two metrics, read once per objective, whatever its number of alerts.
+//!
+//! An error ratio's hour is its Average over the minutes that have a sample, weighing a whole
+//! hour: an hour with data for a few minutes only weighs as much as a full one.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use vigil_shared::Span;
 use vigil_shared::reader::StatQuery;
 
-use crate::slo::{Burn, counts};
+use crate::slo::{Burn, Lag, counts};
 
 /// The period of the budget's read, in seconds.
 pub const HOUR: i64 = 3_600;
@@ -46,12 +51,12 @@ fn seconds(s: Span) -> i64 {
     i64::try_from(s.seconds()).unwrap_or(i64::MAX / 1000)
 }
 
-/// The hours of the window of `burn` that ends at `end`: from the first hour boundary at or
-/// after its start to the last one at or before `end`.
+/// The hours of the window of `burn` that ends at `end` read by the hour: from the first hour
+/// boundary at or after its start to the hour before the last boundary at or before `end`.
 pub fn hours(burn: &Burn, end: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
     let start = end.timestamp() - seconds(burn.window);
     let from = start.div_euclid(HOUR) * HOUR + if start % HOUR == 0 { 0 } else { HOUR };
-    let to = end.timestamp().div_euclid(HOUR) * HOUR;
+    let to = end.timestamp().div_euclid(HOUR) * HOUR - HOUR;
     let at = |t: i64| DateTime::from_timestamp(t, 0).unwrap_or(end);
     (at(from), at(to.max(from)))
 }
@@ -93,10 +98,11 @@ pub fn budget(
     end: DateTime<Utc>,
 ) -> Option<Budget> {
     let (since, to) = hours(burn, end);
-    let count =
-        |p: Points<'_>, from, until| counts(burn, p.total, p.counted, from, until, p.period);
-    let (hour_events, hour_bad) = count(hourly, since, to);
-    let (minute_events, minute_bad) = count(fine, to, end);
+    let count = |p: Points<'_>, from, until, lag| {
+        counts(burn, p.total, p.counted, from, until, p.period, lag)
+    };
+    let (hour_events, hour_bad) = count(hourly, since, to, Lag::Settled);
+    let (minute_events, minute_bad) = count(fine, to, end, Lag::Possible);
     let (events, bad) = (hour_events + minute_events, hour_bad + minute_bad);
     if events <= 0.0 || !events.is_finite() {
         return None;
@@ -111,10 +117,10 @@ pub fn budget(
     })
 }
 
-/// Where the finer read of burn-rate rules must start so that it holds the minutes after the
-/// last hour of every budget: no later than the hour before `end`.
+/// Where the finer read of burn-rate rules must start so that it holds what every budget reads
+/// finely: no later than the hour before the last hour boundary before `end`.
 pub fn fine_start(start: DateTime<Utc>, end: DateTime<Utc>) -> DateTime<Utc> {
-    let hour = end.timestamp().div_euclid(HOUR) * HOUR;
+    let hour = end.timestamp().div_euclid(HOUR) * HOUR - HOUR;
     start.min(DateTime::from_timestamp(hour, 0).unwrap_or(end))
 }
 
@@ -161,11 +167,15 @@ mod tests {
         let b = burn(Counted::Errors);
         let (from, to) = hours(&b, t("2026-11-30T12:34:00Z"));
         assert_eq!(from, t("2026-10-31T13:00:00Z"));
-        assert_eq!(to, t("2026-11-30T12:00:00Z"));
+        assert_eq!(
+            to,
+            t("2026-11-30T11:00:00Z"),
+            "the last hour is read finely"
+        );
         let (from, to) = hours(&b, t("2026-11-30T12:00:00Z"));
         assert_eq!(
             (from, to),
-            (t("2026-10-31T12:00:00Z"), t("2026-11-30T12:00:00Z"))
+            (t("2026-10-31T12:00:00Z"), t("2026-11-30T11:00:00Z"))
         );
     }
 
@@ -173,7 +183,7 @@ mod tests {
     fn the_budget_left_counts_hours_and_minutes_once_each() {
         let b = burn(Counted::Errors);
         let end = t("2026-11-30T12:30:00Z");
-        // 720 hours of 10,000 events with 2 errors each (0.02 %, a fifth of the budget) ...
+        // 718 hours of 10,000 events with 2 errors each (0.02 %, a fifth of the budget) ...
         let (since, to) = hours(&b, end);
         let hours_total: Vec<_> = (0..)
             .map(|h| since + Duration::hours(h))
@@ -181,7 +191,7 @@ mod tests {
             .map(|h| (h, 10_000.0))
             .collect();
         let hours_bad: Vec<_> = hours_total.iter().map(|(h, _)| (*h, 2.0)).collect();
-        // ... and 30 minutes since 12:00 of 100 events with 1 error each (1 %).
+        // ... and 30 minutes since 11:00 of 100 events with 1 error each (1 %).
         let minutes_total: Vec<_> = (0..30)
             .map(|m| (to + Duration::minutes(m), 100.0))
             .collect();
@@ -196,8 +206,8 @@ mod tests {
             end,
         )
         .expect("events");
-        let events = 719.0 * 10_000.0 + 3_000.0;
-        let bad = 719.0 * 2.0 + 30.0;
+        let events = 718.0 * 10_000.0 + 3_000.0;
+        let bad = 718.0 * 2.0 + 30.0;
         assert_eq!(got.events, events);
         assert_eq!(got.bad, bad);
         assert!((got.left - (1.0 - bad / (0.001 * events))).abs() < 1e-9);
@@ -216,6 +226,13 @@ mod tests {
         assert_eq!(got.bad, 3.0);
         assert_eq!(got.left_percent(), -200.0);
         assert_eq!(budget(&b, none(), none(), end), None);
+        // An hour with a total and no good count had nothing good; the same in the newest
+        // minutes is a good count still to land, and left out.
+        let hour = [(since, 1_000.0)];
+        let got = budget(&b, points(&hour, &[], 3_600.0), none(), end).expect("events");
+        assert_eq!((got.events, got.bad), (1_000.0, 1_000.0));
+        let minute = [(end - Duration::minutes(1), 1_000.0)];
+        assert_eq!(budget(&b, none(), points(&minute, &[], 60.0), end), None);
     }
 
     #[test]
@@ -223,8 +240,8 @@ mod tests {
         let b = burn(Counted::Ratio { percent: false });
         let end = t("2026-11-30T12:30:00Z");
         let (since, to) = hours(&b, end);
-        // 719 hours at 0.05 % on average, then 30 minutes at 1 %.
-        let hourly: Vec<_> = (0..719)
+        // 718 hours at 0.05 % on average, then 30 minutes at 1 %.
+        let hourly: Vec<_> = (0..718)
             .map(|h| (since + Duration::hours(h), 0.0005))
             .collect();
         let minutes: Vec<_> = (0..30).map(|m| (to + Duration::minutes(m), 0.01)).collect();
@@ -235,8 +252,8 @@ mod tests {
             end,
         )
         .expect("points");
-        let seconds = 719.0 * 3_600.0 + 30.0 * 60.0;
-        let bad = 719.0 * 3_600.0 * 0.0005 + 30.0 * 60.0 * 0.01;
+        let seconds = 718.0 * 3_600.0 + 30.0 * 60.0;
+        let bad = 718.0 * 3_600.0 * 0.0005 + 30.0 * 60.0 * 0.01;
         assert_eq!(got.events, seconds);
         assert!((got.bad - bad).abs() < 1e-6, "{}", got.bad);
         assert!((got.left - (1.0 - bad / (0.001 * seconds))).abs() < 1e-9);
@@ -261,7 +278,7 @@ mod tests {
         let end = t("2026-11-30T12:34:00Z");
         assert_eq!(
             fine_start(t("2026-11-30T12:04:00Z"), end),
-            t("2026-11-30T12:00:00Z")
+            t("2026-11-30T11:00:00Z")
         );
         assert_eq!(
             fine_start(t("2026-11-27T12:00:00Z"), end),

@@ -56,12 +56,40 @@ async fn policy_and_silences(
         None => Vec::new(),
         Some(source) => match source.read_optional(store).await? {
             None => Vec::new(),
-            Some(text) => serde_json::from_str(&text).map_err(|e| {
-                Error::Config(format!("{source}: not a JSON list of silences: {e}"))
-            })?,
+            Some(text) => readable_silences(&source.to_string(), &text, Utc::now()),
         },
     };
     Ok((rules, policy, silences))
+}
+
+/// The silences of the silences object that can be read. One that cannot (a broken
+/// expression), or the whole object when it is not JSON, is skipped with a logged warning and
+/// counted (`Vigil` / `SilencesUnreadable`): a typo in a silence must never stop the paging.
+fn readable_silences(origin: &str, text: &str, now: DateTime<Utc>) -> Vec<Silence> {
+    let (silences, skipped) = match crate::silence::parse(text) {
+        Ok((file, skipped)) => (file.silences, skipped),
+        Err(e) => (Vec::new(), vec![e]),
+    };
+    for why in &skipped {
+        tracing::warn!(silences = %origin, error = %why, "silence skipped");
+    }
+    if !skipped.is_empty() {
+        let mut fields = serde_json::Map::new();
+        fields.insert("message".into(), "silences skipped".into());
+        fields.insert("silences".into(), origin.into());
+        vigil_shared::emf::emit(&vigil_shared::emf::line(
+            "Vigil",
+            &[("Function", "alert")],
+            &[(
+                "SilencesUnreadable",
+                skipped.len() as f64,
+                vigil_shared::Unit::Count,
+            )],
+            fields,
+            now,
+        ));
+    }
+    silences
 }
 
 /// A scheduled evaluation: reads the rules (at every run, so a new file in S3 takes effect
@@ -135,19 +163,30 @@ pub async fn handle_review(
         .quiet()
         .map_err(|e| Error::Config(format!("{}: policy.review: {e}", config.rules)))?;
     let until = scheduled.at;
-    let (state, _) = crate::outbox::load_state(store, &config.state, call.now).await?;
-    let reviewed = crate::review::review(&state, &settings, &quiet, until);
+    // A week that has not ended yet is not reviewed: it would mark the weeks up to it as
+    // reviewed, and they would never be.
+    if until > call.now + chrono::Duration::minutes(5) {
+        return Err(Error::InvalidInput(format!(
+            "a review of the week to {until}, which has not ended (now {})",
+            call.now
+        )));
+    }
+    let first = crate::outbox::load_state(store, &config.state, call.now).await?;
+    let reviewed = crate::review::review(&first.0, &settings, &quiet, until);
     let key = format!(
         "{}{}.json",
         config.review_prefix,
         until.format("%Y-%m-%dT%H-%M-%SZ")
     );
     let location = format!("s3://{}/{key}", config.state.bucket);
-    let body = serde_json::to_vec_pretty(&reviewed)
-        .map_err(|e| Error::Internal(format!("review not serializable: {e}")))?;
-    store
-        .put(&config.state.bucket, &key, body, "application/json")
-        .await?;
+    // A week already reviewed keeps the object its message links to.
+    if first.0.reviewed_until.is_none_or(|r| r < until) {
+        let body = serde_json::to_vec_pretty(&reviewed)
+            .map_err(|e| Error::Internal(format!("review not serializable: {e}")))?;
+        store
+            .put(&config.state.bucket, &key, body, "application/json")
+            .await?;
+    }
     let notification = crate::review::notification(&reviewed, &location);
     let topic = settings
         .topic_arn
@@ -156,7 +195,7 @@ pub async fn handle_review(
     let inv = call.invocation(until);
     let lease = inv.lease();
     let dedup = format!("{}/{}", crate::review::REVIEW, until.timestamp());
-    let (state, tag, owed) = update(store, &config.state, None, call.now, |state| {
+    let (state, tag, owed) = update(store, &config.state, Some(first), call.now, |state| {
         let owed =
             state.reviewed_until.is_none_or(|r| r < until) && !state.known_keys().contains(&dedup);
         if owed {

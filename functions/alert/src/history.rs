@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 pub const KEPT_DAYS: i64 = 35;
 /// The most episodes kept: the oldest go first.
 pub const MAX_EPISODES: usize = 1_000;
-/// The most page times kept per episode (a firing alert repeated every hour for weeks).
-pub const MAX_PAGES: usize = 64;
+/// The most page times kept per episode (a firing alert repeated every hour for weeks): the
+/// first, and the latest.
+pub const MAX_PAGES: usize = 16;
 
 /// What fired: one of the rules, or a CloudWatch alarm that opted in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -95,12 +96,13 @@ impl History {
     }
 }
 
-/// Adds a page time, keeping at most [`MAX_PAGES`] (the first ones: the first page is the one
-/// that woke someone).
+/// Adds a page time, keeping at most [`MAX_PAGES`]: the first (the page that woke someone)
+/// and the latest (the ones the week's review counts).
 pub fn add_page(pages: &mut Vec<DateTime<Utc>>, at: DateTime<Utc>) {
-    if pages.len() < MAX_PAGES {
-        pages.push(at);
+    if pages.len() >= MAX_PAGES {
+        pages.remove(1);
     }
+    pages.push(at);
 }
 
 #[cfg(test)]
@@ -189,6 +191,12 @@ mod tests {
             add_page(&mut pages, now + Duration::hours(h));
         }
         assert_eq!(pages.len(), MAX_PAGES);
-        assert_eq!(pages[0], now);
+        assert_eq!(pages[0], now, "the first is kept");
+        assert_eq!(
+            pages[MAX_PAGES - 1],
+            now + Duration::hours(99),
+            "and the latest"
+        );
+        assert_eq!(pages[1], now + Duration::hours(100 - MAX_PAGES as i64 + 1));
     }
 }

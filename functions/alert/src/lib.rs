@@ -28,6 +28,7 @@ pub mod quiet;
 pub mod review;
 pub mod rules;
 pub mod run;
+pub mod silence;
 pub mod slo;
 pub mod state;
 

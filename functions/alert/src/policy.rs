@@ -153,25 +153,7 @@ pub struct Inhibition {
     pub equal: Vec<String>,
 }
 
-/// A silence: alerts matching it send nothing until `ends_at`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Silence {
-    pub matchers: Matchers,
-    #[serde(default)]
-    pub starts_at: Option<DateTime<Utc>>,
-    pub ends_at: DateTime<Utc>,
-    #[serde(default)]
-    pub created_by: String,
-    #[serde(default)]
-    pub comment: String,
-}
-
-impl Silence {
-    pub fn active(&self, now: DateTime<Utc>) -> bool {
-        self.starts_at.is_none_or(|s| s <= now) && now < self.ends_at
-    }
-}
+pub use crate::silence::Silence;
 
 /// Why a notification was not sent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -288,10 +270,7 @@ impl Inhibitor<'_> {
         silences: &[Silence],
         now: DateTime<Utc>,
     ) -> Option<Muted> {
-        if let Some(s) = silences
-            .iter()
-            .find(|s| s.active(now) && matches(&s.matchers, labels))
-        {
+        if let Some(s) = silences.iter().find(|s| s.active(now) && s.matches(labels)) {
             return Some(Muted::Silence {
                 comment: s.comment.clone(),
                 ends_at: s.ends_at,
@@ -382,11 +361,13 @@ inhibit:
     fn silences_mute_while_active() {
         let p = policy();
         let s = vec![Silence {
-            matchers: labels(&[("alertname", "HighLatency")]),
+            id: String::new(),
+            matchers: vec![crate::silence::Matcher::equal("alertname", "HighLatency")],
             starts_at: Some(t("2026-11-25T08:00:00Z")),
             ends_at: t("2026-11-25T10:00:00Z"),
             created_by: "on-call".into(),
             comment: "failover".into(),
+            created_at: None,
         }];
         let l = labels(&[("alertname", "HighLatency"), ("team", "search")]);
         assert!(p.muted(&l, &s, &[], t("2026-11-25T07:59:00Z")).is_none());

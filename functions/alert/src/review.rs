@@ -105,7 +105,7 @@ pub enum Finding {
     NotActionable,
     /// Half or more of its episodes were short.
     Flapping,
-    /// More than one page a day.
+    /// More than one notification a day.
     Noisy,
     /// An episode has fired for more than a day: a page nobody acts on, or a threshold that
     /// no longer means trouble.
@@ -126,7 +126,7 @@ impl Finding {
                 "flapped, most of its episodes short: add keep_firing_for or M of N, or widen the window"
             }
             Finding::Noisy => {
-                "paged more than once a day: raise the threshold, or make it a ticket"
+                "notified more than once a day: raise the threshold, or (if it pages) make it a ticket"
             }
             Finding::FiringForDays => {
                 "fired for more than a day: fix the cause, or the threshold no longer means trouble"
@@ -142,15 +142,25 @@ pub struct RuleReview {
     pub source: Source,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub severity: String,
+    /// Whether its severity wakes someone (`page`, `critical`, `emergency`): only then are its
+    /// notifications pages.
+    pub paging: bool,
     /// Series that fired.
     pub series: usize,
+    /// Firing notifications sent in the week: one per run that sent any (a run that fired 20
+    /// series of the rule, grouped or not, sent one page).
+    pub notifications: usize,
+    /// The notifications of a paging rule, and those in the quiet hours.
     pub pages: usize,
     pub night_pages: usize,
+    /// Episodes firing during the week (some may have fired before it), the short ones
+    /// among those that ended, and those still firing at its end.
     pub episodes: usize,
     pub short_episodes: usize,
     pub still_firing: usize,
     pub median_firing_seconds: Option<i64>,
     pub longest_firing_seconds: Option<i64>,
+    /// Paged episodes that ended within the response time of their first page.
     pub resolved_before_response: usize,
     /// Night pages of episodes that ended before anyone could act.
     pub night_pages_for_nothing: usize,
@@ -172,6 +182,7 @@ pub struct Review {
     pub short_seconds: u64,
     pub pages: usize,
     pub night_pages: usize,
+    pub notifications: usize,
     pub episodes: usize,
     pub resolved_before_response: usize,
     /// The rules to fix first, in order.
@@ -189,7 +200,7 @@ struct Seen<'a> {
     fired_at: DateTime<Utc>,
     /// None: still firing at the week's end.
     ended: Option<DateTime<Utc>>,
-    pages: &'a [DateTime<Utc>],
+    pages: Vec<DateTime<Utc>>,
 }
 
 fn from_history(e: &Episode, until: DateTime<Utc>) -> Seen<'_> {
@@ -201,7 +212,7 @@ fn from_history(e: &Episode, until: DateTime<Utc>) -> Seen<'_> {
         fired_at: e.fired_at,
         // An episode that ended after the week (a late retry of the review) was still firing.
         ended: (e.resolved_at <= until).then_some(e.resolved_at),
-        pages: &e.pages,
+        pages: e.pages.clone(),
     }
 }
 
@@ -228,9 +239,6 @@ pub fn review(
         if key == crate::policy::WATCHDOG || a.phase != Phase::Firing {
             continue;
         }
-        let Some(fired_at) = a.fired_at else {
-            continue;
-        };
         seen.push(Seen {
             alert: a
                 .labels
@@ -239,9 +247,9 @@ pub fn review(
             key,
             source: Source::Rule,
             severity: a.labels.get("severity").map_or("", String::as_str),
-            fired_at,
+            fired_at: a.fired_at.unwrap_or(a.active_since),
             ended: None,
-            pages: &a.pages,
+            pages: a.page_times(),
         });
     }
     for (name, a) in &state.native {
@@ -253,11 +261,11 @@ pub fn review(
                 severity: a.labels.get("severity").map_or("", String::as_str),
                 fired_at: since,
                 ended: None,
-                pages: a.paged_at.as_slice(),
+                pages: a.page_times(),
             });
         }
     }
-    // Overlapping the week: fired before its end, and ended (if at all) after its start.
+    // Firing during the week: fired before its end, and ended (if at all) after its start.
     seen.retain(|s| s.fired_at < until && s.ended.is_none_or(|e| e > from));
 
     let mut by_rule: BTreeMap<(&str, Source), Vec<&Seen<'_>>> = BTreeMap::new();
@@ -268,47 +276,64 @@ pub fn review(
     let mut rules: Vec<RuleReview> = by_rule
         .into_iter()
         .map(|((alert, source), episodes)| {
-            let fired: Vec<&&Seen<'_>> = episodes.iter().filter(|s| in_week(&s.fired_at)).collect();
+            let severity = episodes
+                .last()
+                .map_or_else(String::new, |s| s.severity.to_owned());
+            let paging = crate::rules::PAGING_SEVERITIES.contains(&severity.as_str());
             let duration = |s: &Seen<'_>| s.ended.unwrap_or(until) - s.fired_at;
             let before_response = |s: &Seen<'_>| match (s.pages.first(), s.ended) {
                 (Some(first), Some(end)) => end - *first < response,
                 _ => false,
             };
-            let pages: Vec<DateTime<Utc>> = episodes
+            // One notification per run that sent any: series fired together page once.
+            let mut sent: Vec<DateTime<Utc>> = episodes
                 .iter()
                 .flat_map(|s| s.pages.iter().copied())
                 .filter(in_week)
                 .collect();
-            let night_pages = pages.iter().filter(|t| quiet.contains(**t)).count();
-            let night_pages_for_nothing = episodes
+            sent.sort_unstable();
+            sent.dedup();
+            let mut for_nothing: Vec<DateTime<Utc>> = episodes
                 .iter()
                 .filter(|s| before_response(s))
-                .flat_map(|s| s.pages.iter())
-                .filter(|t| in_week(t) && quiet.contains(**t))
-                .count();
-            let short_episodes = fired
+                .flat_map(|s| s.pages.iter().copied())
+                .filter(|t| in_week(t) && quiet.contains(*t))
+                .collect();
+            for_nothing.sort_unstable();
+            for_nothing.dedup();
+            let night = sent.iter().filter(|t| quiet.contains(**t)).count();
+            let short_episodes = episodes
                 .iter()
                 .filter(|s| s.ended.is_some_and(|e| e - s.fired_at < short))
                 .count();
-            let paged: Vec<&&&Seen<'_>> = fired.iter().filter(|s| !s.pages.is_empty()).collect();
+            let paged: Vec<&&Seen<'_>> = episodes
+                .iter()
+                .filter(|s| s.pages.first().is_some_and(in_week))
+                .collect();
             let resolved_before_response = paged.iter().filter(|s| before_response(s)).count();
-            let mut durations: Vec<i64> = fired.iter().map(|s| duration(s).num_seconds()).collect();
+            let mut durations: Vec<i64> =
+                episodes.iter().map(|s| duration(s).num_seconds()).collect();
             durations.sort_unstable();
-            let longest = episodes.iter().map(|s| duration(s)).max();
+            let longest = durations.last().copied();
+            let (pages, night_pages, night_pages_for_nothing) = if paging {
+                (sent.len(), night, for_nothing.len())
+            } else {
+                (0, 0, 0)
+            };
             let mut findings = Vec::new();
             if night_pages_for_nothing > 0 {
                 findings.push(Finding::WokeSomeoneForNothing);
             }
-            if !paged.is_empty() && 2 * resolved_before_response >= paged.len() {
+            if paging && !paged.is_empty() && 2 * resolved_before_response >= paged.len() {
                 findings.push(Finding::NotActionable);
             }
-            if fired.len() >= 2 && 2 * short_episodes >= fired.len() {
+            if episodes.len() >= 2 && 2 * short_episodes >= episodes.len() {
                 findings.push(Finding::Flapping);
             }
-            if pages.len() > DAYS as usize {
+            if sent.len() > DAYS as usize {
                 findings.push(Finding::Noisy);
             }
-            if longest.is_some_and(|l| l > Duration::days(1)) {
+            if longest.is_some_and(|l| l > 86_400) {
                 findings.push(Finding::FiringForDays);
             }
             let mut series: Vec<&str> = episodes.iter().map(|s| s.key).collect();
@@ -317,19 +342,19 @@ pub fn review(
             RuleReview {
                 alert: alert.to_owned(),
                 source,
-                severity: episodes
-                    .last()
-                    .map_or_else(String::new, |s| s.severity.to_owned()),
+                severity,
+                paging,
                 series: series.len(),
-                pages: pages.len(),
+                notifications: sent.len(),
+                pages,
                 night_pages,
-                episodes: fired.len(),
+                episodes: episodes.len(),
                 short_episodes,
                 still_firing: episodes.iter().filter(|s| s.ended.is_none()).count(),
                 median_firing_seconds: (!durations.is_empty())
                     .then(|| durations[(durations.len() - 1) / 2]),
-                longest_firing_seconds: longest.map(|l| l.num_seconds()),
-                resolved_before_response,
+                longest_firing_seconds: longest,
+                resolved_before_response: if paging { resolved_before_response } else { 0 },
                 night_pages_for_nothing,
                 findings,
             }
@@ -344,6 +369,7 @@ pub fn review(
                 r.short_episodes,
                 r.night_pages,
                 r.pages,
+                r.notifications,
             )),
         )
     };
@@ -359,6 +385,7 @@ pub fn review(
         short_seconds: policy.short.seconds(),
         pages: rules.iter().map(|r| r.pages).sum(),
         night_pages: rules.iter().map(|r| r.night_pages).sum(),
+        notifications: rules.iter().map(|r| r.notifications).sum(),
         episodes: rules.iter().map(|r| r.episodes).sum(),
         resolved_before_response: rules.iter().map(|r| r.resolved_before_response).sum(),
         fix_first: rules
@@ -395,21 +422,28 @@ fn count(n: usize, what: &str) -> String {
 }
 
 fn line(r: &RuleReview) -> String {
+    let sent = if r.paging {
+        format!(
+            "{} ({} at night), {} resolved before anyone could act",
+            count(r.pages, "page"),
+            r.night_pages,
+            r.resolved_before_response
+        )
+    } else {
+        count(r.notifications, "notification")
+    };
     format!(
-        "{}{}: {} ({} at night), {} ({} short, {} still firing), median firing {}, {} resolved before anyone could act",
+        "{}{}: {sent}; {} ({} short, {} still firing), median firing {}",
         r.alert,
         if r.severity.is_empty() {
             String::new()
         } else {
             format!(" ({})", r.severity)
         },
-        count(r.pages, "page"),
-        r.night_pages,
         count(r.episodes, "episode"),
         r.short_episodes,
         r.still_firing,
         r.median_firing_seconds.map_or("-".to_owned(), human),
-        r.resolved_before_response,
     )
 }
 
@@ -417,13 +451,14 @@ fn line(r: &RuleReview) -> String {
 /// rule's numbers, and where the full review is (`location`).
 pub fn notification(review: &Review, location: &str) -> Notification {
     let mut text = format!(
-        "Alert review, {} to {}.\n\n{} ({} at night, {} {}) from {} of {}; {} paged episodes resolved before anyone could act (within {} of the page).\n",
+        "Alert review, {} to {}.\n\n{} ({} at night, {} {}; {} in all) from {} of {}; {} paged episodes resolved before anyone could act (within {} of the page).\n",
         stamp(review.from),
         stamp(review.until),
         count(review.pages, "page"),
         review.night_pages,
         review.quiet_hours,
         review.time_zone,
+        count(review.notifications, "notification"),
         count(review.episodes, "episode"),
         count(review.rules.len(), "rule"),
         review.resolved_before_response,
@@ -613,7 +648,7 @@ mod tests {
         let (state, policy, quiet) = week();
         let r = review(&state, &policy, &quiet, t("2026-11-30T08:00:00Z"));
         assert_eq!(r.from, t("2026-11-23T08:00:00Z"));
-        assert_eq!(r.fix_first, ["NightlyBlip", "DiskFull", "Chatty"]);
+        assert_eq!(r.fix_first, ["NightlyBlip", "Chatty", "DiskFull"]);
         let blip = rule(&r, "NightlyBlip");
         assert_eq!(
             (
@@ -641,12 +676,21 @@ mod tests {
         assert_eq!((down.pages, down.episodes, down.night_pages), (1, 1, 0));
         assert!(down.findings.is_empty(), "{down:?}");
         let disk = rule(&r, "DiskFull");
-        assert_eq!((disk.still_firing, disk.pages, disk.night_pages), (1, 1, 1));
+        // A ticket notifies; it pages nobody.
+        assert_eq!(
+            (
+                disk.still_firing,
+                disk.notifications,
+                disk.pages,
+                disk.night_pages
+            ),
+            (1, 1, 0, 0)
+        );
         assert_eq!(disk.longest_firing_seconds, Some(3 * 86_400 + 8 * 3_600));
         assert_eq!(disk.findings, [Finding::FiringForDays]);
         let chatty = rule(&r, "Chatty");
         // 06:30 UTC is 07:30 in Berlin: after the quiet hours.
-        assert_eq!((chatty.pages, chatty.night_pages), (8, 0));
+        assert_eq!((chatty.notifications, chatty.pages), (8, 0));
         assert_eq!(chatty.findings, [Finding::Noisy]);
         let late = rule(&r, "LateEnd");
         assert_eq!((late.still_firing, late.resolved_before_response), (1, 0));
@@ -655,7 +699,8 @@ mod tests {
         assert!(late.findings.is_empty(), "{late:?}");
         let muted = rule(&r, "Muted");
         assert_eq!((muted.pages, muted.episodes), (0, 1));
-        assert_eq!(r.pages, 3 + 1 + 1 + 8 + 1);
+        assert_eq!(r.pages, 3 + 1 + 1, "the paging rules' notifications");
+        assert_eq!(r.notifications, 3 + 1 + 1 + 8 + 1);
         assert_eq!(r.complete_from, None, "complete since before the week");
     }
 
@@ -668,7 +713,7 @@ mod tests {
         let n = notification(&r, "s3://b/reviews/alert/2026-11-30T08-00-00Z.json");
         assert_eq!(
             n.subject,
-            "[REVIEW] Alerts, 7 days to 2026-11-30: 14 pages, 3 rules to fix first"
+            "[REVIEW] Alerts, 7 days to 2026-11-30: 5 pages, 3 rules to fix first"
         );
         assert!(
             n.message
@@ -677,13 +722,13 @@ mod tests {
             n.message
         );
         assert!(
-            n.message.contains("1. NightlyBlip (page): 3 pages (3 at night), 3 episodes (3 short, 0 still firing), median firing 4m, 3 resolved before anyone could act\n   It woke someone at night"),
+            n.message.contains("1. NightlyBlip (page): 3 pages (3 at night), 3 resolved before anyone could act; 3 episodes (3 short, 0 still firing), median firing 4m\n   It woke someone at night"),
             "{}",
             n.message
         );
         assert!(
             n.message
-                .contains("- CheckoutDown (page): 1 page (0 at night), 1 episode (0 short"),
+                .contains("- CheckoutDown (page): 1 page (0 at night), 0 resolved before anyone could act; 1 episode (0 short"),
             "{}",
             n.message
         );
@@ -700,6 +745,24 @@ mod tests {
                 ("status".to_owned(), "review".to_owned())
             ]
         );
+    }
+
+    /// Twenty series of one rule paged by one run (a grouped message, or twenty at once) are
+    /// one page of the rule, not twenty.
+    #[test]
+    fn series_paged_by_one_run_are_one_page() {
+        let mut state = StateFile::default();
+        for pod in 0..20 {
+            let mut e = episode("PodDown", "page", "2026-11-26T14:00:00Z", 30, true);
+            e.key = format!("PodDown{{pod=p{pod}}}");
+            state.history.record(e);
+        }
+        let policy = ReviewPolicy::default();
+        let quiet = policy.quiet().expect("quiet");
+        let r = review(&state, &policy, &quiet, t("2026-11-30T08:00:00Z"));
+        let down = rule(&r, "PodDown");
+        assert_eq!((down.pages, down.series, down.episodes), (1, 20, 20));
+        assert!(down.findings.is_empty(), "{down:?}");
     }
 
     #[test]

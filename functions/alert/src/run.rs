@@ -220,6 +220,7 @@ fn step(
                     if s.notified_at.is_some() {
                         s.repeats += 1;
                     }
+                    s.pages = s.page_times();
                     s.notified_at = Some(at);
                     crate::history::add_page(&mut s.pages, at);
                 }
@@ -256,7 +257,7 @@ fn step(
                 active_since: p.active_since,
                 fired_at: *fired_at,
                 resolved_at: at,
-                pages: p.pages.clone(),
+                pages: p.page_times(),
             });
         }
         let standing = Standing::of(next.as_ref());
@@ -369,7 +370,8 @@ fn end_vanished(
             .labels
             .get("alertname")
             .map_or_else(|| key.split('{').next().unwrap_or(&key), String::as_str);
-        if let (Phase::Firing, Some(fired_at)) = (alert.phase, alert.fired_at) {
+        if alert.phase == Phase::Firing {
+            let fired_at = alert.fired_at.unwrap_or(alert.active_since);
             state.history.record(Episode {
                 alert: name.to_owned(),
                 key: key.clone(),
@@ -379,7 +381,7 @@ fn end_vanished(
                 active_since: alert.active_since,
                 fired_at,
                 resolved_at: at,
-                pages: alert.pages.clone(),
+                pages: alert.page_times(),
             });
         }
         let notified = alert.phase == Phase::Firing && alert.notified_at.is_some();
@@ -482,6 +484,7 @@ fn heartbeat(
 }
 
 /// The hourly reads of the objectives' budgets, and which read serves each burn-rate target.
+#[derive(Default)]
 struct BudgetReads {
     fetched: vigil_shared::reader::Fetched,
     /// Target key → the query id whose parts were read by the hour for its objective.
@@ -597,7 +600,14 @@ pub async fn run(
             fetched.calls += got.calls;
             fetched.series.extend(got.series);
         }
-        let hourly = read_budgets(reader, &targets, &queries, at).await?;
+        // The budget only adds a line to messages: a failed read of it fails nothing.
+        let hourly = match read_budgets(reader, &targets, &queries, at).await {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::warn!(error = %e, "error budgets not read; their messages go without");
+                BudgetReads::default()
+            }
+        };
         fetched.calls += hourly.fetched.calls;
         fetched.series.extend(hourly.fetched.series);
         calls = fetched.calls;

@@ -255,10 +255,15 @@ pub fn compile(at: &str, slo: &Slo) -> Result<Vec<Rule>, String> {
             "an objective is over one series: `*` is for rules".to_owned(),
         );
     }
-    if slo.period.seconds() == 0 || slo.period.seconds() % 60 != 0 {
+    // Whole minutes that divide an hour, so that the budget's hours start on a period.
+    let p = slo.period.seconds();
+    if p == 0 || p % 60 != 0 || 3_600 % p != 0 {
         return fail(
             "period",
-            format!("{}: a whole number of minutes", slo.period),
+            format!(
+                "{}: a whole number of minutes that divides an hour",
+                slo.period
+            ),
         );
     }
     let first = if matches!(counted, Counted::Ratio { .. }) {
@@ -416,10 +421,20 @@ fn budget_share(factor: f64, long: Span, window: Span) -> String {
     format!("{} %", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
+/// Whether the counted series may still lag its total in the points counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lag {
+    /// The newest points: a total without its good count may only be early, and is left out.
+    Possible,
+    /// Points an hour old or more: a total without a good count had no good events.
+    Settled,
+}
+
 /// The events and the bad events of the periods in `from..end`. Only periods with a total
-/// count: an error count reported where no total is, or a total whose good count has not
-/// arrived yet (the two metrics can land a minute apart), would otherwise read as a burst.
-/// An error ratio counts each period as `weight` events (its length), that share of them bad.
+/// count: an error count reported where no total is, or (while `lag` is possible) a total
+/// whose good count has not arrived yet (the two metrics can land a minute apart), would
+/// otherwise read as a burst. An error ratio counts each period as `weight` events (its
+/// length), that share of them bad.
 pub(crate) fn counts(
     burn: &Burn,
     total: &[(DateTime<Utc>, f64)],
@@ -427,6 +442,7 @@ pub(crate) fn counts(
     from: DateTime<Utc>,
     end: DateTime<Utc>,
     weight: f64,
+    lag: Lag,
 ) -> (f64, f64) {
     let counted: BTreeMap<DateTime<Utc>, f64> = counted
         .iter()
@@ -445,7 +461,11 @@ pub(crate) fn counts(
             }
             (Counted::Good, Some(g)) => {
                 all += v;
-                bad += v - g;
+                bad += (v - g).max(0.0);
+            }
+            (Counted::Good, None) if lag == Lag::Settled => {
+                all += v;
+                bad += v;
             }
             (Counted::Good, None) => {}
             (Counted::Ratio { percent }, _) => {
@@ -466,7 +486,7 @@ fn bad_share(
     from: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Option<f64> {
-    let (all, bad) = counts(burn, total, counted, from, end, 1.0);
+    let (all, bad) = counts(burn, total, counted, from, end, 1.0, Lag::Possible);
     if all <= 0.0 {
         return None;
     }

@@ -91,6 +91,17 @@ pub struct AlertState {
     pub labels: BTreeMap<String, String>,
 }
 
+impl AlertState {
+    /// When its firing notifications went out. An episode notified before page times were
+    /// kept has its firing time.
+    pub fn page_times(&self) -> Vec<DateTime<Utc>> {
+        match (self.pages.is_empty(), self.notified_at) {
+            (true, Some(_)) => vec![self.fired_at.unwrap_or(self.active_since)],
+            _ => self.pages.clone(),
+        }
+    }
+}
+
 /// What one evaluation saw, after the missing-data policy.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Observation {

@@ -207,6 +207,30 @@ async fn a_week_of_runs_is_reviewed_once_with_the_rules_to_fix_first() {
     assert_eq!(reviews(&notifier).len(), 1);
 }
 
+/// A review of a week that has not ended (an invocation by hand with a wrong time) is refused:
+/// it would mark every week up to it as reviewed.
+#[tokio::test]
+async fn a_week_not_ended_is_not_reviewed() {
+    let store = MemoryStore::default();
+    let cfg = config(&store).await;
+    let now = t("2026-11-30T08:00:00Z");
+    let err = handle_event(
+        &SeriesReader::default(),
+        &RecordingNotifier::default(),
+        &store,
+        &cfg,
+        &review_event(now + Duration::days(7)),
+        &call("early", now),
+    )
+    .await
+    .expect_err("refused");
+    assert!(err.to_string().contains("has not ended"), "{err}");
+    assert!(
+        store.body("b", "state/alert.json").is_none(),
+        "nothing written"
+    );
+}
+
 #[tokio::test]
 async fn a_review_with_invalid_settings_is_refused_at_load() {
     let store = MemoryStore::default();

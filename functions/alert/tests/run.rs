@@ -498,11 +498,16 @@ async fn silences_mute_and_the_alert_notifies_once_they_end() {
         MemoryStore::default(),
     );
     let silences = [Silence {
-        matchers: [("alertname".to_owned(), "HighLatency".to_owned())].into(),
+        id: String::new(),
+        matchers: vec![vigil_alert::silence::Matcher::equal(
+            "alertname",
+            "HighLatency",
+        )],
         starts_at: None,
         ends_at: t("2026-11-25T08:30:00Z"),
         created_by: "on-call".into(),
         comment: "database failover".into(),
+        created_at: None,
     }];
     let rules = [rule()];
     let p = vigil_alert::Plan {
@@ -992,4 +997,44 @@ async fn a_silenced_alarm_pages_when_the_silence_ends() {
         .map(|p| p.attribute("status").map(str::to_owned))
         .collect();
     assert_eq!(statuses, [Some("firing".into()), Some("resolved".into())]);
+}
+
+/// A silence that cannot be read (a broken expression), or a silences object that is not
+/// JSON, is skipped: the others mute what they match, and the paging goes on.
+#[tokio::test]
+async fn an_unreadable_silence_never_stops_the_paging() {
+    for (body, muted) in [
+        (
+            r#"{"version": 1, "silences": [
+                {"id": "a", "matchers": ["alertname=~\"High.*\""], "ends_at": "2026-11-25T09:00:00Z"},
+                {"id": "b", "matchers": ["alertname=~\"(\""], "ends_at": "2026-11-25T09:00:00Z"}]}"#,
+            true,
+        ),
+        ("[{\"matchers\": ", false),
+    ] {
+        let (notifier, store) = (RecordingNotifier::default(), MemoryStore::default());
+        let mut cfg = config(&store, RULES, &[]).await;
+        store
+            .put(
+                "b",
+                "silences.json",
+                body.as_bytes().to_vec(),
+                "application/json",
+            )
+            .await
+            .expect("put");
+        cfg.silences = Some("s3://b/silences.json".parse().expect("location"));
+        let mut reader = SeriesReader::default();
+        latency(&mut reader, "api", t0(), true);
+        let ev = json!({"vigil": "scheduled", "scheduled_time": t0().to_rfc3339(), "attempt": "1"});
+        let out = handle_event(&reader, &notifier, &store, &cfg, &ev, &call("x", t0()))
+            .await
+            .expect("the run goes on");
+        assert_eq!(out["rules"][0]["state"], "firing", "{out}");
+        assert_eq!(
+            notifier.published().is_empty(),
+            muted,
+            "{body}: the readable silence mutes, a broken file mutes nothing"
+        );
+    }
 }
