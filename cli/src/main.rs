@@ -1,5 +1,5 @@
-//! `vigil`: check, unit-test and backtest alert rules, and verify backups, with the code the
-//! functions run. Exit codes: 0 all good, 1 something was found (an invalid file, a failed
+//! `vigil`: check, unit-test and backtest alert rules, verify backups, manage silences and list
+//! alerts, with the code the functions run. Exit codes: 0 all good, 1 something was found (an invalid file, a failed
 //! test, a failing backup), 2 the command could not run (bad arguments, AWS unreachable).
 
 use std::path::{Path, PathBuf};
@@ -17,8 +17,10 @@ use vigil_cli::progress::Counted;
 use vigil_cli::rules_test;
 use vigil_cli::score::{self, QuietHours, Scoring};
 use vigil_cli::sent;
+use vigil_cli::silences::{self, Expired, NewSilence};
 use vigil_cli::sim::{self, episodes};
 use vigil_cli::style::Style;
+use vigil_shared::cas::StateLocation;
 use vigil_shared::duration::parse_span;
 use vigil_shared::tls::Roots;
 use vigil_shared::{CloudWatchReader, ConfigSource, S3Store};
@@ -54,6 +56,138 @@ enum Command {
     Backup {
         #[command(subcommand)]
         command: BackupCommand,
+    },
+    /// Silences, as amtool's: add, list, expire, on the object the alert function reads.
+    Silence {
+        #[command(subcommand)]
+        command: SilenceCommand,
+    },
+    /// What is firing, pending and silenced now, from the alert function's state.
+    Alerts {
+        #[command(flatten)]
+        at: Locations,
+        /// Also list the episodes that ended in the last --since.
+        #[arg(long)]
+        history: bool,
+        #[arg(long, default_value = "7d")]
+        since: String,
+    },
+}
+
+/// Where the stack keeps its silences and the alert state.
+#[derive(clap::Args, Clone, Debug)]
+struct Locations {
+    /// The stack's bucket (its output VigilBucketName; default VIGIL_BUCKET): the silences at
+    /// config/silences.json and the alert state at state/alert.json in it.
+    #[arg(long)]
+    bucket: Option<String>,
+    /// The silences object, s3://bucket/key (default VIGIL_SILENCES, else the bucket's).
+    #[arg(long)]
+    silences: Option<String>,
+    /// The alert state object, s3://bucket/key (default the bucket's).
+    #[arg(long)]
+    state: Option<String>,
+}
+
+impl Locations {
+    fn bucket(&self) -> Option<String> {
+        self.bucket
+            .clone()
+            .or_else(|| std::env::var("VIGIL_BUCKET").ok())
+            .filter(|b| !b.trim().is_empty())
+    }
+
+    fn s3(flag: &str, text: &str) -> Result<StateLocation, Fatal> {
+        match text.parse::<ConfigSource>()? {
+            ConfigSource::S3 { bucket, key } => Ok(StateLocation { bucket, key }),
+            ConfigSource::File(_) => {
+                Err(Fatal(format!("--{flag}: {text:?} is not s3://bucket/key")))
+            }
+        }
+    }
+
+    /// The silences object, when one is named.
+    fn silences(&self) -> Result<Option<StateLocation>, Fatal> {
+        let named = self
+            .silences
+            .clone()
+            .or_else(|| std::env::var("VIGIL_SILENCES").ok())
+            .filter(|s| !s.trim().is_empty());
+        match (named, self.bucket()) {
+            (Some(s), _) => Self::s3("silences", &s).map(Some),
+            (None, Some(bucket)) => Ok(Some(StateLocation {
+                bucket,
+                key: "config/silences.json".to_owned(),
+            })),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn required_silences(&self) -> Result<StateLocation, Fatal> {
+        self.silences()?.ok_or_else(|| {
+            Fatal(
+                "where are the silences? --bucket (or VIGIL_BUCKET) or --silences s3://bucket/key"
+                    .to_owned(),
+            )
+        })
+    }
+
+    fn state(&self) -> Result<StateLocation, Fatal> {
+        match (&self.state, self.bucket()) {
+            (Some(s), _) => Self::s3("state", s),
+            (None, Some(bucket)) => Ok(StateLocation {
+                bucket,
+                key: "state/alert.json".to_owned(),
+            }),
+            (None, None) => Err(Fatal(
+                "where is the alert state? --bucket (or VIGIL_BUCKET) or --state s3://bucket/key"
+                    .to_owned(),
+            )),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum SilenceCommand {
+    /// Silence the alerts matching every matcher: name=value, name!=value, name=~regex,
+    /// name!~regex (a regex matches the whole value; quote it for the shell).
+    Add {
+        #[command(flatten)]
+        at: Locations,
+        #[arg(required = true)]
+        matchers: Vec<String>,
+        /// How long, from --start (or now).
+        #[arg(long, default_value = "1h", conflicts_with = "end")]
+        duration: String,
+        /// When it ends (RFC 3339), instead of --duration.
+        #[arg(long)]
+        end: Option<DateTime<Utc>>,
+        /// When it starts (RFC 3339); now by default.
+        #[arg(long)]
+        start: Option<DateTime<Utc>>,
+        /// Who silences (default $USER).
+        #[arg(long)]
+        author: Option<String>,
+        /// Why, and what to check before it ends.
+        #[arg(long, required = true)]
+        comment: String,
+    },
+    /// The silences in force or to come (and the ended ones with --expired).
+    List {
+        #[command(flatten)]
+        at: Locations,
+        #[arg(long)]
+        expired: bool,
+    },
+    /// End silences now, by id.
+    Expire {
+        #[command(flatten)]
+        at: Locations,
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Who ends them (default $USER).
+        #[arg(long)]
+        author: Option<String>,
     },
 }
 
@@ -162,6 +296,10 @@ async fn main() -> ExitCode {
                 backup_verify(&config, at, report.as_deref(), json, style).await
             }
         },
+        Command::Silence { command } => silence(command, json, style).await,
+        Command::Alerts { at, history, since } => {
+            alerts(&at, history.then_some(since.as_str()), json, style).await
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -673,4 +811,184 @@ async fn backup_verify(
         restored
     );
     Ok(ok)
+}
+
+/// Who runs the command, for a silence's author.
+fn user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_default()
+}
+
+async fn silence(command: SilenceCommand, json: bool, style: Style) -> Result<bool, Fatal> {
+    let conf = vigil_shared::aws::sdk_config_trusting(Roots::System).await?;
+    let s3 = S3Store::from_conf(&conf);
+    let now = Utc::now();
+    match command {
+        SilenceCommand::Add {
+            at,
+            matchers,
+            duration,
+            end,
+            start,
+            author,
+            comment,
+        } => {
+            let location = at.required_silences()?;
+            let matchers = matchers
+                .iter()
+                .map(|m| vigil_alert::silence::Matcher::parse(m))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Fatal)?;
+            let ends_at = match end {
+                Some(end) => end,
+                None => start.unwrap_or(now) + span_arg("duration", &duration)?,
+            };
+            let new = NewSilence {
+                matchers,
+                starts_at: start,
+                ends_at,
+                created_by: author.unwrap_or_else(user),
+                comment,
+            };
+            let s = silences::add(&s3, &location, new, now).await?;
+            if json {
+                print_json(&json!({"id": s.id, "silence": s, "location": location.to_string()}));
+            } else {
+                println!("{}", s.id);
+            }
+            Ok(true)
+        }
+        SilenceCommand::List { at, expired } => {
+            let location = at.required_silences()?;
+            let (file, skipped) = silences::load(&s3, &location).await?;
+            for why in &skipped {
+                eprintln!("vigil: warning: {location}: {why} (the function skips it)");
+            }
+            let shown = silences::listed(&file, now, expired);
+            if json {
+                let rows: Vec<serde_json::Value> = shown
+                    .iter()
+                    .map(|s| {
+                        let mut v = serde_json::to_value(s).unwrap_or_default();
+                        v["state"] = json!(silences::standing(s, now));
+                        v
+                    })
+                    .collect();
+                print_json(&json!({"silences": rows, "unreadable": skipped}));
+                return Ok(true);
+            }
+            if shown.is_empty() {
+                println!("{}", style.ok("no silence"));
+            }
+            for s in shown {
+                let matchers: Vec<String> = s.matchers.iter().map(ToString::to_string).collect();
+                println!(
+                    "{}  {:<8}  until {}  {}  by {}: {}",
+                    s.id,
+                    silences::standing(s, now),
+                    s.ends_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    matchers.join(" "),
+                    s.created_by,
+                    s.comment
+                );
+            }
+            Ok(true)
+        }
+        SilenceCommand::Expire { at, ids, author } => {
+            let location = at.required_silences()?;
+            let by = author.unwrap_or_else(user);
+            let got = silences::expire(&s3, &location, &ids, &by, now).await?;
+            if json {
+                print_json(&json!({"expired": got}));
+            } else {
+                for (id, e) in &got {
+                    let what = match e {
+                        Expired::Now => style.ok("expired"),
+                        Expired::Already => "had already ended".to_owned(),
+                        Expired::Unknown => style.warn("no such silence"),
+                    };
+                    println!("{id}: {what}");
+                }
+            }
+            Ok(!got.values().any(|e| *e == Expired::Unknown))
+        }
+    }
+}
+
+async fn alerts(
+    at: &Locations,
+    history: Option<&str>,
+    json: bool,
+    style: Style,
+) -> Result<bool, Fatal> {
+    let conf = vigil_shared::aws::sdk_config_trusting(Roots::System).await?;
+    let s3 = S3Store::from_conf(&conf);
+    let now = Utc::now();
+    let state_at = at.state()?;
+    let (state, _) = vigil_alert::outbox::load_state(&s3, &state_at, now).await?;
+    let in_force = match at.silences()? {
+        Some(location) => silences::load(&s3, &location).await?.0.silences,
+        None => Vec::new(),
+    };
+    let listed = vigil_cli::alerts::list(&state, &in_force, now);
+    let since = match history {
+        Some(text) => Some(now - span_arg("since", text)?),
+        None => None,
+    };
+    let ended = since.map(|s| vigil_cli::alerts::history(&state, s));
+    if json {
+        let mut value = json!({"alerts": listed, "evaluated_at": state.evaluated_at});
+        if let Some(ended) = &ended {
+            value["history"] = serde_json::to_value(ended)?;
+        }
+        print_json(&value);
+        return Ok(true);
+    }
+    if listed.is_empty() {
+        println!("{}", style.ok("nothing firing or pending"));
+    }
+    for a in &listed {
+        let labels: Vec<String> = a
+            .labels
+            .iter()
+            .filter(|(k, _)| *k != "alertname")
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let standing = match a.standing {
+            vigil_cli::alerts::Standing::Firing => style.warn("firing  "),
+            vigil_cli::alerts::Standing::Silenced => "silenced".to_owned(),
+            vigil_cli::alerts::Standing::Pending => "pending ".to_owned(),
+        };
+        println!(
+            "{standing}  {}  since {} ({}){}  {}{}",
+            a.alert,
+            a.active_since
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            human((now - a.active_since).num_seconds().max(0)),
+            a.value.map(|v| format!("  value {v}")).unwrap_or_default(),
+            labels.join(" "),
+            a.silenced_by
+                .as_ref()
+                .map(|s| format!("  silenced by {s}"))
+                .unwrap_or_default(),
+        );
+    }
+    if let Some(ended) = ended {
+        println!();
+        println!("{}", style.bold(&format!("{} episodes ended", ended.len())));
+        for e in ended {
+            println!(
+                "{}  {} to {} ({}), {} pages",
+                e.key,
+                e.fired_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                e.resolved_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                human((e.resolved_at - e.fired_at).num_seconds().max(0)),
+                e.pages.len()
+            );
+        }
+    }
+    Ok(true)
 }

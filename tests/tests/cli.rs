@@ -499,3 +499,193 @@ async fn backup_verify_runs_the_functions_checks() {
     let _ = std::fs::remove_dir_all(dir);
     let _ = Utc::now();
 }
+
+/// amtool's part, end to end against LocalStack: two people silence at once (two `vigil`
+/// processes, one conditional write each) and both silences are kept; one is expired, an
+/// unknown id fails the command; the alert function, reading the silences, mutes what the
+/// other matches, and `vigil alerts` lists that alert as silenced, by that silence.
+#[tokio::test]
+async fn silences_and_alerts_from_the_command_line() {
+    let aws = LocalAws::connect().await;
+    let bucket = aws.create_bucket("vigil-silences").await;
+    let namespace = unique("E2E/Silence");
+    let add = |alert: &'static str, who: &'static str| {
+        let (aws, bucket) = (&aws, bucket.clone());
+        async move {
+            let matcher = format!("alertname=~\"{alert}\"");
+            run(
+                Some(aws),
+                &[
+                    "--output",
+                    "json",
+                    "silence",
+                    "add",
+                    "--bucket",
+                    &bucket,
+                    &matcher,
+                    "service!=payments",
+                    "--duration",
+                    "2h",
+                    "--author",
+                    who,
+                    "--comment",
+                    "failover",
+                ],
+            )
+            .await
+        }
+    };
+    let (first, second) = tokio::join!(add("Disk.*", "ann"), add("LatencyHigh", "bob"));
+    for out in [&first, &second] {
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    }
+    let (disk, latency) = (json_of(&first), json_of(&second));
+    let (disk_id, latency_id) = (
+        disk["id"].as_str().expect("id").to_owned(),
+        latency["id"].as_str().expect("id").to_owned(),
+    );
+    let list = |extra: &'static [&'static str]| {
+        let (aws, bucket) = (&aws, bucket.clone());
+        async move {
+            let mut args = vec!["--output", "json", "silence", "list", "--bucket", &bucket];
+            args.extend_from_slice(extra);
+            json_of(&run(Some(aws), &args).await)
+        }
+    };
+    let listed = list(&[]).await;
+    assert_eq!(
+        listed["silences"].as_array().map(Vec::len),
+        Some(2),
+        "both kept: {listed}"
+    );
+    let out = run(
+        Some(&aws),
+        &[
+            "silence", "expire", "--bucket", &bucket, &disk_id, "--author", "cy",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = run(
+        Some(&aws),
+        &["silence", "expire", "--bucket", &bucket, "nope"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "an unknown id: {out:?}");
+    let active = list(&[]).await;
+    assert_eq!(active["silences"][0]["id"], latency_id, "{active}");
+    assert_eq!(active["silences"][0]["state"], "active");
+    assert_eq!(
+        list(&["--expired"]).await["silences"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    let object: Value =
+        serde_json::from_slice(&aws.get_object(&bucket, "config/silences.json").await)
+            .expect("JSON");
+    let audit: Vec<(&str, &str)> = object["audit"]
+        .as_array()
+        .expect("audit")
+        .iter()
+        .map(|c| {
+            (
+                c["action"].as_str().unwrap_or(""),
+                c["by"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(audit.len(), 3, "{audit:?}");
+    assert!(audit.contains(&("expire", "cy")), "{audit:?}");
+
+    // The function reads the same object: LatencyHigh fires, muted by bob's silence.
+    let now = whole_minute_ago(0);
+    let data: Vec<MetricDatum> = (1..=3)
+        .map(|m| {
+            MetricDatum::builder()
+                .metric_name("latency")
+                .dimensions(
+                    Dimension::builder()
+                        .name("service")
+                        .value("checkout")
+                        .build(),
+                )
+                .value(400.0)
+                .timestamp(CwDateTime::from_millis(
+                    (now - Duration::minutes(m)).timestamp_millis(),
+                ))
+                .build()
+        })
+        .collect();
+    aws.cloudwatch
+        .put_metric_data()
+        .namespace(&namespace)
+        .set_metric_data(Some(data))
+        .send()
+        .await
+        .expect("PutMetricData");
+    aws.put_object(
+        &bucket,
+        "config/rules.yaml",
+        format!(
+            "groups:\n  - name: g\n    rules:\n      - {{alert: LatencyHigh, metric: {{namespace: {namespace}, name: latency, dimensions: {{service: checkout}}, stat: Average, period: 1m}}, condition: {{operator: \">\", threshold: 250}}, labels: {{severity: page, service: checkout}}}}\n"
+        ),
+    )
+    .await;
+    let topic = aws.create_topic("vigil-silences").await;
+    let rules = format!("s3://{bucket}/config/rules.yaml");
+    let silences = format!("s3://{bucket}/config/silences.json");
+    let mut function = vigil_e2e::Function::start(
+        "alert",
+        &vigil_e2e::binary("alert"),
+        &[
+            ("VIGIL_AWS_ENDPOINT_URL", aws.endpoint.as_str()),
+            ("VIGIL_RULES", rules.as_str()),
+            ("VIGIL_ALERT_TOPIC_ARN", topic.as_str()),
+            ("VIGIL_STATE_BUCKET", bucket.as_str()),
+            ("VIGIL_SILENCES", silences.as_str()),
+        ],
+    )
+    .await;
+    // A run scheduled after the silences began (they start when they are added).
+    let at = Utc::now() + Duration::seconds(1);
+    let summary = function
+        .invoke(&vigil_e2e::scheduled_event(at))
+        .await
+        .expect_response();
+    assert_eq!(summary["rules"][0]["state"], "firing", "{summary}");
+    assert_eq!(
+        summary["rules"][0]["muted"]["muted_by"], "silence",
+        "{summary}"
+    );
+    let out = run(
+        Some(&aws),
+        &[
+            "--output",
+            "json",
+            "alerts",
+            "--bucket",
+            &bucket,
+            "--history",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let alerts = json_of(&out);
+    let listed = alerts["alerts"].as_array().expect("alerts");
+    assert_eq!(listed.len(), 1, "{alerts}");
+    assert_eq!(
+        (
+            &listed[0]["alert"],
+            &listed[0]["standing"],
+            &listed[0]["silenced_by"]
+        ),
+        (
+            &Value::from("LatencyHigh"),
+            &Value::from("silenced"),
+            &Value::from(latency_id.as_str())
+        ),
+        "{alerts}"
+    );
+    assert_eq!(alerts["history"], serde_json::json!([]), "{alerts}");
+}

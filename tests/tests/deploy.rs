@@ -39,7 +39,11 @@ fn every_trigger_invokes_the_alias() {
     assert_eq!(urls[0].1["AuthType"], "AWS_IAM");
 
     let schedules = of_type(&t, "AWS::Scheduler::Schedule");
-    assert_eq!(schedules.len(), 2);
+    assert_eq!(
+        schedules.len(),
+        3,
+        "alert's evaluation and review, backup-verify's run"
+    );
     for (name, s) in &schedules {
         let f = FUNCTIONS
             .iter()

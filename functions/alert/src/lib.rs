@@ -31,6 +31,7 @@ pub mod run;
 pub mod silence;
 pub mod slo;
 pub mod state;
+pub mod time_interval;
 
 pub use config::{AlertConfig, env};
 pub use evaluate::{

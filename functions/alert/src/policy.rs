@@ -80,6 +80,12 @@ pub struct Policy {
     /// The weekly review's settings (none: the defaults).
     #[serde(default)]
     pub review: Option<crate::review::ReviewPolicy>,
+    /// Recurring windows routes mute in, or page only in ([`crate::time_interval`]).
+    #[serde(default)]
+    pub time_intervals: Vec<crate::time_interval::NamedInterval>,
+    /// `time_intervals`, checked when the rules file is loaded.
+    #[serde(skip)]
+    pub intervals: Vec<crate::time_interval::TimeInterval>,
 }
 
 /// CloudWatch alarms go through the policy only when they opt in: a `vigil:` line in the
@@ -111,6 +117,8 @@ impl Policy {
             name_prefixes: Vec::new(),
         },
         review: None,
+        time_intervals: Vec::new(),
+        intervals: Vec::new(),
     };
 }
 
@@ -140,6 +148,12 @@ pub struct Route {
     pub matchers: Matchers,
     /// With where it stands in the file, so a refused topic is named with its line.
     pub topic_arn: Spanned<String>,
+    /// Its notifications are muted while one of these time intervals holds.
+    #[serde(default)]
+    pub mute_time_intervals: Vec<String>,
+    /// Its notifications are muted unless one of these holds (none: always active).
+    #[serde(default)]
+    pub active_time_intervals: Vec<String>,
 }
 
 /// A firing alert matching `source_match` mutes alerts matching `target_match` that have the
@@ -165,6 +179,12 @@ pub enum Muted {
     },
     Inhibition {
         source: String,
+    },
+    /// The alert's route mutes in `interval` (or, `outside_active`, pages only in it and in
+    /// its other active intervals).
+    TimeInterval {
+        interval: String,
+        outside_active: bool,
     },
 }
 
@@ -238,7 +258,81 @@ impl Policy {
                 (rule, sources)
             })
             .collect();
-        Inhibitor { by_rule }
+        Inhibitor {
+            by_rule,
+            policy: self,
+        }
+    }
+
+    /// Checks `time_intervals` and the routes' names of them; keeps them checked in
+    /// `intervals`.
+    pub fn compile_intervals(&mut self) -> std::result::Result<(), String> {
+        let mut compiled = Vec::new();
+        for (i, spec) in self.time_intervals.iter().enumerate() {
+            let interval = crate::time_interval::TimeInterval::new(spec)
+                .map_err(|e| format!("policy.time_intervals[{i}]: {e}"))?;
+            if compiled
+                .iter()
+                .any(|c: &crate::time_interval::TimeInterval| c.name == interval.name)
+            {
+                return Err(format!(
+                    "policy.time_intervals[{i}]: the name {:?} is used twice",
+                    interval.name
+                ));
+            }
+            compiled.push(interval);
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            for name in route
+                .mute_time_intervals
+                .iter()
+                .chain(&route.active_time_intervals)
+            {
+                if !compiled.iter().any(|c| c.name == *name) {
+                    return Err(format!(
+                        "policy.routes[{i}]: no time interval named {name:?} in policy.time_intervals"
+                    ));
+                }
+            }
+        }
+        self.intervals = compiled;
+        Ok(())
+    }
+
+    fn interval(&self, name: &str) -> Option<&crate::time_interval::TimeInterval> {
+        self.intervals.iter().find(|i| i.name == name)
+    }
+
+    /// Whether the route of `labels` mutes at `now`: one of its mute intervals holds, or it
+    /// has active intervals and none holds.
+    pub fn muted_by_time(
+        &self,
+        labels: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Option<Muted> {
+        let route = self.routes.iter().find(|r| matches(&r.matchers, labels))?;
+        if let Some(name) = route
+            .mute_time_intervals
+            .iter()
+            .find(|n| self.interval(n).is_some_and(|i| i.contains(now)))
+        {
+            return Some(Muted::TimeInterval {
+                interval: name.clone(),
+                outside_active: false,
+            });
+        }
+        if !route.active_time_intervals.is_empty()
+            && !route
+                .active_time_intervals
+                .iter()
+                .any(|n| self.interval(n).is_some_and(|i| i.contains(now)))
+        {
+            return Some(Muted::TimeInterval {
+                interval: route.active_time_intervals.join(", "),
+                outside_active: true,
+            });
+        }
+        None
     }
 }
 
@@ -256,14 +350,15 @@ fn equal_values<'a>(
 /// label values.
 pub struct Inhibitor<'a> {
     by_rule: Vec<(&'a Inhibition, SourcesByEqual<'a>)>,
+    policy: &'a Policy,
 }
 
 type SourcesByEqual<'a> = HashMap<Vec<Option<&'a str>>, Vec<&'a BTreeMap<String, String>>>;
 
 impl Inhibitor<'_> {
-    /// Whether a notification for `labels` is muted at `now`: by an active silence, or by a
-    /// firing alert other than itself (matched on its full label set, a `*` rule's series
-    /// labels included) that an inhibit rule names as a source.
+    /// Whether a notification for `labels` is muted at `now`: by an active silence, by its
+    /// route's time intervals, or by a firing alert other than itself (matched on its full
+    /// label set, a `*` rule's series labels included) that an inhibit rule names as a source.
     pub fn muted(
         &self,
         labels: &BTreeMap<String, String>,
@@ -275,6 +370,9 @@ impl Inhibitor<'_> {
                 comment: s.comment.clone(),
                 ends_at: s.ends_at,
             });
+        }
+        if let Some(muted) = self.policy.muted_by_time(labels, now) {
+            return Some(muted);
         }
         for (rule, sources) in &self.by_rule {
             if !matches(&rule.target_match, labels) {

@@ -270,6 +270,10 @@ pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::
             )));
         }
     }
+    let mut file = file;
+    file.policy
+        .compile_intervals()
+        .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
     if let Some(review) = &file.policy.review {
         if let Err(e) = review.quiet() {
             return Err(Error::Config(format!("{origin}: policy.review: {e}")));

@@ -260,11 +260,32 @@ pub const EXPIRED_KEPT_DAYS: i64 = 5;
 pub const AUDIT_MAX: usize = 2_000;
 
 /// The silences object.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SilencesFile {
-    pub version: u32,
     pub silences: Vec<Silence>,
     pub audit: Vec<Change>,
+    /// Entries that could not be read, written back as they were: an edit of the object never
+    /// drops what someone wrote by hand.
+    pub unreadable: Vec<Value>,
+}
+
+/// The version of the object written.
+pub const VERSION: u32 = 1;
+
+impl Serialize for SilencesFile {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeMap};
+        let mut list = Vec::with_capacity(self.silences.len() + self.unreadable.len());
+        for silence in &self.silences {
+            list.push(serde_json::to_value(silence).map_err(S::Error::custom)?);
+        }
+        list.extend(self.unreadable.iter().cloned());
+        let mut map = s.serialize_map(Some(3))?;
+        map.serialize_entry("version", &VERSION)?;
+        map.serialize_entry("silences", &list)?;
+        map.serialize_entry("audit", &self.audit)?;
+        map.end()
+    }
 }
 
 /// The silences of `text` that can be read, and why each other one cannot. A text that is
@@ -288,18 +309,22 @@ pub fn parse(text: &str) -> Result<(SilencesFile, Vec<String>), String> {
         _ => return Err("neither a list of silences nor an object with `silences`".to_owned()),
     };
     let mut silences = Vec::new();
+    let mut unreadable = Vec::new();
     let mut skipped = Vec::new();
     for (i, s) in list.into_iter().enumerate() {
-        match serde_json::from_value::<Silence>(s) {
+        match serde_json::from_value::<Silence>(s.clone()) {
             Ok(s) => silences.push(s),
-            Err(e) => skipped.push(format!("silences[{i}]: {e}")),
+            Err(e) => {
+                skipped.push(format!("silences[{i}]: {e}"));
+                unreadable.push(s);
+            }
         }
     }
     Ok((
         SilencesFile {
-            version: 1,
             silences,
             audit,
+            unreadable,
         },
         skipped,
     ))
@@ -431,6 +456,7 @@ mod tests {
         assert_eq!(file.silences.len(), 1, "{skipped:?}");
         assert_eq!(skipped.len(), 2, "{skipped:?}");
         assert!(skipped[0].starts_with("silences[1]"), "{skipped:?}");
+        assert_eq!(file.unreadable.len(), 2, "kept to be written back");
         assert!(parse("not json").is_err());
         assert!(parse("{\"silences\": 3}").is_err());
         // What a write produces reads back the same.

@@ -1038,3 +1038,79 @@ async fn an_unreadable_silence_never_stops_the_paging() {
         );
     }
 }
+
+/// A route muted out of hours (Alertmanager's `mute_time_intervals`): the alert that fires at
+/// night sends nothing, keeps firing, and pages at the first run of the working day.
+#[tokio::test]
+async fn a_route_muted_out_of_hours_pages_when_the_day_starts() {
+    let rules = format!(
+        "policy:\n  time_intervals:\n    - name: night\n      time_intervals:\n        - {{times: [{{start_time: \"00:00\", end_time: \"08:00\"}}], location: Europe/Berlin}}\n  routes:\n    - {{match: {{team: checkout}}, topic_arn: \"{DEFAULT_TOPIC}\", mute_time_intervals: [night]}}\n{RULES}"
+    );
+    let (notifier, store) = (RecordingNotifier::default(), MemoryStore::default());
+    let cfg = config(&store, &rules, &[]).await;
+    let mut reader = SeriesReader::default();
+    // 06:50 UTC is 07:50 in Berlin (winter): muted; 07:00 UTC is 08:00: the day has begun.
+    let mut outs = Vec::new();
+    for (i, at) in [
+        "2026-11-25T06:50:00Z",
+        "2026-11-25T06:55:00Z",
+        "2026-11-25T07:00:00Z",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let at = t(at);
+        latency(&mut reader, "api", at, true);
+        let ev = json!({"vigil": "scheduled", "scheduled_time": at.to_rfc3339(), "attempt": "1"});
+        let out = handle_event(
+            &reader,
+            &notifier,
+            &store,
+            &cfg,
+            &ev,
+            &call(&format!("r{i}"), at),
+        )
+        .await
+        .expect("run");
+        outs.push(out);
+    }
+    assert_eq!(outs[0]["rules"][0]["state"], "firing");
+    assert_eq!(
+        outs[0]["rules"][0]["muted"]["muted_by"], "time_interval",
+        "{}",
+        outs[0]
+    );
+    assert_eq!(outs[0]["rules"][0]["muted"]["interval"], "night");
+    assert_eq!(outs[1]["rules"][0]["muted"]["muted_by"], "time_interval");
+    assert_eq!(subjects(&notifier).len(), 1, "one page, at 08:00 in Berlin");
+    assert_eq!(
+        outs[2]["sent"].as_object().map(|s| s.len()),
+        Some(1),
+        "sent by the first run of the day: {}",
+        outs[2]
+    );
+}
+
+/// A route to an interval that is not defined, or an interval that cannot hold, fails the
+/// load with its place.
+#[test]
+fn unknown_or_invalid_time_intervals_are_load_errors() {
+    for (policy, want) in [
+        (
+            format!(
+                "policy:\n  routes:\n    - {{match: {{team: x}}, topic_arn: \"{DEFAULT_TOPIC}\", mute_time_intervals: [nope]}}\n"
+            ),
+            "no time interval named \"nope\"",
+        ),
+        (
+            "policy:\n  time_intervals:\n    - {name: n, time_intervals: [{weekdays: [funday]}]}\n"
+                .to_owned(),
+            "policy.time_intervals[0]: n: time_intervals[0]: weekdays",
+        ),
+    ] {
+        let err = vigil_alert::rules::load_file("r.yaml", &format!("{policy}{RULES}"))
+            .expect_err(&policy)
+            .to_string();
+        assert!(err.contains(want), "{err}");
+    }
+}
