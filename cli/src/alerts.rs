@@ -18,6 +18,9 @@ pub enum Standing {
     Firing,
     /// Firing, and muted by a silence in force now.
     Silenced,
+    /// Firing and never notified: inhibited by another alert, or outside its route's time
+    /// intervals (it notifies once neither holds).
+    Muted,
     /// The condition holds; `for` has not passed yet.
     Pending,
 }
@@ -67,10 +70,11 @@ pub fn list(state: &StateFile, silences: &[Silence], now: DateTime<Utc>) -> Vec<
             .entry("alertname".to_owned())
             .or_insert(alert.clone());
         let silence = silencing(silences, &labels, now);
-        let standing = match (a.phase, silence) {
-            (Phase::Pending, _) => Standing::Pending,
-            (Phase::Firing, Some(_)) => Standing::Silenced,
-            (Phase::Firing, None) => Standing::Firing,
+        let standing = match (a.phase, silence, a.notified_at) {
+            (Phase::Pending, _, _) => Standing::Pending,
+            (Phase::Firing, Some(_), _) => Standing::Silenced,
+            (Phase::Firing, None, None) => Standing::Muted,
+            (Phase::Firing, None, Some(_)) => Standing::Firing,
         };
         out.push(Listed {
             alert,
@@ -97,10 +101,10 @@ pub fn list(state: &StateFile, silences: &[Silence], now: DateTime<Utc>) -> Vec<
         out.push(Listed {
             alert: name_.clone(),
             source: Source::Alarm,
-            standing: if silence.is_some() {
-                Standing::Silenced
-            } else {
-                Standing::Firing
+            standing: match (silence, a.notified) {
+                (Some(_), _) => Standing::Silenced,
+                (None, false) => Standing::Muted,
+                (None, true) => Standing::Firing,
             },
             labels,
             active_since: since,

@@ -69,7 +69,7 @@ enum Command {
         /// Also list the episodes that ended in the last --since.
         #[arg(long)]
         history: bool,
-        #[arg(long, default_value = "7d")]
+        #[arg(long, default_value = "7d", requires = "history")]
         since: String,
     },
 }
@@ -106,21 +106,26 @@ impl Locations {
         }
     }
 
-    /// The silences object, when one is named.
+    /// The silences object, when one is named: `--silences`, else `--bucket`'s, else
+    /// `VIGIL_SILENCES`, else `VIGIL_BUCKET`'s. What is given on the command line wins.
     fn silences(&self) -> Result<Option<StateLocation>, Fatal> {
-        let named = self
-            .silences
-            .clone()
-            .or_else(|| std::env::var("VIGIL_SILENCES").ok())
-            .filter(|s| !s.trim().is_empty());
-        match (named, self.bucket()) {
-            (Some(s), _) => Self::s3("silences", &s).map(Some),
-            (None, Some(bucket)) => Ok(Some(StateLocation {
-                bucket,
-                key: "config/silences.json".to_owned(),
-            })),
-            (None, None) => Ok(None),
+        let of_bucket = |bucket: String| StateLocation {
+            bucket,
+            key: "config/silences.json".to_owned(),
+        };
+        if let Some(s) = &self.silences {
+            return Self::s3("silences", s).map(Some);
         }
+        if let Some(bucket) = self.bucket.clone().filter(|b| !b.trim().is_empty()) {
+            return Ok(Some(of_bucket(bucket)));
+        }
+        if let Some(s) = std::env::var("VIGIL_SILENCES")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+        {
+            return Self::s3("silences", &s).map(Some);
+        }
+        Ok(self.bucket().map(of_bucket))
     }
 
     fn required_silences(&self) -> Result<StateLocation, Fatal> {
@@ -851,7 +856,14 @@ async fn silence(command: SilenceCommand, json: bool, style: Style) -> Result<bo
                 created_by: author.unwrap_or_else(user),
                 comment,
             };
-            let s = silences::add(&s3, &location, new, now).await?;
+            let id = silences::new_id(now, &new);
+            let s = silences::add(&s3, &location, id.clone(), new, now)
+                .await
+                .map_err(|e| {
+                    Fatal(format!(
+                        "{e}; the silence {id} may have been written all the same: `vigil silence list` shows it"
+                    ))
+                })?;
             if json {
                 print_json(&json!({"id": s.id, "silence": s, "location": location.to_string()}));
             } else {
@@ -926,9 +938,26 @@ async fn alerts(
     let s3 = S3Store::from_conf(&conf);
     let now = Utc::now();
     let state_at = at.state()?;
-    let (state, _) = vigil_alert::outbox::load_state(&s3, &state_at, now).await?;
+    let (state, tag) = vigil_alert::outbox::load_state(&s3, &state_at, now).await?;
+    if tag.is_none() {
+        return Err(Fatal(format!(
+            "{state_at}: no alert state there (has the alert function run, with this bucket?)"
+        )));
+    }
     let in_force = match at.silences()? {
-        Some(location) => silences::load(&s3, &location).await?.0.silences,
+        // As the function does: silences it cannot read mute nothing.
+        Some(location) => match silences::load(&s3, &location).await {
+            Ok((file, skipped)) => {
+                for why in &skipped {
+                    eprintln!("vigil: warning: {location}: {why} (the function skips it)");
+                }
+                file.silences
+            }
+            Err(e) => {
+                eprintln!("vigil: warning: {location}: {e} (the function applies no silence)");
+                Vec::new()
+            }
+        },
         None => Vec::new(),
     };
     let listed = vigil_cli::alerts::list(&state, &in_force, now);
@@ -945,6 +974,19 @@ async fn alerts(
         print_json(&value);
         return Ok(true);
     }
+    if let Some(at) = state.evaluated_at {
+        let age = (now - at).num_seconds().max(0);
+        let line = format!("evaluated {} ago, at {}", human(age), at.to_rfc3339());
+        // The schedule runs every minute; a state minutes old means the runs stopped.
+        if age > 900 {
+            println!(
+                "{}",
+                style.warn(&format!("{line}: the evaluations have stopped"))
+            );
+        } else {
+            println!("{line}");
+        }
+    }
     if listed.is_empty() {
         println!("{}", style.ok("nothing firing or pending"));
     }
@@ -959,6 +1001,7 @@ async fn alerts(
             vigil_cli::alerts::Standing::Firing => style.warn("firing  "),
             vigil_cli::alerts::Standing::Silenced => "silenced".to_owned(),
             vigil_cli::alerts::Standing::Pending => "pending ".to_owned(),
+            vigil_cli::alerts::Standing::Muted => "muted   ".to_owned(),
         };
         println!(
             "{standing}  {}  since {} ({}){}  {}{}",

@@ -20,9 +20,17 @@ use vigil_shared::{Error, ObjectStore, Result};
 fn parse_file(bytes: &[u8]) -> Result<SilencesFile> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| Error::Config(format!("the silences object is not UTF-8: {e}")))?;
-    silence::parse(text)
-        .map(|(file, _)| file)
-        .map_err(|e| Error::Config(format!("the silences object: {e}")))
+    let (file, _) =
+        silence::parse(text).map_err(|e| Error::Config(format!("the silences object: {e}")))?;
+    if file.version > silence::VERSION {
+        return Err(Error::Config(format!(
+            "the silences object was written by a newer vigil (version {}; this one writes {}): \
+             upgrade vigil before editing it",
+            file.version,
+            silence::VERSION
+        )));
+    }
+    Ok(file)
 }
 
 /// The silences object as it is, and why any entry of it cannot be read.
@@ -50,7 +58,7 @@ pub struct NewSilence {
 }
 
 /// A silence's id: 16 hexadecimal digits from the time, the process and what it silences.
-fn new_id(now: DateTime<Utc>, new: &NewSilence) -> String {
+pub fn new_id(now: DateTime<Utc>, new: &NewSilence) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     now.timestamp_nanos_opt().unwrap_or_default().hash(&mut h);
     std::process::id().hash(&mut h);
@@ -66,6 +74,13 @@ fn new_id(now: DateTime<Utc>, new: &NewSilence) -> String {
 pub fn check(new: &NewSilence, now: DateTime<Utc>) -> std::result::Result<(), String> {
     if new.matchers.is_empty() {
         return Err("a silence needs at least one matcher (alertname=...)".to_owned());
+    }
+    // As Alertmanager: matchers that all match an empty value would silence every alert.
+    if new.matchers.iter().all(|m| m.matches(&BTreeMap::new())) {
+        return Err(
+            "these matchers match every alert (each matches an empty value): name one that must hold, such as alertname=..."
+                .to_owned(),
+        );
     }
     if new.comment.trim().is_empty() {
         return Err("a silence needs a comment: why, and what to check before it ends".to_owned());
@@ -83,16 +98,17 @@ pub fn check(new: &NewSilence, now: DateTime<Utc>) -> std::result::Result<(), St
     Ok(())
 }
 
-/// Adds a silence and returns it with its id.
+/// Adds a silence under `id` ([`new_id`]) and returns it.
 pub async fn add(
     store: &impl ObjectStore,
     at: &StateLocation,
+    id: String,
     new: NewSilence,
     now: DateTime<Utc>,
 ) -> Result<Silence> {
     check(&new, now).map_err(Error::InvalidInput)?;
     let silence = Silence {
-        id: new_id(now, &new),
+        id,
         matchers: new.matchers,
         starts_at: Some(new.starts_at.unwrap_or(now)),
         ends_at: new.ends_at,
@@ -102,6 +118,7 @@ pub async fn add(
     };
     let by = silence.created_by.clone();
     cas::update(store, at, "silences", None, parse_file, |file| {
+        file.assign_ids();
         if !file.silences.iter().any(|s| s.id == silence.id) {
             file.add(silence.clone(), &by, now);
         }
@@ -135,6 +152,7 @@ pub async fn expire(
 ) -> Result<BTreeMap<String, Expired>> {
     let mut merged: BTreeMap<String, Expired> = BTreeMap::new();
     cas::update(store, at, "silences", None, parse_file, |file| {
+        file.assign_ids();
         for id in ids {
             let result = match file.expire(id, by, now) {
                 Ok(true) => Expired::Now,
@@ -216,6 +234,23 @@ mod tests {
         let mut n = new("ann", "A", now);
         n.ends_at = now;
         assert!(check(&n, now).is_err());
+        for everything in ["alertname=~\".*\"", "team=\"\""] {
+            let mut n = new("ann", "A", now);
+            n.matchers = vec![Matcher::parse(everything).expect("matcher")];
+            assert!(
+                check(&n, now)
+                    .expect_err(everything)
+                    .contains("every alert"),
+                "{everything}"
+            );
+        }
+        let mut n = new("ann", "A", now);
+        n.matchers
+            .push(Matcher::parse("team!=\"\"").expect("matcher"));
+        assert!(
+            check(&n, now).is_ok(),
+            "one matcher that must hold is enough"
+        );
     }
 
     /// Silences added at once by many people, on a store that throttles and loses the answers
@@ -243,9 +278,10 @@ mod tests {
                 async move {
                     let mut n = new(who, who, now);
                     n.comment = format!("{who}: {seed}");
-                    // A failed command is run again by its user, as Lambda would retry.
+                    let id = new_id(now, &n);
+                    // A command that failed is run again with the id it printed.
                     loop {
-                        if let Ok(s) = add(store, &at(), n.clone(), now).await {
+                        if let Ok(s) = add(store, &at(), id.clone(), n.clone(), now).await {
                             return s;
                         }
                     }
@@ -275,11 +311,70 @@ mod tests {
         assert_eq!((lost, doubled), (0, 0));
     }
 
+    /// A silence written by hand gets an id at the first edit, so it can be expired; what the
+    /// command cannot read stays as it was; an object from a newer vigil is not rewritten.
+    #[tokio::test]
+    async fn hand_written_and_newer_objects_are_kept() {
+        let store = MemoryStore::default();
+        let now = t("2026-11-25T08:00:00Z");
+        let hand = r#"{"version": 1, "owner": "platform", "silences": [
+            {"matchers": {"alertname": "A"}, "ends_at": "2026-11-25T10:00:00Z", "comment": "by hand"},
+            {"matchers": ["team=~\"(\""], "ends_at": "2026-11-25T10:00:00Z"}],
+            "audit": [{"at": "2026-11-25T07:00:00Z", "by": "x", "action": "rename", "id": "q"}]}"#;
+        store
+            .put(
+                "b",
+                "config/silences.json",
+                hand.as_bytes().to_vec(),
+                "application/json",
+            )
+            .await
+            .expect("put");
+        let n = new("ann", "B", now);
+        add(&store, &at(), new_id(now, &n), n, now)
+            .await
+            .expect("add");
+        let (file, skipped) = load(&store, &at()).await.expect("load");
+        assert_eq!(skipped.len(), 1, "the broken one, kept: {skipped:?}");
+        assert_eq!(file.unreadable.len(), 1);
+        assert_eq!(
+            file.unreadable_audit.len(),
+            1,
+            "the change it does not know"
+        );
+        assert_eq!(file.extra["owner"], "platform");
+        let by_hand = file
+            .silences
+            .iter()
+            .find(|s| s.comment == "by hand")
+            .expect("kept");
+        assert_eq!(by_hand.id.len(), 16, "given an id");
+        let got = expire(&store, &at(), std::slice::from_ref(&by_hand.id), "bob", now)
+            .await
+            .expect("expire");
+        assert_eq!(got[&by_hand.id], Expired::Now);
+        store
+            .put(
+                "b",
+                "config/silences.json",
+                br#"{"version": 9, "silences": []}"#.to_vec(),
+                "application/json",
+            )
+            .await
+            .expect("put");
+        let n = new("ann", "C", now);
+        let err = add(&store, &at(), new_id(now, &n), n, now)
+            .await
+            .expect_err("newer");
+        assert!(err.to_string().contains("newer vigil"), "{err}");
+    }
+
     #[tokio::test]
     async fn expiring_ends_a_silence_once_and_names_unknown_ids() {
         let store = MemoryStore::default();
         let now = t("2026-11-25T08:00:00Z");
-        let s = add(&store, &at(), new("ann", "A", now), now)
+        let n = new("ann", "A", now);
+        let s = add(&store, &at(), new_id(now, &n), n, now)
             .await
             .expect("add");
         let later = now + chrono::Duration::minutes(30);
@@ -298,7 +393,8 @@ mod tests {
         assert_eq!(standing(&file.silences[0], later), "expired");
         // Five days after it ended, the next change prunes it, in the audit trail.
         let week = later + chrono::Duration::days(6);
-        add(&store, &at(), new("cy", "B", week), week)
+        let n = new("cy", "B", week);
+        add(&store, &at(), new_id(week, &n), n, week)
             .await
             .expect("add");
         let (file, _) = load(&store, &at()).await.expect("load");

@@ -54,20 +54,29 @@ async fn policy_and_silences(
     policy.check_topics(&origin, &config.allowed_topics)?;
     let silences: Vec<Silence> = match &config.silences {
         None => Vec::new(),
-        Some(source) => match source.read_optional(store).await? {
-            None => Vec::new(),
-            Some(text) => readable_silences(&source.to_string(), &text, Utc::now()),
+        Some(source) => match source.read_optional(store).await {
+            Ok(None) => Vec::new(),
+            Ok(Some(text)) => readable_silences(&source.to_string(), Ok(&text), Utc::now()),
+            // Throttling or a dropped connection: the retry reads them.
+            Err(e) if e.is_retryable() => return Err(e),
+            // Denied, or not text: no silence applies, and the paging goes on.
+            Err(e) => readable_silences(&source.to_string(), Err(e.to_string()), Utc::now()),
         },
     };
     Ok((rules, policy, silences))
 }
 
 /// The silences of the silences object that can be read. One that cannot (a broken
-/// expression), or the whole object when it is not JSON, is skipped with a logged warning and
-/// counted (`Vigil` / `SilencesUnreadable`): a typo in a silence must never stop the paging.
-fn readable_silences(origin: &str, text: &str, now: DateTime<Utc>) -> Vec<Silence> {
-    let (silences, skipped) = match crate::silence::parse(text) {
-        Ok((file, skipped)) => (file.silences, skipped),
+/// expression), or the whole object when it cannot be read or is not JSON, is skipped with a
+/// logged warning and counted (`Vigil` / `SilencesUnreadable`): a typo in a silence, or a role
+/// denied the object, must never stop the paging.
+fn readable_silences(
+    origin: &str,
+    text: std::result::Result<&str, String>,
+    now: DateTime<Utc>,
+) -> Vec<Silence> {
+    let (silences, skipped) = match text.and_then(crate::silence::parse_silences) {
+        Ok(read) => read,
         Err(e) => (Vec::new(), vec![e]),
     };
     for why in &skipped {

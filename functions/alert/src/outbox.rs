@@ -291,6 +291,13 @@ impl StateFile {
                 None => now - group.since >= wait,
                 Some(last) => now - last >= interval,
             };
+            // A group with a firing member waits out its route's mute window, as a lone
+            // alert does: its members were queued before it began, and go once it has ended.
+            let ready = ready
+                && !group.pending.iter().any(|o| {
+                    o.status == crate::state::Status::Firing
+                        && policy.muted_by_time(&o.labels, now).is_some()
+                });
             if ready {
                 group.last_sent = Some(now);
                 due.push((key.clone(), std::mem::take(&mut group.pending)));

@@ -299,8 +299,19 @@ impl Policy {
         Ok(())
     }
 
-    fn interval(&self, name: &str) -> Option<&crate::time_interval::TimeInterval> {
-        self.intervals.iter().find(|i| i.name == name)
+    /// The interval `name`, checked at load; for a policy built otherwise, checked now.
+    fn interval(
+        &self,
+        name: &str,
+    ) -> Option<std::borrow::Cow<'_, crate::time_interval::TimeInterval>> {
+        if let Some(i) = self.intervals.iter().find(|i| i.name == name) {
+            return Some(std::borrow::Cow::Borrowed(i));
+        }
+        self.time_intervals
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| crate::time_interval::TimeInterval::new(s).ok())
+            .map(std::borrow::Cow::Owned)
     }
 
     /// Whether the route of `labels` mutes at `now`: one of its mute intervals holds, or it

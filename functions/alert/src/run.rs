@@ -214,7 +214,11 @@ fn step(
         };
         let mut muted = None;
         if let Some((key, t)) = owed {
-            muted = inhibitor.muted(labels, silences, at);
+            // The resolved message of an episode whose firing was sent is never muted: the
+            // receivers close what they opened (a PagerDuty incident, a ticket).
+            if !matches!(t, Transition::Resolved { .. }) {
+                muted = inhibitor.muted(labels, silences, at);
+            }
             if muted.is_none() && !known.contains(&key) {
                 if let Some(s) = next.as_mut() {
                     if s.notified_at.is_some() {

@@ -72,7 +72,7 @@ impl Matcher {
         if name.is_empty()
             || !name
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+                .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c))
         {
             return Err(format!("{name:?} is not a label name"));
         }
@@ -101,7 +101,7 @@ impl Matcher {
     }
 
     /// `name=value`, `name!=value`, `name=~regex`, `name!~regex`; the value may be quoted
-    /// (`service=~"check.*"`), as amtool takes it.
+    /// (`service=~"check.*"`), with `\\` and `\"` inside the quotes, as amtool takes it.
     pub fn parse(text: &str) -> Result<Self, String> {
         let at = text
             .find(['=', '!'])
@@ -119,11 +119,13 @@ impl Matcher {
             return Err(format!("{text:?} is not name=value (or !=, =~, !~)"));
         };
         let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
-        Self::new(name.trim(), op, value)
+        let value = match value.strip_prefix('"') {
+            Some(quoted) => unquote(quoted).ok_or_else(|| {
+                format!("{text:?}: a quoted value must end at its closing \" (write \\\" for a quote inside)")
+            })?,
+            None => value.to_owned(),
+        };
+        Self::new(name.trim(), op, &value)
     }
 
     /// Whether `labels` satisfy the matcher; a missing label is the empty string.
@@ -140,13 +142,31 @@ impl Matcher {
     }
 }
 
+/// The text of a quoted value after its opening quote, unescaped (`\\` and `\"`), when it
+/// ends at its closing quote.
+fn unquote(rest: &str) -> Option<String> {
+    let mut out = String::with_capacity(rest.len());
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?),
+            '"' => return chars.next().is_none().then_some(out),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
 impl fmt::Display for Matcher {
+    /// As [`Matcher::parse`] reads it back: the value quoted, `\` and `"` escaped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}{:?}", self.name, self.op.as_str(), self.value)
+        let escaped = self.value.replace('\\', "\\\\").replace('"', "\\\"");
+        write!(f, "{}{}\"{escaped}\"", self.name, self.op.as_str())
     }
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MatcherRepr {
     name: String,
     #[serde(default = "equal")]
@@ -201,8 +221,8 @@ fn matchers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Matcher>, D::Error> {
 }
 
 /// A silence: alerts matching every matcher send nothing from `starts_at` until `ends_at`.
+/// Fields it does not know are ignored, so a silence written by a newer `vigil` still mutes.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Silence {
     /// Set by `vigil silence add`; a hand-written silence may have none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -262,11 +282,16 @@ pub const AUDIT_MAX: usize = 2_000;
 /// The silences object.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SilencesFile {
+    /// The version that wrote it (0: a plain list, or no object yet).
+    pub version: u32,
     pub silences: Vec<Silence>,
     pub audit: Vec<Change>,
     /// Entries that could not be read, written back as they were: an edit of the object never
-    /// drops what someone wrote by hand.
+    /// drops what someone wrote by hand, or what a newer version wrote.
     pub unreadable: Vec<Value>,
+    pub unreadable_audit: Vec<Value>,
+    /// Other top-level fields, kept.
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// The version of the object written.
@@ -280,37 +305,42 @@ impl Serialize for SilencesFile {
             list.push(serde_json::to_value(silence).map_err(S::Error::custom)?);
         }
         list.extend(self.unreadable.iter().cloned());
-        let mut map = s.serialize_map(Some(3))?;
-        map.serialize_entry("version", &VERSION)?;
+        let mut audit = Vec::with_capacity(self.audit.len() + self.unreadable_audit.len());
+        audit.extend(self.unreadable_audit.iter().cloned());
+        for change in &self.audit {
+            audit.push(serde_json::to_value(change).map_err(S::Error::custom)?);
+        }
+        let mut map = s.serialize_map(Some(3 + self.extra.len()))?;
+        for (k, v) in &self.extra {
+            map.serialize_entry(k, v)?;
+        }
+        map.serialize_entry("version", &VERSION.max(self.version))?;
         map.serialize_entry("silences", &list)?;
-        map.serialize_entry("audit", &self.audit)?;
+        map.serialize_entry("audit", &audit)?;
         map.end()
     }
 }
 
-/// The silences of `text` that can be read, and why each other one cannot. A text that is
-/// not JSON at all is an error.
-pub fn parse(text: &str) -> Result<(SilencesFile, Vec<String>), String> {
-    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let (list, audit) = match value {
-        Value::Array(list) => (list, Vec::new()),
+/// The list of silences of a parsed object, and the object's other fields.
+fn split(value: Value) -> Result<(Vec<Value>, serde_json::Map<String, Value>), String> {
+    match value {
+        Value::Array(list) => Ok((list, serde_json::Map::new())),
         Value::Object(mut o) => {
             let list = match o.remove("silences") {
                 Some(Value::Array(l)) => l,
                 None | Some(Value::Null) => Vec::new(),
                 Some(_) => return Err("`silences` is not a list".to_owned()),
             };
-            let audit: Vec<Change> = match o.remove("audit") {
-                Some(a) => serde_json::from_value(a).map_err(|e| format!("audit: {e}"))?,
-                None => Vec::new(),
-            };
-            (list, audit)
+            Ok((list, o))
         }
-        _ => return Err("neither a list of silences nor an object with `silences`".to_owned()),
-    };
-    let mut silences = Vec::new();
-    let mut unreadable = Vec::new();
-    let mut skipped = Vec::new();
+        _ => Err("neither a list of silences nor an object with `silences`".to_owned()),
+    }
+}
+
+type Read = (Vec<Silence>, Vec<Value>, Vec<String>);
+
+fn read_silences(list: Vec<Value>) -> Read {
+    let (mut silences, mut unreadable, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for (i, s) in list.into_iter().enumerate() {
         match serde_json::from_value::<Silence>(s.clone()) {
             Ok(s) => silences.push(s),
@@ -320,11 +350,52 @@ pub fn parse(text: &str) -> Result<(SilencesFile, Vec<String>), String> {
             }
         }
     }
+    (silences, unreadable, skipped)
+}
+
+/// What the function needs: the silences of `text` that can be read, and why each other one
+/// cannot; the audit trail and every other field are not read.
+pub fn parse_silences(text: &str) -> Result<(Vec<Silence>, Vec<String>), String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let (list, _) = split(value)?;
+    let (silences, _, skipped) = read_silences(list);
+    Ok((silences, skipped))
+}
+
+/// The whole object, as `vigil silence` edits it: what cannot be read is kept as it is, to be
+/// written back. A text that is not JSON at all is an error.
+pub fn parse(text: &str) -> Result<(SilencesFile, Vec<String>), String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let (list, mut extra) = split(value)?;
+    let version = match extra.remove("version") {
+        None => 0,
+        Some(v) => v
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| format!("`version` {v} is not a version number"))?,
+    };
+    let (mut audit, mut unreadable_audit) = (Vec::new(), Vec::new());
+    match extra.remove("audit") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(changes)) => {
+            for c in changes {
+                match serde_json::from_value::<Change>(c.clone()) {
+                    Ok(change) => audit.push(change),
+                    Err(_) => unreadable_audit.push(c),
+                }
+            }
+        }
+        Some(_) => return Err("`audit` is not a list".to_owned()),
+    }
+    let (silences, unreadable, skipped) = read_silences(list);
     Ok((
         SilencesFile {
+            version,
             silences,
             audit,
             unreadable,
+            unreadable_audit,
+            extra,
         },
         skipped,
     ))
@@ -388,9 +459,27 @@ impl SilencesFile {
         n
     }
 
+    /// Gives every silence written by hand without an id one, from what it is, so that it
+    /// can be expired by id.
+    pub fn assign_ids(&mut self) {
+        use std::hash::{Hash, Hasher};
+        for s in self.silences.iter_mut().filter(|s| s.id.is_empty()) {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for m in &s.matchers {
+                m.to_string().hash(&mut h);
+            }
+            s.starts_at.hash(&mut h);
+            s.ends_at.hash(&mut h);
+            s.created_by.hash(&mut h);
+            s.comment.hash(&mut h);
+            s.id = format!("{:016x}", h.finish());
+        }
+    }
+
     fn trim(&mut self) {
-        if self.audit.len() > AUDIT_MAX {
-            let drop = self.audit.len() - AUDIT_MAX;
+        let readable = AUDIT_MAX.saturating_sub(self.unreadable_audit.len());
+        if self.audit.len() > readable {
+            let drop = self.audit.len() - readable;
             self.audit.drain(..drop);
         }
     }
@@ -435,6 +524,15 @@ mod tests {
         let m = Matcher::parse("service=~\"check.*\"").expect("m");
         assert_eq!(m.to_string(), "service=~\"check.*\"");
         assert_eq!(Matcher::parse(&m.to_string()).expect("again"), m);
+        // amtool's escapes inside quotes, and what is printed reads back the same.
+        let m = Matcher::parse(r#"path=~"a\\.b\"c""#).expect("escaped");
+        assert_eq!(m.value, r#"a\.b"c"#);
+        assert_eq!(Matcher::parse(&m.to_string()).expect("again"), m);
+        assert!(
+            Matcher::parse(r#"a="x"y""#).is_err(),
+            "a quote inside, unescaped"
+        );
+        assert!(Matcher::parse("le:bucket=0.5").is_ok(), "a colon in a name");
     }
 
     #[test]
@@ -458,6 +556,11 @@ mod tests {
         assert!(skipped[0].starts_with("silences[1]"), "{skipped:?}");
         assert_eq!(file.unreadable.len(), 2, "kept to be written back");
         assert!(parse("not json").is_err());
+        // An audit entry of a newer version never disables the silences.
+        let newer = r#"{"silences": [{"id": "a", "matchers": ["x=1"], "ends_at": "2026-11-25T10:00:00Z", "note": "new"}],
+            "audit": [{"action": "rename"}]}"#;
+        assert_eq!(parse_silences(newer).expect("reads").0.len(), 1);
+        assert_eq!(parse(newer).expect("reads").0.unreadable_audit.len(), 1);
         assert!(parse("{\"silences\": 3}").is_err());
         // What a write produces reads back the same.
         let text = serde_json::to_string(&file).expect("json");

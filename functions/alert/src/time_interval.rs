@@ -82,14 +82,16 @@ pub struct TimeInterval {
     entries: Vec<Interval>,
 }
 
+/// Alertmanager's order: a week runs from Sunday, so `sunday:saturday` is every day and
+/// `saturday:sunday` runs backwards.
 const WEEKDAYS: [&str; 7] = [
+    "sunday",
     "monday",
     "tuesday",
     "wednesday",
     "thursday",
     "friday",
     "saturday",
-    "sunday",
 ];
 const MONTHS: [&str; 12] = [
     "january",
@@ -119,6 +121,30 @@ fn minutes(text: &str) -> Result<u32, String> {
         return Err(format!("{text:?} is not a time of day"));
     }
     Ok(h * 60 + m)
+}
+
+/// A day of the month, or a range of them: `1:7`, `-3:-1` (from the end), or mixed, `15:-1`,
+/// which Alertmanager checks against a 30-day month and clamps to the month at match time.
+fn days(text: &str) -> Result<(i32, i32), String> {
+    let one = |s: &str| {
+        s.trim()
+            .parse::<i32>()
+            .ok()
+            .filter(|n| *n != 0 && (-31..=31).contains(n))
+            .ok_or_else(|| format!("{s:?} is not a day of the month (1 to 31, or -1 to -31)"))
+    };
+    let (a, b) = match text.split_once(':') {
+        Some((a, b)) => (one(a)?, one(b)?),
+        None => {
+            let v = one(text)?;
+            (v, v)
+        }
+    };
+    let on_thirty = |d: i32| if d < 0 { 31 + d } else { d };
+    if on_thirty(a) > on_thirty(b) {
+        return Err(format!("{text:?}: the range runs backwards"));
+    }
+    Ok((a, b))
 }
 
 /// `a` or `a:b`, each side read by `one`.
@@ -177,23 +203,7 @@ impl Interval {
         let days_of_month = spec
             .days_of_month
             .iter()
-            .map(|d| {
-                let (a, b) = range(d, |s| {
-                    s.parse::<i32>()
-                        .ok()
-                        .filter(|n| *n != 0 && (-31..=31).contains(n))
-                        .ok_or_else(|| {
-                            format!("{s:?} is not a day of the month (1 to 31, or -1 to -31)")
-                        })
-                })
-                .map_err(|e| format!("days_of_month: {e}"))?;
-                if (a < 0) != (b < 0) {
-                    return Err(format!(
-                        "days_of_month: {d:?} mixes days from the start and from the end"
-                    ));
-                }
-                Ok((a, b))
-            })
+            .map(|d| days(d).map_err(|e| format!("days_of_month: {e}")))
             .collect::<Result<_, String>>()?;
         let months = spec
             .months
@@ -230,7 +240,7 @@ impl Interval {
     pub fn contains(&self, at: DateTime<Utc>) -> bool {
         let local = at.with_timezone(&self.location);
         let minute = local.hour() * 60 + local.minute();
-        let weekday = local.weekday().num_days_from_monday();
+        let weekday = local.weekday().num_days_from_sunday();
         let (day, month, year) = (local.day() as i32, local.month(), local.year());
         let days_in_month = days_in(year, month) as i32;
         let in_times =
@@ -242,8 +252,11 @@ impl Interval {
                 .any(|(a, b)| (*a..=*b).contains(&weekday));
         let in_days = self.days_of_month.is_empty()
             || self.days_of_month.iter().any(|(a, b)| {
-                let from_end = |d: i32| if d < 0 { days_in_month + 1 + d } else { d };
-                (from_end(*a)..=from_end(*b)).contains(&day)
+                let resolved = |d: i32| {
+                    let d = if d < 0 { days_in_month + 1 + d } else { d };
+                    d.clamp(1, days_in_month)
+                };
+                (resolved(*a)..=resolved(*b)).contains(&day)
             });
         let in_months =
             self.months.is_empty() || self.months.iter().any(|(a, b)| (*a..=*b).contains(&month));
@@ -338,6 +351,16 @@ mod tests {
             "a leap year's last day"
         );
         assert!(!feb.contains(t("2028-02-28T00:00:00Z")));
+        // Mixed: from the 15th to the last day, whatever the month's length; a week from Sunday.
+        let late = interval(
+            "name: l\ntime_intervals:\n  - days_of_month: [\"15:-1\"]\n    weekdays: [\"sunday:thursday\"]\n",
+        );
+        assert!(
+            late.contains(t("2026-02-15T12:00:00Z")),
+            "a Sunday, the 15th"
+        );
+        assert!(!late.contains(t("2026-02-20T12:00:00Z")), "a Friday");
+        assert!(!late.contains(t("2026-02-08T12:00:00Z")), "the 8th");
         let always = interval("name: a\ntime_intervals:\n  - {}\n");
         assert!(always.contains(t("2026-11-25T08:00:00Z")));
     }
@@ -356,7 +379,8 @@ mod tests {
             ("weekdays: [funday]", "weekdays"),
             ("weekdays: [\"friday:monday\"]", "backwards"),
             ("days_of_month: [\"0\"]", "day of the month"),
-            ("days_of_month: [\"-1:1\"]", "mixes"),
+            ("days_of_month: [\"-1:1\"]", "backwards"),
+            ("weekdays: [\"saturday:sunday\"]", "backwards"),
             ("months: [\"13\"]", "months"),
             ("location: Mars/Olympus", "IANA"),
         ] {

@@ -1114,3 +1114,53 @@ fn unknown_or_invalid_time_intervals_are_load_errors() {
         assert!(err.contains(want), "{err}");
     }
 }
+
+/// A silence added while an alert is firing and notified mutes its repeats, never its
+/// resolution: the receivers close what they opened.
+#[tokio::test]
+async fn a_resolution_is_sent_even_under_a_silence() {
+    let (mut reader, notifier, store) = (
+        SeriesReader::default(),
+        RecordingNotifier::default(),
+        MemoryStore::default(),
+    );
+    let rules = [rule()];
+    latency(&mut reader, "api", t0(), true);
+    run(
+        &reader,
+        &notifier,
+        &store,
+        plan(&rules, &NO_POLICY),
+        &inv("a", t0()),
+    )
+    .await
+    .expect("run");
+    let silences = [Silence {
+        id: "s".into(),
+        matchers: vec![vigil_alert::silence::Matcher::equal(
+            "alertname",
+            "HighLatency",
+        )],
+        starts_at: None,
+        ends_at: t0() + Duration::hours(1),
+        created_by: "on-call".into(),
+        comment: "looking".into(),
+        created_at: None,
+    }];
+    let later = t0() + Duration::minutes(5);
+    latency(&mut reader, "api", later, false);
+    let p = vigil_alert::Plan {
+        silences: &silences,
+        ..plan(&rules, &NO_POLICY)
+    };
+    let out = run(&reader, &notifier, &store, p, &inv("b", later))
+        .await
+        .expect("run");
+    assert_eq!(out.rules[0].transition, Some(Status::Resolved));
+    let statuses: Vec<Option<String>> = notifier
+        .published()
+        .iter()
+        .map(|p| p.attribute("status").map(str::to_owned))
+        .collect();
+    assert_eq!(statuses, [Some("firing".into()), Some("resolved".into())]);
+}
