@@ -61,11 +61,8 @@ pub fn list(state: &StateFile, silences: &[Silence], now: DateTime<Utc>) -> Vec<
         if key == vigil_alert::policy::WATCHDOG {
             continue;
         }
+        let alert = a.alertname(key).to_owned();
         let mut labels = a.labels.clone();
-        let alert = labels
-            .get("alertname")
-            .cloned()
-            .unwrap_or_else(|| key.split('{').next().unwrap_or(key).to_owned());
         labels
             .entry("alertname".to_owned())
             .or_insert(alert.clone());

@@ -18,6 +18,9 @@ use crate::incidents::Incident;
 use crate::sent::Message;
 use crate::sim::{Episode, Replay, ReplayReader, SeriesKey};
 
+/// `1h 5m`-style text of a number of seconds, as the alert function's messages write it.
+pub use vigil_alert::message::human;
+
 /// The history of every series the rules watch, as the function's queries return it.
 pub struct History {
     pub reader: ReplayReader,
@@ -275,21 +278,6 @@ pub fn summarize(
         evaluations: replay.runs.len(),
         get_metric_data_calls: calls,
         rules: out,
-    }
-}
-
-/// `1h 5m`-style text of a number of seconds.
-pub fn human(seconds: i64) -> String {
-    let (d, h, m) = (
-        seconds / 86_400,
-        seconds % 86_400 / 3_600,
-        seconds % 3_600 / 60,
-    );
-    match (d, h, m) {
-        (0, 0, 0) => format!("{seconds}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, h, _) => format!("{d}d {h}h"),
     }
 }
 

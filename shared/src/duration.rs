@@ -18,6 +18,12 @@ impl Span {
     pub fn as_duration(self) -> Duration {
         Duration::from_secs(self.0)
     }
+
+    /// The span as a signed duration for time arithmetic, at most `i64::MAX / 1000` seconds
+    /// (what chrono can hold).
+    pub fn signed(self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::try_from(self.0).unwrap_or(i64::MAX / 1000))
+    }
 }
 
 const UNITS: [(char, u64); 5] = [

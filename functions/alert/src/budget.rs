@@ -16,7 +16,6 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use vigil_shared::Span;
 use vigil_shared::reader::StatQuery;
 
 use crate::slo::{Burn, Lag, counts};
@@ -47,14 +46,10 @@ impl Budget {
     }
 }
 
-fn seconds(s: Span) -> i64 {
-    i64::try_from(s.seconds()).unwrap_or(i64::MAX / 1000)
-}
-
 /// The hours of the window of `burn` that ends at `end` read by the hour: from the first hour
 /// boundary at or after its start to the hour before the last boundary at or before `end`.
 pub fn hours(burn: &Burn, end: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    let start = end.timestamp() - seconds(burn.window);
+    let start = end.timestamp() - burn.window.signed().num_seconds();
     let from = start.div_euclid(HOUR) * HOUR + if start % HOUR == 0 { 0 } else { HOUR };
     let to = end.timestamp().div_euclid(HOUR) * HOUR - HOUR;
     let at = |t: i64| DateTime::from_timestamp(t, 0).unwrap_or(end);
@@ -129,6 +124,7 @@ mod tests {
     use super::*;
     use crate::slo::{Counted, Windows};
     use chrono::Duration;
+    use vigil_shared::Span;
 
     fn burn(counted: Counted) -> Burn {
         Burn {

@@ -51,6 +51,29 @@ pub struct Episode {
     pub pages: Vec<DateTime<Utc>>,
 }
 
+impl Episode {
+    /// The episode of a rule's series `key`, with `labels`, that fired as `state` says and
+    /// ended at `at`.
+    pub fn of_rule(
+        key: &str,
+        labels: &BTreeMap<String, String>,
+        state: &crate::state::AlertState,
+        at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            alert: crate::state::alertname(key, labels).to_owned(),
+            key: key.to_owned(),
+            source: Source::Rule,
+            severity: labels.get("severity").cloned().unwrap_or_default(),
+            labels: labels.clone(),
+            active_since: state.active_since,
+            fired_at: state.fired_at.unwrap_or(state.active_since),
+            resolved_at: at,
+            pages: state.page_times(),
+        }
+    }
+}
+
 /// The episodes kept, and since when the record is complete.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {

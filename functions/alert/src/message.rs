@@ -30,8 +30,24 @@ fn show(value: Option<f64>) -> String {
     value.map_or_else(|| "no data".to_owned(), |v| v.to_string())
 }
 
-fn stamp(at: DateTime<Utc>) -> String {
+/// An instant as messages write it: RFC 3339 to the second, UTC.
+pub fn stamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A duration as people say it: `42s`, `5m`, `1h 5m`, `1d 1h`.
+pub fn human(seconds: i64) -> String {
+    let (d, h, m) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3_600,
+        seconds % 3_600 / 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
 }
 
 /// Fills `{{ $value }}` and `{{ $labels.NAME }}` in an annotation.
@@ -315,11 +331,7 @@ pub fn resolved_without_rule(
     reason: &str,
     at: DateTime<Utc>,
 ) -> Notification {
-    let alertname = state
-        .labels
-        .get("alertname")
-        .cloned()
-        .unwrap_or_else(|| key.split('{').next().unwrap_or(key).to_owned());
+    let alertname = state.alertname(key).to_owned();
     let labels: Vec<String> = state
         .labels
         .iter()

@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use vigil_shared::limits::{SNS_MAX_BATCH_BYTES, SNS_MAX_BATCH_ENTRIES};
 use vigil_shared::notify::Envelope;
-use vigil_shared::{Error, Notification, Notifier, ObjectStore, Refusal, Result, Span};
+use vigil_shared::{Error, Notification, Notifier, ObjectStore, Refusal, Result};
 
 use crate::alarm::NativeAlarm;
 use crate::policy::Policy;
@@ -279,9 +279,7 @@ impl StateFile {
     /// Moves every group that is due into the outbox: a new group once `group_wait` has
     /// passed, a notified group no sooner than `group_interval` after its last message.
     pub fn flush_groups(&mut self, policy: &Policy, now: DateTime<Utc>) {
-        let secs =
-            |s: Span| Duration::seconds(i64::try_from(s.seconds()).unwrap_or(i64::MAX / 1000));
-        let (wait, interval) = (secs(policy.group_wait), secs(policy.group_interval));
+        let (wait, interval) = (policy.group_wait.signed(), policy.group_interval.signed());
         let mut due = Vec::new();
         for (key, group) in &mut self.groups {
             if group.pending.is_empty() {

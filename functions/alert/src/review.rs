@@ -29,11 +29,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use vigil_shared::{Notification, Span};
 
 use crate::history::{Episode, Source};
+use crate::message::{human, stamp};
 use crate::outbox::StateFile;
 use crate::quiet::QuietHours;
 use crate::state::Phase;
@@ -216,10 +217,6 @@ fn from_history(e: &Episode, until: DateTime<Utc>) -> Seen<'_> {
     }
 }
 
-fn seconds(s: Span) -> Duration {
-    Duration::seconds(i64::try_from(s.seconds()).unwrap_or(i64::MAX / 1000))
-}
-
 /// The review of the week ending at `until`, from the state's history and its open episodes.
 pub fn review(
     state: &StateFile,
@@ -228,7 +225,7 @@ pub fn review(
     until: DateTime<Utc>,
 ) -> Review {
     let from = until - Duration::days(DAYS);
-    let (response, short) = (seconds(policy.response), seconds(policy.short));
+    let (response, short) = (policy.response.signed(), policy.short.signed());
     let mut seen: Vec<Seen<'_>> = state
         .history
         .episodes
@@ -240,10 +237,7 @@ pub fn review(
             continue;
         }
         seen.push(Seen {
-            alert: a
-                .labels
-                .get("alertname")
-                .map_or_else(|| key.split('{').next().unwrap_or(key), String::as_str),
+            alert: a.alertname(key),
             key,
             source: Source::Rule,
             severity: a.labels.get("severity").map_or("", String::as_str),
@@ -399,19 +393,6 @@ pub fn review(
 
 /// How many rules to fix the message names (the S3 object has them all).
 pub const FIX_FIRST_SHOWN: usize = 5;
-
-fn stamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn human(seconds: i64) -> String {
-    match seconds {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3_600 => format!("{}m", s / 60),
-        s if s < 86_400 => format!("{}h {}m", s / 3_600, s % 3_600 / 60),
-        s => format!("{}d {}h", s / 86_400, s % 86_400 / 3_600),
-    }
-}
 
 fn count(n: usize, what: &str) -> String {
     if n == 1 {

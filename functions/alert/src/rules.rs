@@ -197,12 +197,9 @@ impl Rule {
 
     /// `for` and `keep_firing_for` as the state machine takes them.
     pub fn timing(&self) -> crate::state::Timing {
-        let d = |s: Span| {
-            chrono::Duration::seconds(i64::try_from(s.seconds()).unwrap_or(i64::MAX / 1000))
-        };
         crate::state::Timing {
-            for_: d(self.for_),
-            keep_firing_for: d(self.keep_firing_for),
+            for_: self.for_.signed(),
+            keep_firing_for: self.keep_firing_for.signed(),
         }
     }
 }

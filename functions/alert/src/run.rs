@@ -9,17 +9,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use vigil_shared::math::local::part_id;
 use vigil_shared::reader::{Series, StatQuery};
-use vigil_shared::{MetricReader, Notifier, ObjectStore, Result};
+use vigil_shared::{MetricReader, Notifier, ObjectStore, Result, Span};
 
 use crate::budget::{self, Budget};
 use crate::evaluate::{
     Outcome, Target, evaluate, observe, query_for_series, read_start_of, targets,
 };
-use crate::history::{Episode, Source};
+use crate::history::Episode;
 use crate::message::{notification_for, resolved_without_rule};
 use crate::outbox::{
     Delivery, Kind, Lease, Owed, StateFile, StateLocation, deliver, load_state, update,
@@ -183,9 +183,7 @@ fn step(
         .collect();
     let firing: Vec<&BTreeMap<String, String>> = firing.iter().collect();
     let inhibitor = policy.inhibitor(&firing);
-    let repeat = policy
-        .repeat_interval
-        .map(|r| Duration::seconds(i64::try_from(r.seconds()).unwrap_or(i64::MAX / 1000)));
+    let repeat = policy.repeat_interval.map(Span::signed);
 
     for (target, outcome, prev, mut next, transition) in stepped {
         let (rule, labels) = (target.rule, &target.labels);
@@ -251,18 +249,10 @@ fn step(
                 state.enqueue(policy, owed, at);
             }
         }
-        if let (Some(Transition::Resolved { fired_at, .. }), Some(p)) = (&transition, &prev) {
-            state.history.record(Episode {
-                alert: rule.alert.clone(),
-                key: target.key.clone(),
-                source: Source::Rule,
-                severity: rule.labels.get("severity").cloned().unwrap_or_default(),
-                labels: labels.clone(),
-                active_since: p.active_since,
-                fired_at: *fired_at,
-                resolved_at: at,
-                pages: p.page_times(),
-            });
+        if let (Some(Transition::Resolved { .. }), Some(p)) = (&transition, &prev) {
+            state
+                .history
+                .record(Episode::of_rule(&target.key, labels, p, at));
         }
         let standing = Standing::of(next.as_ref());
         match next {
@@ -370,23 +360,11 @@ fn end_vanished(
         if key == policy::WATCHDOG {
             continue;
         }
-        let name = alert
-            .labels
-            .get("alertname")
-            .map_or_else(|| key.split('{').next().unwrap_or(&key), String::as_str);
+        let name = alert.alertname(&key);
         if alert.phase == Phase::Firing {
-            let fired_at = alert.fired_at.unwrap_or(alert.active_since);
-            state.history.record(Episode {
-                alert: name.to_owned(),
-                key: key.clone(),
-                source: Source::Rule,
-                severity: alert.labels.get("severity").cloned().unwrap_or_default(),
-                labels: alert.labels.clone(),
-                active_since: alert.active_since,
-                fired_at,
-                resolved_at: at,
-                pages: alert.page_times(),
-            });
+            state
+                .history
+                .record(Episode::of_rule(&key, &alert.labels, &alert, at));
         }
         let notified = alert.phase == Phase::Firing && alert.notified_at.is_some();
         if !notified {
@@ -438,8 +416,7 @@ fn heartbeat(
     known: &HashSet<String>,
     now: DateTime<Utc>,
 ) {
-    let interval =
-        Duration::seconds(i64::try_from(watchdog.interval.seconds()).unwrap_or(i64::MAX / 1000));
+    let interval = watchdog.interval.signed();
     let mut labels = watchdog.labels.clone();
     labels.insert("alertname".to_owned(), policy::WATCHDOG.to_owned());
     let entry = state

@@ -31,7 +31,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use vigil_shared::Span;
 
@@ -500,10 +500,6 @@ pub(crate) fn window_end(rule: &Rule, now: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(now.timestamp().div_euclid(p) * p, 0).unwrap_or(now)
 }
 
-fn secs(s: Span) -> Duration {
-    Duration::seconds(i64::try_from(s.seconds()).unwrap_or(i64::MAX / 1000))
-}
-
 /// A burn-rate rule's outcome at `now`: the long window's burn rate as the value, breaching
 /// when both windows burn faster than the factor, no data when the long window counted no
 /// events.
@@ -518,8 +514,9 @@ pub fn evaluate(
     // starts at.
     let end = window_end(rule, now);
     let budget = 1.0 - burn.objective;
-    let rate =
-        |window: Span| bad_share(burn, total, counted, end - secs(window), end).map(|s| s / budget);
+    let rate = |window: Span| {
+        bad_share(burn, total, counted, end - window.signed(), end).map(|s| s / budget)
+    };
     let Some(long) = rate(burn.windows.long) else {
         return Outcome::NoData;
     };
@@ -541,6 +538,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Duration;
 
     fn slo(extra: &str) -> Slo {
         let yaml = format!(

@@ -91,7 +91,20 @@ pub struct AlertState {
     pub labels: BTreeMap<String, String>,
 }
 
+/// The alert name of the state key `key`: its `alertname` label, else the key before its
+/// series' `{...}` (a state an earlier version wrote without labels).
+pub fn alertname<'a>(key: &'a str, labels: &'a BTreeMap<String, String>) -> &'a str {
+    labels
+        .get("alertname")
+        .map_or_else(|| key.split('{').next().unwrap_or(key), String::as_str)
+}
+
 impl AlertState {
+    /// The alert name of this state, kept under `key`.
+    pub fn alertname<'a>(&'a self, key: &'a str) -> &'a str {
+        alertname(key, &self.labels)
+    }
+
     /// When its firing notifications went out. An episode notified before page times were
     /// kept has its firing time.
     pub fn page_times(&self) -> Vec<DateTime<Utc>> {
