@@ -27,6 +27,15 @@ pub enum Error {
         /// Throttling, a 5xx, a timeout or a connection failure: the same call may pass later.
         retryable: bool,
     },
+    /// A receiver outside AWS (PagerDuty, a webhook) gave no answer. Names the endpoint's
+    /// scheme and host only: a URL's path may hold a token.
+    #[error("posting to {endpoint} failed: {message}")]
+    Http {
+        endpoint: String,
+        message: String,
+        /// No answer came (a refused or cut connection, a timeout): trying again may pass.
+        retryable: bool,
+    },
     /// A conditional write lost to another writer more often than the bound allows: the work is
     /// intact and may be tried again.
     #[error("lost race: {0}")]
@@ -43,6 +52,9 @@ impl Error {
         matches!(
             self,
             Error::Aws {
+                retryable: true,
+                ..
+            } | Error::Http {
                 retryable: true,
                 ..
             } | Error::LostRace(_)
@@ -104,6 +116,7 @@ impl Error {
                 retryable: true, ..
             } => "Vigil.AwsRetryable",
             Error::Aws { .. } => "Vigil.Aws",
+            Error::Http { .. } => "Vigil.Http",
             Error::LostRace(_) => "Vigil.LostRace",
             Error::Internal(_) => "Vigil.Internal",
         }

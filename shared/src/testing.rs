@@ -19,9 +19,11 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Utc};
 
+use crate::http::{HttpPost, Reply};
 use crate::limits::SNS_MAX_MESSAGE_BYTES;
 use crate::notify::{DEDUP_KEY_ATTRIBUTE, Envelope, Notification, Notifier, Refusal};
 use crate::reader::{Fetched, Math, MetricReader, Series, StatQuery};
+use crate::secret::{SecretRef, Secrets};
 use crate::store::{ObjectInfo, ObjectStore};
 use crate::{Dimension, Error, Result};
 
@@ -525,6 +527,117 @@ pub struct RecordingNotifier {
     pub calls: Mutex<usize>,
     /// Faults injected so far, by kind.
     pub injected: Mutex<std::collections::BTreeMap<&'static str, usize>>,
+    /// What receivers outside SNS accepted ([`HttpPost`]), stamped with the clock.
+    pub posts: Mutex<Vec<Posted>>,
+    /// Faults of those receivers.
+    pub http_faults: HttpFaults,
+    /// The secrets it holds ([`Secrets`]), by parameter name; any other is ParameterNotFound.
+    pub secrets: Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+/// Faults of a receiver outside SNS (PagerDuty's Events API, a webhook).
+#[derive(Clone, Debug, Default)]
+pub struct HttpFaults {
+    /// Probability of a 429 (nothing accepted).
+    pub too_many: f64,
+    /// Probability of a dropped connection before the endpoint took the post.
+    pub drop_before: f64,
+    /// Probability of a dropped connection after the endpoint took the post: accepted, and
+    /// the sender cannot know.
+    pub drop_after: f64,
+    /// Every post is answered with this status (nothing accepted), e.g. 400.
+    pub status: Option<u16>,
+}
+
+/// One post a [`RecordingNotifier`] accepted.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Posted {
+    pub at: DateTime<Utc>,
+    pub url: String,
+    pub body: serde_json::Value,
+}
+
+impl HttpPost for RecordingNotifier {
+    async fn post_json(&self, url: &str, body: &[u8]) -> Result<Reply> {
+        *lock(&self.calls) += 1;
+        let dropped = |after: bool| Error::Http {
+            endpoint: crate::http::host_of(url),
+            message: format!(
+                "connection reset{}",
+                if after {
+                    " (after the post was taken)"
+                } else {
+                    ""
+                }
+            ),
+            retryable: true,
+        };
+        if let Some(status) = self.http_faults.status {
+            self.count("HTTP refusal");
+            return Ok(Reply {
+                status,
+                retry_after: None,
+                body: r#"{"status":"invalid event","message":"Event object is invalid","errors":["injected"]}"#.to_owned(),
+            });
+        }
+        if self.roll(self.http_faults.too_many) {
+            self.count("HTTP 429");
+            return Ok(Reply {
+                status: 429,
+                retry_after: Some(1),
+                body: String::new(),
+            });
+        }
+        if self.roll(self.http_faults.drop_before) {
+            self.count("HTTP dropped before");
+            return Err(dropped(false));
+        }
+        let parsed: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|e| Error::InvalidInput(format!("a post that is not JSON: {e}")))?;
+        let dedup = parsed["dedup_key"].clone();
+        lock(&self.posts).push(Posted {
+            at: *lock(&self.now),
+            url: url.to_owned(),
+            body: parsed,
+        });
+        if self.roll(self.http_faults.drop_after) {
+            self.count("HTTP dropped after");
+            return Err(dropped(true));
+        }
+        Ok(Reply {
+            status: 202,
+            retry_after: None,
+            body: serde_json::json!({"status": "success", "message": "Event processed", "dedup_key": dedup})
+                .to_string(),
+        })
+    }
+}
+
+impl Secrets for RecordingNotifier {
+    async fn secret(&self, reference: &SecretRef) -> Result<String> {
+        lock(&self.secrets)
+            .get(&reference.parameter_name())
+            .cloned()
+            .ok_or_else(|| Error::Aws {
+                service: "SSM",
+                operation: "GetParameter",
+                message: format!("{reference}: ParameterNotFound (HTTP 400)"),
+                retryable: false,
+            })
+    }
+}
+
+impl RecordingNotifier {
+    /// Holds `value` as the secret `reference`.
+    pub fn with_secret(self, reference: &SecretRef, value: &str) -> Self {
+        lock(&self.secrets).insert(reference.parameter_name(), value.to_owned());
+        self
+    }
+
+    /// What receivers outside SNS accepted so far.
+    pub fn posted(&self) -> Vec<Posted> {
+        lock(&self.posts).clone()
+    }
 }
 
 impl RecordingNotifier {

@@ -137,11 +137,13 @@ impl NativeAlarm {
 /// One key per alarm, episode (its start) and status: a redelivered event is not sent twice,
 /// and an episode resolves once whichever way it ends.
 pub fn dedup_key(alarm: &str, since: DateTime<Utc>, status: Status) -> String {
-    format!(
-        "cloudwatch/{alarm}/{}/{}",
-        since.timestamp_millis(),
-        status.as_str()
-    )
+    format!("{}/{}", episode(alarm, since), status.as_str())
+}
+
+/// The episode an alarm's notifications belong to: its name and when it entered ALARM. A
+/// receiver that opens an incident (PagerDuty) resolves it by this.
+pub fn episode(alarm: &str, since: DateTime<Utc>) -> String {
+    format!("cloudwatch/{alarm}/{}", since.timestamp_millis())
 }
 
 /// Whether an event is a CloudWatch alarm state change, in either shape.
@@ -293,9 +295,9 @@ pub fn apply(
             if muted.is_none() && !keys.contains(&key) {
                 next.notified = true;
                 next.paged_at = Some(now);
-                owe = Some((key, Status::Firing));
+                owe = Some((key, Status::Firing, change.timestamp));
             } else if muted.is_some() {
-                next.held = Some(change.notification(Status::Firing));
+                next.held = Some(change.notification(Status::Firing, change.timestamp));
             }
             outcome = Applied::Changed {
                 status: Some(Status::Firing),
@@ -309,7 +311,7 @@ pub fn apply(
                 .record(open.episode(&change.name, change.timestamp));
             let key = change.dedup_key(since, Status::Resolved);
             if open.notified && !keys.contains(&key) {
-                owe = Some((key, Status::Resolved));
+                owe = Some((key, Status::Resolved, since));
             }
             outcome = Applied::Changed {
                 status: open.notified.then_some(Status::Resolved),
@@ -318,7 +320,7 @@ pub fn apply(
         }
         (_, None) => {}
     }
-    if let Some((key, status)) = owe {
+    if let Some((key, status, since)) = owe {
         let owed = Owed {
             key,
             topic_arn: policy.topic(&labels, default_topic).to_owned(),
@@ -328,10 +330,12 @@ pub fn apply(
             status,
             kind: Kind::Alert,
             members: Vec::new(),
-            notification: change.notification(status),
+            notification: change.notification(status, since),
             attempts: 0,
             lease: None,
             last_error: None,
+            channel: Default::default(),
+            episode: self::episode(&change.name, since),
         };
         state.enqueue(policy, owed, now);
     }
@@ -374,8 +378,9 @@ impl AlarmChange {
         dedup_key(&self.name, since, status)
     }
 
-    /// The message for people and the attributes for filters.
-    pub fn notification(&self, status: Status) -> Notification {
+    /// The message for people and the attributes for filters, for the episode that began at
+    /// `since`.
+    pub fn notification(&self, status: Status, since: DateTime<Utc>) -> Notification {
         let labels = self.labels();
         let previous = self.previous.map_or("?", AlarmState::as_str);
         let mut message = format!(
@@ -430,6 +435,7 @@ impl AlarmChange {
                 "previous_state": self.previous,
                 "reason": self.reason,
                 "at": self.timestamp,
+                "active_since": since,
             })),
             subject: format!(
                 "[{}] {}: {reason}",
@@ -501,7 +507,7 @@ mod tests {
         let labels = change.labels();
         assert_eq!(labels["severity"], "page");
         assert_eq!(labels["alertname"], "checkout-5xx");
-        let n = change.notification(Status::Firing);
+        let n = change.notification(Status::Firing, change.timestamp);
         assert!(
             n.subject
                 .starts_with("[FIRING] checkout-5xx: Threshold Crossed"),
@@ -739,7 +745,7 @@ mod tests {
                 "state": {"value": state, "timestamp": stamp}, "configuration": {"description": desc}}});
             if let Ok(change) = parse(&ev) {
                 let _ = change.labels();
-                let _ = change.notification(Status::Firing);
+                let _ = change.notification(Status::Firing, change.timestamp);
             }
         }
 

@@ -5,7 +5,7 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use vigil_shared::schedule;
-use vigil_shared::{Error, MetricReader, Notifier, ObjectStore, Result};
+use vigil_shared::{Error, MetricReader, ObjectStore, Outlets, Result};
 
 use crate::alarm::{self, Applied};
 use crate::config::AlertConfig;
@@ -107,7 +107,7 @@ fn readable_silences(
 /// configuration ([`AlertConfig::smoke`]).
 pub async fn handle_scheduled(
     reader: &impl MetricReader,
-    notifier: &impl Notifier,
+    notifier: &impl Outlets,
     store: &impl ObjectStore,
     config: &AlertConfig,
     event: &Value,
@@ -160,7 +160,7 @@ pub async fn handle_scheduled(
 /// conditional write that owes the message, so a retry, or a second invocation for the same
 /// week, writes the same object again and sends nothing twice.
 pub async fn handle_review(
-    notifier: &impl Notifier,
+    notifier: &impl Outlets,
     store: &impl ObjectStore,
     config: &AlertConfig,
     scheduled: &schedule::Scheduled,
@@ -221,6 +221,8 @@ pub async fn handle_review(
                 attempts: 0,
                 lease: None,
                 last_error: None,
+                channel: Default::default(),
+                episode: dedup.clone(),
             });
             state.reviewed_until = Some(until);
         }
@@ -296,7 +298,7 @@ pub fn heartbeat_line(summary: &RunSummary, now: DateTime<Utc>) -> String {
 /// delivery. When another run wrote the state first, the change is applied again to a fresh
 /// read; it is never dropped.
 pub async fn handle_alarm(
-    notifier: &impl Notifier,
+    notifier: &impl Outlets,
     store: &impl ObjectStore,
     config: &AlertConfig,
     event: &Value,
@@ -362,7 +364,7 @@ pub async fn handle_alarm(
 /// The Lambda handler: alarm state changes, else scheduled evaluations.
 pub async fn handle_event(
     reader: &impl MetricReader,
-    notifier: &impl Notifier,
+    notifier: &impl Outlets,
     store: &impl ObjectStore,
     config: &AlertConfig,
     event: &Value,

@@ -25,6 +25,7 @@ pub mod message;
 pub mod outbox;
 pub mod policy;
 pub mod quiet;
+pub mod receiver;
 pub mod review;
 pub mod rules;
 pub mod run;

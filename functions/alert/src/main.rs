@@ -9,7 +9,10 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use vigil_alert::{AlertConfig, Call, handle_event};
 use vigil_shared::math::LocalMath;
-use vigil_shared::{CloudWatchReader, S3Store, SnsNotifier, init_tracing, sdk_config};
+use vigil_shared::{
+    CloudWatchReader, HyperPost, Outbound, S3Store, SnsNotifier, SsmSecrets, init_tracing,
+    sdk_config,
+};
 
 // One thread: a run is one task that waits on CloudWatch, S3 and SNS, and its concurrency (the
 // outbox's batches side by side) is I/O that one thread drives. The multi-threaded
@@ -24,7 +27,13 @@ async fn main() -> Result<(), Error> {
         .await
         .inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let reader = LocalMath::new(CloudWatchReader::from_conf(&conf), config.math);
-    let notifier = SnsNotifier::from_conf(&conf);
+    // SNS, and the receivers outside it (PagerDuty, webhooks) with their secrets: each client
+    // is made at its first message.
+    let notifier = Outbound {
+        sns: SnsNotifier::from_conf(&conf),
+        http: HyperPost::new(),
+        secrets: SsmSecrets::from_conf(&conf),
+    };
     let store = S3Store::from_conf(&conf);
     let (reader, notifier, store, config) = (&reader, &notifier, &store, &config);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -578,6 +578,8 @@ pub fn grouped(group_key: &str, group_by: &[String], members: Vec<Owed>) -> Vec<
         attempts: 0,
         lease: None,
         last_error: None,
+        channel: members[0].channel.clone(),
+        episode: members[0].episode.clone(),
     };
     let hash = vigil_shared::notify::fnv1a(
         members
@@ -811,6 +813,8 @@ groups:
             attempts: 0,
             lease: None,
             last_error: None,
+            channel: Default::default(),
+            episode: String::new(),
         }
     }
 

@@ -25,10 +25,11 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use vigil_shared::limits::{SNS_MAX_BATCH_BYTES, SNS_MAX_BATCH_ENTRIES};
 use vigil_shared::notify::Envelope;
-use vigil_shared::{Error, Notification, Notifier, ObjectStore, Refusal, Result};
+use vigil_shared::{Error, Notification, Notifier, ObjectStore, Outlets, Refusal, Result};
 
 use crate::alarm::NativeAlarm;
 use crate::policy::Policy;
+use crate::receiver::Channel;
 use crate::state::{AlertState, Status};
 
 /// Deliveries refused as retryable, across runs, before a message is set aside.
@@ -106,6 +107,26 @@ pub struct Owed {
     pub lease: Option<Lease>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// How it is sent: as text, for chat or SMS to `topic_arn`, or to PagerDuty or a webhook
+    /// (then `topic_arn` names the receiver). Earlier versions sent only text.
+    #[serde(default, skip_serializing_if = "Channel::is_text")]
+    pub channel: Channel,
+    /// The episode it belongs to ([`crate::state::episode_id`], [`crate::alarm::episode`]):
+    /// the messages of one episode to one receiver outside SNS go in order, and PagerDuty
+    /// resolves the incident it opened by it. Empty for earlier versions' entries.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub episode: String,
+}
+
+impl Owed {
+    /// The episode, or for an entry of an earlier version its key.
+    pub fn episode(&self) -> &str {
+        if self.episode.is_empty() {
+            &self.key
+        } else {
+            &self.episode
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -175,6 +196,9 @@ pub struct StateFile {
     #[serde(default, rename = "alarms", skip_serializing)]
     legacy_alarms: BTreeMap<String, BTreeMap<String, String>>,
 }
+
+/// What one batch or chain did: its attempts and the calls it made.
+type Sent = (Vec<Attempt>, usize);
 
 /// What happened to one claimed message in a delivery attempt.
 #[derive(Clone, Debug, PartialEq)]
@@ -252,13 +276,29 @@ impl StateFile {
         }
     }
 
-    /// Queues a notification: straight to the outbox, or, with `group_by`, to its group.
+    /// Queues a notification, one message per config of its route's receiver
+    /// ([`crate::receiver::fan_out`]): straight to the outbox, or, with `group_by`, an SNS
+    /// message to its group.
     pub fn enqueue(&mut self, policy: &Policy, owed: Owed, now: DateTime<Utc>) {
-        if policy.group_by.is_empty() || owed.kind != Kind::Alert {
+        for copy in crate::receiver::fan_out(policy, owed) {
+            self.enqueue_one(policy, copy, now);
+        }
+    }
+
+    /// Queues a notification to its receiver's every config, never grouped (the Watchdog).
+    pub fn route(&mut self, policy: &Policy, owed: Owed) {
+        self.outbox.extend(crate::receiver::fan_out(policy, owed));
+    }
+
+    fn enqueue_one(&mut self, policy: &Policy, owed: Owed, now: DateTime<Utc>) {
+        if policy.group_by.is_empty() || owed.kind != Kind::Alert || !owed.channel.is_sns() {
             self.outbox.push(owed);
             return;
         }
         let mut key = owed.topic_arn.clone();
+        if !owed.channel.is_text() {
+            key = format!("{}:{key}", owed.channel.tag());
+        }
         for label in &policy.group_by {
             key.push('|');
             key.push_str(label);
@@ -313,19 +353,50 @@ impl StateFile {
     /// Leases to `run` every owed message that no live run holds (unleased, leased by `run`
     /// itself, or leased by a run whose invocation has ended by `now`). Returns how many
     /// messages `run` holds.
+    ///
+    /// A message to a receiver outside SNS is not taken while an earlier message of its
+    /// episode to the same receiver is held by another live run: the two are sent in order.
     pub fn claim(&mut self, run: &Lease, now: DateTime<Utc>) -> usize {
         let mut held = 0;
+        let mut waiting: HashSet<(String, String)> = HashSet::new();
         for o in &mut self.outbox {
             let free = match &o.lease {
                 None => true,
                 Some(l) => l.run == run.run || l.until <= now,
             };
+            let chain =
+                (!o.channel.is_sns()).then(|| (o.topic_arn.clone(), o.episode().to_owned()));
+            if chain.as_ref().is_some_and(|c| waiting.contains(c)) {
+                continue;
+            }
             if free {
                 o.lease = Some(run.clone());
                 held += 1;
+            } else if let Some(c) = chain {
+                waiting.insert(c);
             }
         }
         held
+    }
+
+    /// What `run` holds and may send now, in the outbox's order: a message to a receiver
+    /// outside SNS whose episode has an earlier message there that `run` does not hold waits.
+    pub fn sendable<'a>(&'a self, run: &'a str) -> impl Iterator<Item = &'a Owed> + 'a {
+        let mut waiting: HashSet<(&str, &str)> = HashSet::new();
+        self.outbox.iter().filter(move |o| {
+            let mine = o.lease.as_ref().is_some_and(|l| l.run == run);
+            if o.channel.is_sns() {
+                return mine;
+            }
+            let chain = (o.topic_arn.as_str(), o.episode());
+            if waiting.contains(&chain) {
+                return false;
+            }
+            if !mine {
+                waiting.insert(chain);
+            }
+            mine
+        })
     }
 
     /// Gives back what `run` holds: the next run takes it at once.
@@ -433,6 +504,8 @@ impl StateFile {
                 attempts: 0,
                 lease: Some(run.clone()),
                 last_error: None,
+                channel: Default::default(),
+                episode: String::new(),
             });
         }
         self.set_aside.extend(aside);
@@ -521,19 +594,35 @@ pub struct Delivery {
     pub calls: usize,
 }
 
+/// The message an SNS channel publishes: the text and details as they are, or rendered for
+/// chat or SMS.
+fn rendered(o: &Owed) -> std::borrow::Cow<'_, Notification> {
+    use std::borrow::Cow;
+    match o.channel {
+        Channel::Chat => Cow::Owned(crate::receiver::chat::render(o)),
+        Channel::Sms => Cow::Owned(crate::receiver::sms::render(o)),
+        _ => Cow::Borrowed(&o.notification),
+    }
+}
+
 /// Batches of one topic: at most [`SNS_MAX_BATCH_ENTRIES`] messages and
-/// [`SNS_MAX_BATCH_BYTES`] together.
-fn batches(claimed: &[&Owed]) -> Vec<(String, Vec<usize>)> {
+/// [`SNS_MAX_BATCH_BYTES`] together. Only SNS channels' messages are batched.
+fn batches(
+    claimed: &[&Owed],
+    wire: &[std::borrow::Cow<'_, Notification>],
+) -> Vec<(String, Vec<usize>)> {
     let mut by_topic: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, o) in claimed.iter().enumerate() {
-        by_topic.entry(o.topic_arn.as_str()).or_default().push(i);
+        if o.channel.is_sns() {
+            by_topic.entry(o.topic_arn.as_str()).or_default().push(i);
+        }
     }
     let mut out = Vec::new();
     for (topic, indices) in by_topic {
         let mut current: Vec<usize> = Vec::new();
         let mut bytes = 0;
         for i in indices {
-            let size = claimed[i].notification.wire_size_with_key(&claimed[i].key);
+            let size = wire[i].wire_size_with_key(&claimed[i].key);
             if !current.is_empty()
                 && (current.len() == SNS_MAX_BATCH_ENTRIES || bytes + size > SNS_MAX_BATCH_BYTES)
             {
@@ -555,6 +644,7 @@ async fn send_batch(
     notifier: &impl Notifier,
     topic: &str,
     claimed: &[&Owed],
+    wire: &[std::borrow::Cow<'_, Notification>],
     indices: Vec<usize>,
     stop: Instant,
 ) -> (Vec<Attempt>, usize) {
@@ -576,7 +666,7 @@ async fn send_batch(
             .iter()
             .map(|&i| Envelope {
                 key: &claimed[i].key,
-                notification: &claimed[i].notification,
+                notification: &wire[i],
             })
             .collect();
         let results = notifier.publish_batch(topic, &envelopes).await;
@@ -617,7 +707,7 @@ async fn send_batch(
 /// and the state as last written.
 #[allow(clippy::too_many_arguments)]
 pub async fn deliver(
-    notifier: &impl Notifier,
+    notifier: &impl Outlets,
     store: &impl ObjectStore,
     location: &StateLocation,
     mut state: StateFile,
@@ -629,12 +719,7 @@ pub async fn deliver(
 ) -> Result<(Delivery, StateFile)> {
     let mut delivery = Delivery::default();
     loop {
-        let claimed: Vec<&Owed> = state
-            .outbox
-            .iter()
-            .filter(|o| o.lease.as_ref().is_some_and(|l| l.run == run.run))
-            .take(WAVE)
-            .collect();
+        let claimed: Vec<&Owed> = state.sendable(&run.run).take(WAVE).collect();
         if claimed.is_empty() {
             break;
         }
@@ -644,14 +729,27 @@ pub async fn deliver(
                 .map(|o| Attempt::NotTried { key: o.key.clone() })
                 .collect()
         } else {
-            let results: Vec<(Vec<Attempt>, usize)> = futures_util::stream::iter(batches(&claimed))
+            let wire: Vec<std::borrow::Cow<'_, Notification>> =
+                claimed.iter().map(|o| rendered(o)).collect();
+            let sns = futures_util::stream::iter(batches(&claimed, &wire))
                 .map(|(topic, indices)| {
-                    let claimed = &claimed;
-                    async move { send_batch(notifier, &topic, claimed, indices, stop).await }
+                    let (claimed, wire) = (&claimed, &wire);
+                    async move { send_batch(notifier, &topic, claimed, wire, indices, stop).await }
                 })
                 .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
+                .collect::<Vec<_>>();
+            let http = futures_util::stream::iter(crate::receiver::deliver::chains(&claimed))
+                .map(|chain| {
+                    let claimed = &claimed;
+                    async move {
+                        crate::receiver::deliver::send_chain(notifier, claimed, chain, stop).await
+                    }
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect::<Vec<_>>();
+            let (mut results, posted): (Vec<Sent>, Vec<Sent>) =
+                futures_util::future::join(sns, http).await;
+            results.extend(posted);
             let mut all = Vec::with_capacity(claimed.len());
             for (attempts, calls) in results {
                 delivery.calls += calls;
@@ -775,6 +873,8 @@ mod tests {
             attempts: 0,
             lease: None,
             last_error: None,
+            channel: Default::default(),
+            episode: String::new(),
         }
     }
 
@@ -906,7 +1006,8 @@ mod tests {
         list.push(owed("other", "arn:b"));
         list.extend([big.clone(), big.clone(), big]);
         let refs: Vec<&Owed> = list.iter().collect();
-        let out = batches(&refs);
+        let wire: Vec<std::borrow::Cow<Notification>> = refs.iter().map(|o| rendered(o)).collect();
+        let out = batches(&refs, &wire);
         for (topic, b) in &out {
             assert!(b.len() <= SNS_MAX_BATCH_ENTRIES);
             let bytes: usize = b.iter().map(|&i| refs[i].notification.wire_size()).sum();

@@ -80,6 +80,9 @@ pub struct Policy {
     /// The weekly review's settings (none: the defaults).
     #[serde(default)]
     pub review: Option<crate::review::ReviewPolicy>,
+    /// Where routes send besides a topic: chat, SMS, PagerDuty, webhooks ([`crate::receiver`]).
+    #[serde(default)]
+    pub receivers: Vec<crate::receiver::Receiver>,
     /// Recurring windows routes mute in, or page only in ([`crate::time_interval`]).
     #[serde(default)]
     pub time_intervals: Vec<crate::time_interval::NamedInterval>,
@@ -117,6 +120,7 @@ impl Policy {
             name_prefixes: Vec::new(),
         },
         review: None,
+        receivers: Vec::new(),
         time_intervals: Vec::new(),
         intervals: Vec::new(),
     };
@@ -146,8 +150,13 @@ pub const WATCHDOG: &str = "Watchdog";
 pub struct Route {
     #[serde(rename = "match")]
     pub matchers: Matchers,
-    /// With where it stands in the file, so a refused topic is named with its line.
-    pub topic_arn: Spanned<String>,
+    /// The SNS topic its notifications go to, as text; with where it stands in the file, so a
+    /// refused topic is named with its line. A route names a topic or a receiver.
+    #[serde(default)]
+    pub topic_arn: Option<Spanned<String>>,
+    /// The receiver (`policy.receivers`) its notifications go to.
+    #[serde(default)]
+    pub receiver: Option<Spanned<String>>,
     /// Its notifications are muted while one of these time intervals holds.
     #[serde(default)]
     pub mute_time_intervals: Vec<String>,
@@ -189,12 +198,59 @@ pub enum Muted {
 }
 
 impl Policy {
-    /// The topic for an alert with `labels`: the first matching route's, else `default`.
+    /// The topic for an alert with `labels`: the first matching route's, else `default` (also
+    /// when that route names a receiver: [`crate::receiver::fan_out`] then sends to it).
     pub fn topic<'a>(&'a self, labels: &BTreeMap<String, String>, default: &'a str) -> &'a str {
         self.routes
             .iter()
             .find(|r| matches(&r.matchers, labels))
-            .map_or(default, |r| r.topic_arn.value.as_str())
+            .and_then(|r| r.topic_arn.as_ref())
+            .map_or(default, |t| t.value.as_str())
+    }
+
+    /// The receiver of the first route matching `labels`, when that route names one.
+    pub fn receiver_for(
+        &self,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<&crate::receiver::Receiver> {
+        let name = self
+            .routes
+            .iter()
+            .find(|r| matches(&r.matchers, labels))?
+            .receiver
+            .as_ref()?;
+        self.receivers.iter().find(|r| r.name == name.value)
+    }
+
+    /// Each route names a topic or a known receiver, and not both; the receivers are valid.
+    pub fn check_receivers(&self) -> std::result::Result<(), String> {
+        crate::receiver::check(self)?;
+        for (i, route) in self.routes.iter().enumerate() {
+            match (&route.topic_arn, &route.receiver) {
+                (Some(_), Some(r)) => {
+                    return Err(format!(
+                        "{}:{}: policy.routes[{i}]: a route names a topic_arn or a receiver, not both",
+                        r.referenced.line(),
+                        r.referenced.column()
+                    ));
+                }
+                (None, None) => {
+                    return Err(format!(
+                        "policy.routes[{i}]: a route needs a topic_arn or a receiver"
+                    ));
+                }
+                (None, Some(r)) if !self.receivers.iter().any(|x| x.name == r.value) => {
+                    return Err(format!(
+                        "{}:{}: policy.routes[{i}].receiver: no receiver named {:?} in policy.receivers",
+                        r.referenced.line(),
+                        r.referenced.column(),
+                        r.value
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a route to a topic outside `allowed` (the stack's topics): SNS would answer
@@ -208,8 +264,19 @@ impl Policy {
                 )));
             }
         }
+        for (i, receiver) in self.receivers.iter().enumerate() {
+            if let Some(topic) = receiver.topics().find(|t| !allowed.contains(*t)) {
+                return Err(Error::Config(format!(
+                    "{origin}: policy.receivers[{i}] ({}): {topic:?} is not a topic this stack \
+                     may publish to; add it to the stack's AlertRouteTopicArns parameter",
+                    receiver.name
+                )));
+            }
+        }
         for (i, route) in self.routes.iter().enumerate() {
-            let topic = &route.topic_arn;
+            let Some(topic) = &route.topic_arn else {
+                continue;
+            };
             if !allowed.contains(&topic.value) {
                 let list: Vec<&str> = allowed.iter().map(String::as_str).collect();
                 return Err(Error::Config(format!(

@@ -259,17 +259,23 @@ pub fn load(origin: &str, text: &str) -> Result<Vec<Rule>> {
 pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::Policy)> {
     let file: RulesFile = parse_yaml(origin, text)?;
     for (i, route) in file.policy.routes.iter().enumerate() {
-        if !route.topic_arn.value.starts_with("arn:") {
+        let Some(topic) = &route.topic_arn else {
+            continue;
+        };
+        if !topic.value.starts_with("arn:") {
             return Err(Error::Config(format!(
                 "{origin}:{}: policy.routes[{i}].topic_arn: {:?} is not an ARN",
-                route.topic_arn.referenced.line(),
-                route.topic_arn.value
+                topic.referenced.line(),
+                topic.value
             )));
         }
     }
     let mut file = file;
     file.policy
         .compile_intervals()
+        .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+    file.policy
+        .check_receivers()
         .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
     if let Some(review) = &file.policy.review {
         if let Err(e) = review.quiet() {

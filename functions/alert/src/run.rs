@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use vigil_shared::math::local::part_id;
 use vigil_shared::reader::{Series, StatQuery};
-use vigil_shared::{MetricReader, Notifier, ObjectStore, Result, Span};
+use vigil_shared::{MetricReader, ObjectStore, Outlets, Result, Span};
 
 use crate::budget::{self, Budget};
 use crate::evaluate::{
@@ -245,6 +245,8 @@ fn step(
                     attempts: 0,
                     lease: None,
                     last_error: None,
+                    channel: Default::default(),
+                    episode: crate::state::episode_id(&target.key, t.active_since()),
                 };
                 state.enqueue(policy, owed, at);
             }
@@ -308,14 +310,14 @@ fn release_held_alarms(
         alarm.notified = true;
         alarm.paged_at = Some(at);
         if known.insert(key.clone()) {
-            released.push((name.clone(), alarm.labels.clone(), key, notification));
+            released.push((name.clone(), alarm.labels.clone(), key, notification, since));
         }
     }
-    for (name, labels, key, notification) in released {
+    for (name, labels, key, notification, since) in released {
         let owed = Owed {
             key,
             topic_arn: plan.policy.topic(&labels, plan.default_topic).to_owned(),
-            rule: name,
+            rule: name.clone(),
             severity: labels.get("severity").cloned().unwrap_or_default(),
             labels,
             status: Status::Firing,
@@ -325,6 +327,8 @@ fn release_held_alarms(
             attempts: 0,
             lease: None,
             last_error: None,
+            channel: Default::default(),
+            episode: crate::alarm::episode(&name, since),
         };
         state.enqueue(plan.policy, owed, at);
     }
@@ -398,6 +402,8 @@ fn end_vanished(
                     attempts: 0,
                     lease: None,
                     last_error: None,
+                    channel: Default::default(),
+                    episode: crate::state::episode_id(&key, alert.active_since),
                 },
                 at,
             );
@@ -445,23 +451,29 @@ fn heartbeat(
     );
     entry.notified_at = Some(now);
     entry.repeats += 1;
+    let episode = crate::state::episode_id(policy::WATCHDOG, entry.active_since);
     if known.contains(&key) {
         return;
     }
-    state.outbox.push(Owed {
-        key,
-        topic_arn: policy.topic(&labels, default_topic).to_owned(),
-        rule: policy::WATCHDOG.to_owned(),
-        severity: labels.get("severity").cloned().unwrap_or_default(),
-        labels: labels.clone(),
-        status: Status::Firing,
-        kind: Kind::Watchdog,
-        members: Vec::new(),
-        notification: crate::message::watchdog(&labels, watchdog.interval, now),
-        attempts: 0,
-        lease: None,
-        last_error: None,
-    });
+    state.route(
+        policy,
+        Owed {
+            key,
+            topic_arn: policy.topic(&labels, default_topic).to_owned(),
+            rule: policy::WATCHDOG.to_owned(),
+            severity: labels.get("severity").cloned().unwrap_or_default(),
+            labels: labels.clone(),
+            status: Status::Firing,
+            kind: Kind::Watchdog,
+            members: Vec::new(),
+            notification: crate::message::watchdog(&labels, watchdog.interval, now),
+            attempts: 0,
+            lease: None,
+            last_error: None,
+            channel: Default::default(),
+            episode,
+        },
+    );
 }
 
 /// The hourly reads of the objectives' budgets, and which read serves each burn-rate target.
@@ -529,7 +541,7 @@ async fn read_budgets(
 /// stays owed or is set aside, and fails nothing.
 pub async fn run(
     reader: &impl MetricReader,
-    notifier: &impl Notifier,
+    notifier: &impl Outlets,
     store: &impl ObjectStore,
     plan: Plan<'_>,
     inv: &Invocation,

@@ -150,13 +150,27 @@ impl Transition {
 
     /// The deduplication key: one per rule, episode and kind of transition.
     pub fn dedup_key(&self, alert: &str) -> String {
-        let since = match self {
-            Transition::Firing { active_since, .. } | Transition::Resolved { active_since, .. } => {
-                active_since.timestamp()
-            }
-        };
-        format!("{alert}/{since}/{}", self.status().as_str())
+        format!(
+            "{}/{}",
+            episode_id(alert, self.active_since()),
+            self.status().as_str()
+        )
     }
+
+    /// When the condition of the episode began to hold.
+    pub fn active_since(&self) -> DateTime<Utc> {
+        match self {
+            Transition::Firing { active_since, .. } | Transition::Resolved { active_since, .. } => {
+                *active_since
+            }
+        }
+    }
+}
+
+/// The episode a series' notifications belong to: the series' state key and when its
+/// condition began to hold. A receiver that opens an incident (PagerDuty) resolves it by this.
+pub fn episode_id(alert: &str, active_since: DateTime<Utc>) -> String {
+    format!("{alert}/{}", active_since.timestamp())
 }
 
 /// Timing of one rule.

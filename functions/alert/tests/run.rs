@@ -660,6 +660,8 @@ async fn a_dead_runs_claim_is_taken_over_after_its_deadline() {
                 until: lease.until,
             }),
             last_error: None,
+            channel: Default::default(),
+            episode: String::new(),
         });
     })
     .await

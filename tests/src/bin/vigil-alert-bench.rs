@@ -216,7 +216,11 @@ async fn in_process(
     let bucket = aws.create_bucket("vigil-bench").await;
     let topic = aws.create_topic("vigil-bench").await;
     let store = vigil_shared::S3Store::new(aws.s3.clone());
-    let notifier = SnsNotifier::new(aws.sns.clone());
+    let notifier = vigil_shared::Outbound {
+        sns: SnsNotifier::new(aws.sns.clone()),
+        http: vigil_shared::HyperPost::new(),
+        secrets: vigil_shared::SsmSecrets::from_conf(&aws.conf),
+    };
     let location = vigil_alert::StateLocation {
         bucket: bucket.clone(),
         key: "state/alert.json".into(),

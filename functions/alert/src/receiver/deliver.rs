@@ -1,0 +1,126 @@
+//! Sending to the receivers outside SNS (PagerDuty, webhooks). The messages of one episode to
+//! one config form a chain, sent one at a time in the order they were owed: a message refused
+//! as retryable stops its chain for this run (the rest wait, untried), so a resolve never
+//! reaches PagerDuty before the trigger it resolves. A message refused for good is set aside
+//! and its chain goes on: the resolve of a trigger PagerDuty refused changes nothing there.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use vigil_shared::{Outlets, Refusal};
+
+use crate::outbox::{Attempt, Owed, TRIES_PER_RUN, backoff};
+use crate::receiver::{Channel, Endpoint, pagerduty, url_problem, webhook};
+
+/// The longest pause a `Retry-After` may ask for within a run.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(5);
+
+/// The chains among `claimed`'s messages to receivers outside SNS: their indices, by
+/// destination and episode, each in the order of the outbox.
+pub fn chains(claimed: &[&Owed]) -> Vec<Vec<usize>> {
+    let mut by: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
+    for (i, o) in claimed.iter().enumerate() {
+        if !o.channel.is_sns() {
+            by.entry((o.topic_arn.as_str(), o.episode()))
+                .or_default()
+                .push(i);
+        }
+    }
+    by.into_values().collect()
+}
+
+/// Sends one chain; returns each message's attempt and the posts made.
+pub async fn send_chain(
+    outlets: &impl Outlets,
+    claimed: &[&Owed],
+    chain: Vec<usize>,
+    stop: Instant,
+) -> (Vec<Attempt>, usize) {
+    let mut done = Vec::with_capacity(chain.len());
+    let mut posts = 0;
+    let mut held = false;
+    for i in chain {
+        let o = claimed[i];
+        let key = o.key.clone();
+        if held || Instant::now() >= stop {
+            done.push(Attempt::NotTried { key });
+            continue;
+        }
+        match send_one(outlets, o, stop, &mut posts).await {
+            Ok(message_id) => done.push(Attempt::Sent { key, message_id }),
+            Err(refusal) => {
+                held = !refusal.is_permanent();
+                done.push(Attempt::Refused { key, refusal });
+            }
+        }
+    }
+    (done, posts)
+}
+
+/// The URL and body of a message.
+async fn request(outlets: &impl Outlets, o: &Owed) -> Result<(String, Vec<u8>), Refusal> {
+    let secret = |e: vigil_shared::Error| Refusal::from_error(&e);
+    match &o.channel {
+        Channel::PagerDuty {
+            url, routing_key, ..
+        } => {
+            let key = outlets.secret(routing_key).await.map_err(secret)?;
+            let body = pagerduty::event(o, &key).to_string().into_bytes();
+            Ok((url.clone(), body))
+        }
+        Channel::Webhook { receiver, url } => {
+            let url = match url {
+                Endpoint::Url(u) => u.clone(),
+                Endpoint::Kept(r) => {
+                    let u = outlets.secret(r).await.map_err(secret)?;
+                    if let Some(p) = url_problem(&u) {
+                        return Err(Refusal::Permanent(format!("the URL in {r}: {p}")));
+                    }
+                    u
+                }
+            };
+            let body = webhook::payload(o, receiver).to_string().into_bytes();
+            Ok((url, body))
+        }
+        Channel::Text | Channel::Chat | Channel::Sms => Err(Refusal::Permanent(
+            "internal error: an SNS message on the HTTP path".to_owned(),
+        )),
+    }
+}
+
+/// Sends one message, retrying with backoff while its refusals are retryable and there is
+/// time.
+async fn send_one(
+    outlets: &impl Outlets,
+    o: &Owed,
+    stop: Instant,
+    posts: &mut usize,
+) -> Result<String, Refusal> {
+    let (url, body) = request(outlets, o).await?;
+    let mut attempt = 0;
+    loop {
+        *posts += 1;
+        let (result, retry_after) = match outlets.post_json(&url, &body).await {
+            Ok(reply) => {
+                let result = match o.channel {
+                    Channel::PagerDuty { .. } => pagerduty::outcome(&reply),
+                    _ => webhook::outcome(&reply),
+                };
+                (result, reply.retry_after)
+            }
+            Err(e) => (Err(Refusal::from_error(&e)), None),
+        };
+        let refusal = match result {
+            Ok(id) => return Ok(id),
+            Err(r @ Refusal::Permanent(_)) => return Err(r),
+            Err(r) => r,
+        };
+        attempt += 1;
+        let asked = Duration::from_secs(retry_after.unwrap_or(0)).min(RETRY_AFTER_MAX);
+        let pause = backoff(attempt - 1, *posts as u64).max(asked);
+        if attempt >= TRIES_PER_RUN || Instant::now() + pause >= stop {
+            return Err(refusal);
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
