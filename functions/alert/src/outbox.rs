@@ -215,6 +215,11 @@ pub enum Attempt {
     NotTried {
         key: String,
     },
+    /// Not sent, and never to be: a later message of its episode to the same receiver outside
+    /// SNS, its resolution, goes in its place ([`crate::receiver::deliver`]).
+    Superseded {
+        key: String,
+    },
 }
 
 /// What recording a wave of attempts did.
@@ -424,7 +429,8 @@ impl StateFile {
             .map(|(i, a)| match a {
                 Attempt::Sent { key, .. }
                 | Attempt::Refused { key, .. }
-                | Attempt::NotTried { key } => (key.as_str(), i),
+                | Attempt::NotTried { key }
+                | Attempt::Superseded { key } => (key.as_str(), i),
             })
             .collect();
         let mut aside: Vec<SetAside> = Vec::new();
@@ -454,6 +460,9 @@ impl StateFile {
                     for k in std::iter::once(&o.key).chain(&o.members) {
                         self.delivered.insert(k.clone(), now);
                     }
+                }
+                Attempt::Superseded { .. } => {
+                    self.delivered.insert(o.key.clone(), now);
                 }
                 Attempt::Refused { refusal, .. } => {
                     o.attempts += 1;

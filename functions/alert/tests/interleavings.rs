@@ -15,6 +15,11 @@
 //! - the weekly review, invoked at a drawn minute (sometimes twice at once), is sent once
 //!   (it is one more key), and the history records every episode that resolved, once.
 //!
+//! - PagerDuty, the second config of team t1's receiver (429s, connections dropped before and,
+//!   in the ambiguous cases, after the post was taken): replayed through PagerDuty's
+//!   deduplication, no episode opens a second incident, and every episode that resolved has
+//!   its incident closed.
+//!
 //! Two faults make a copy no sender can rule out on a standard SNS topic: a timeout after SNS
 //! accepted the message, and an invocation killed between a publish and the write that records
 //! it. [`ambiguous_faults_only_ever_repeat_a_key`] injects them: nothing is lost, and every
@@ -41,9 +46,15 @@ use vigil_shared::testing::{
 const DENIED: &str = "arn:aws:sns:us-east-1:123456789012:payments-oncall";
 const MINUTES: i64 = 15;
 
+const PAGERDUTY: &str = "http://127.0.0.1:9/v2/enqueue";
+
+fn routing_key() -> vigil_shared::SecretRef {
+    vigil_shared::SecretRef::SsmParameter("/vigil/pd".into())
+}
+
 fn rules_file(grouped: bool) -> String {
     let mut yaml = format!(
-        "policy:\n  routes:\n    - {{match: {{alertname: S5}}, topic_arn: \"{DENIED}\"}}\n"
+        "policy:\n  routes:\n    - {{match: {{alertname: S5}}, topic_arn: \"{DENIED}\"}}\n    - {{match: {{team: t1}}, receiver: oncall}}\n  receivers:\n    - {{name: oncall, sns_configs: [{{topic_arn: \"{DEFAULT_TOPIC}\"}}], pagerduty_configs: [{{routing_key: {{ssm_parameter: /vigil/pd}}, url: \"{PAGERDUTY}\"}}]}}\n"
     );
     if grouped {
         yaml.push_str("  group_by: [team]\n  group_interval: 2m\n");
@@ -74,6 +85,8 @@ struct Seen {
     overlapping: usize,
     claimed: BTreeSet<String>,
     published: Vec<Published>,
+    /// What PagerDuty took, in the order it took it.
+    posted: Vec<vigil_shared::testing::Posted>,
     members: BTreeMap<String, Vec<String>>,
     faults: BTreeMap<&'static str, usize>,
     last: StateFile,
@@ -143,6 +156,16 @@ async fn case(seed: u64, ambiguous: bool) -> Seen {
         },
         seed ^ 0xdead_beef,
     );
+    let notifier = RecordingNotifier {
+        http_faults: vigil_shared::testing::HttpFaults {
+            too_many: 0.15,
+            drop_before: 0.05,
+            drop_after: if ambiguous { 0.05 } else { 0.0 },
+            status: None,
+        },
+        ..notifier
+    }
+    .with_secret(&routing_key(), "R0UT1NGK3Y0000000000000000000000");
     let mut reader = SeriesReader::default();
     let mut seen = Seen::default();
     let mut history: BTreeMap<usize, Vec<(DateTime<Utc>, f64)>> = BTreeMap::new();
@@ -262,7 +285,8 @@ async fn case(seed: u64, ambiguous: bool) -> Seen {
             ..NotifierFaults::default()
         },
         seed,
-    );
+    )
+    .with_secret(&routing_key(), "R0UT1NGK3Y0000000000000000000000");
     let quiet = FaultyStore::new(&memory, StoreFaults::default(), seed);
     for extra in 0..6 {
         let at = t0() + Duration::minutes(MINUTES + 5 + extra);
@@ -290,6 +314,11 @@ async fn case(seed: u64, ambiguous: bool) -> Seen {
     );
     seen.published = notifier.published();
     seen.published.extend(calm.published());
+    seen.posted = notifier.posted();
+    seen.posted.extend(calm.posted());
+    for (k, n) in calm.injected.lock().expect("lock").iter() {
+        *seen.faults.entry(k).or_default() += n;
+    }
     seen.faults = store.injected.lock().expect("lock").clone();
     for (k, n) in notifier.injected.lock().expect("lock").iter() {
         *seen.faults.entry(k).or_default() += n;
@@ -306,6 +335,19 @@ fn check(seed: u64, seen: &Seen) -> (usize, usize) {
         delivered.insert(p.key.clone());
         if let Some(members) = seen.members.get(&p.key) {
             delivered.extend(members.iter().cloned());
+        }
+    }
+    // PagerDuty's copy of an alert's message is keyed by the episode and its receiver.
+    for p in &seen.posted {
+        let kind = match p.body["event_action"].as_str() {
+            Some("trigger") => "firing",
+            _ => "resolved",
+        };
+        let episode = p.body["dedup_key"].as_str().unwrap_or_default();
+        delivered.insert(format!("{episode}/{kind}@oncall/1"));
+        // A trigger still owed when its resolve goes is superseded by it, never sent.
+        if kind == "resolved" {
+            delivered.insert(format!("{episode}/firing@oncall/1"));
         }
     }
     let aside: BTreeSet<String> = seen
@@ -389,6 +431,70 @@ fn check(seed: u64, seen: &Seen) -> (usize, usize) {
     (lost.len(), doubled)
 }
 
+/// What PagerDuty made of a case's events, replayed through its deduplication (a trigger
+/// whose `dedup_key` names an open alert goes onto it; after a resolve, a trigger with that
+/// key opens a new one): incidents opened, second incidents opened for one episode, repeated
+/// triggers PagerDuty deduplicated, and incidents left open although their episode is no
+/// longer firing.
+#[derive(Debug, Default, Clone, Copy)]
+struct Incidents {
+    opened: usize,
+    second: usize,
+    deduplicated: usize,
+    left_open: usize,
+}
+
+fn incidents(seen: &Seen) -> Incidents {
+    let mut out = Incidents::default();
+    let mut open: BTreeMap<String, bool> = BTreeMap::new();
+    let mut ever: BTreeSet<String> = BTreeSet::new();
+    for p in &seen.posted {
+        let key = p.body["dedup_key"].as_str().unwrap_or_default().to_owned();
+        match p.body["event_action"].as_str() {
+            Some("trigger") => {
+                if open.get(&key).copied().unwrap_or(false) {
+                    out.deduplicated += 1;
+                } else {
+                    out.opened += 1;
+                    if !ever.insert(key.clone()) {
+                        out.second += 1;
+                    }
+                    open.insert(key, true);
+                }
+            }
+            _ => {
+                open.insert(key, false);
+            }
+        }
+    }
+    let firing: BTreeSet<String> = seen
+        .last
+        .alerts
+        .iter()
+        .filter(|(_, a)| a.phase == vigil_alert::state::Phase::Firing && a.notified_at.is_some())
+        .map(|(k, a)| vigil_alert::state::episode_id(k, a.active_since))
+        .collect();
+    out.left_open = open
+        .iter()
+        .filter(|(k, is_open)| **is_open && !firing.contains(*k))
+        .count();
+    out
+}
+
+/// Checks PagerDuty's side of a case: no second incident for an episode, none left open.
+fn check_incidents(seed: u64, seen: &Seen, total: &mut Incidents) {
+    let i = incidents(seen);
+    assert_eq!(
+        i.second, 0,
+        "seed {seed}: an episode opened a second incident: {i:?}"
+    );
+    assert_eq!(i.left_open, 0, "seed {seed}: an incident left open: {i:?}");
+    total.opened += i.opened;
+    total.second += i.second;
+    total.deduplicated += i.deduplicated;
+    total.left_open += i.left_open;
+}
+
 fn report(title: &str, cases: &[Seen], lost: usize, doubled: usize) {
     let mut faults: BTreeMap<&str, usize> = BTreeMap::new();
     for s in cases {
@@ -416,9 +522,11 @@ fn report(title: &str, cases: &[Seen], lost: usize, doubled: usize) {
 async fn every_page_is_delivered_once_or_set_aside_and_announced() {
     let mut cases = Vec::new();
     let (mut lost, mut doubled) = (0, 0);
+    let mut pd = Incidents::default();
     for seed in 0..200 {
         let seen = case(seed, false).await;
         let (l, d) = check(seed, &seen);
+        check_incidents(seed, &seen, &mut pd);
         assert_eq!(l, 0, "seed {seed}: pages lost");
         assert_eq!(d, 0, "seed {seed}: pages doubled");
         lost += l;
@@ -426,6 +534,11 @@ async fn every_page_is_delivered_once_or_set_aside_and_announced() {
         cases.push(seen);
     }
     report("clean faults", &cases, lost, doubled);
+    eprintln!(
+        "clean faults, PagerDuty: {} incidents opened, {} second incidents for one episode, {} repeated triggers deduplicated, {} left open",
+        pd.opened, pd.second, pd.deduplicated, pd.left_open
+    );
+    assert!(pd.opened > 100, "the cases page PagerDuty: {pd:?}");
     let claimed: usize = cases.iter().map(|s| s.claimed.len()).sum();
     assert!(claimed > 2_000, "the cases page: {claimed}");
     let reviewed = cases.iter().filter(|s| s.reviewed).count();
@@ -443,15 +556,21 @@ async fn every_page_is_delivered_once_or_set_aside_and_announced() {
 async fn ambiguous_faults_only_ever_repeat_a_key() {
     let mut cases = Vec::new();
     let (mut lost, mut doubled) = (0, 0);
+    let mut pd = Incidents::default();
     for seed in 1_000..1_100 {
         let seen = case(seed, true).await;
         let (l, d) = check(seed, &seen);
+        check_incidents(seed, &seen, &mut pd);
         assert_eq!(l, 0, "seed {seed}: pages lost");
         lost += l;
         doubled += d;
         cases.push(seen);
     }
     report("ambiguous faults", &cases, lost, doubled);
+    eprintln!(
+        "ambiguous faults, PagerDuty: {} incidents opened, {} second incidents for one episode, {} repeated triggers deduplicated, {} left open",
+        pd.opened, pd.second, pd.deduplicated, pd.left_open
+    );
     // Each copy is the same message under the same key: a receiver keeps one.
     for s in &cases {
         let mut by_key: BTreeMap<&str, Vec<&Published>> = BTreeMap::new();

@@ -3,6 +3,12 @@
 //! as retryable stops its chain for this run (the rest wait, untried), so a resolve never
 //! reaches PagerDuty before the trigger it resolves. A message refused for good is set aside
 //! and its chain goes on: the resolve of a trigger PagerDuty refused changes nothing there.
+//!
+//! A firing message with a resolution after it in its chain is not sent: the resolution goes
+//! alone. Sent late, after a resolve PagerDuty already took (a run stopped between the posts
+//! and the write that records them), the trigger would open a second incident that nothing
+//! resolves; and a page for an episode that has already ended wakes nobody usefully. As
+//! Alertmanager does, the episode's end is what the receiver hears.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -39,9 +45,16 @@ pub async fn send_chain(
     let mut done = Vec::with_capacity(chain.len());
     let mut posts = 0;
     let mut held = false;
-    for i in chain {
+    let resolved_at = chain
+        .iter()
+        .rposition(|&i| claimed[i].status == crate::state::Status::Resolved);
+    for (n, i) in chain.into_iter().enumerate() {
         let o = claimed[i];
         let key = o.key.clone();
+        if resolved_at.is_some_and(|r| n < r) && o.status == crate::state::Status::Firing {
+            done.push(Attempt::Superseded { key });
+            continue;
+        }
         if held || Instant::now() >= stop {
             done.push(Attempt::NotTried { key });
             continue;
