@@ -3,8 +3,9 @@
 //! denies, so a missing grant would otherwise show up only on AWS.
 //!
 //! Off unless [`CALL_LOG_ENV`] names a file; then each request, as it is sent, appends one
-//! JSON line: `{"service", "operation", "method", "uri", "form"}` (`form`: the body of a
-//! form-encoded request, where SNS's query protocol carries the topic; empty otherwise).
+//! JSON line: `{"service", "operation", "method", "uri", "form", "name"}` (`form`: the body of
+//! a form-encoded request, where SNS's query protocol carries the topic; `name`: the `Name` of
+//! a JSON request, SSM's parameter; empty otherwise).
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -62,12 +63,23 @@ impl Intercept for CallLog {
             .and_then(|_| request.body().bytes())
             .map(|b| String::from_utf8_lossy(b).into_owned())
             .unwrap_or_default();
+        // A JSON protocol's resource is its `Name` (SSM's parameter): the name only, never a
+        // value (a GetParameter request carries none).
+        let name = request
+            .headers()
+            .get("content-type")
+            .filter(|t| t.starts_with("application/x-amz-json"))
+            .and_then(|_| request.body().bytes())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .and_then(|v| v.get("Name").and_then(|n| n.as_str()).map(str::to_owned))
+            .unwrap_or_default();
         let line = serde_json::json!({
             "service": metadata.service(),
             "operation": metadata.name(),
             "method": request.method(),
             "uri": request.uri(),
             "form": form,
+            "name": name,
         });
         if let Ok(mut file) = self.file.lock() {
             let _ = writeln!(file, "{line}");

@@ -47,6 +47,7 @@ pub struct LocalAws {
     pub s3: aws_sdk_s3::Client,
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
+    pub ssm: aws_sdk_ssm::Client,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -75,6 +76,7 @@ impl LocalAws {
             s3: vigil_shared::aws::s3_client(&conf),
             sns: aws_sdk_sns::Client::new(&conf),
             sqs: aws_sdk_sqs::Client::new(&conf),
+            ssm: aws_sdk_ssm::Client::new(&conf),
             endpoint,
             conf,
         }

@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod exporter;
 pub mod lambda_api;
+pub mod pagerduty;
 pub mod runtime;
 pub mod stack;
 pub mod url;

@@ -1073,3 +1073,143 @@ async fn a_missing_setting_stops_the_start_with_a_logged_reason() {
         "{entry}"
     );
 }
+
+/// Receivers end to end: a rule routed to a receiver with a chat topic, PagerDuty and a
+/// webhook. The PagerDuty routing key is a SecureString and the webhook's URL a String in the
+/// emulator's Parameter Store, read by the real function through the SDK; PagerDuty is a local
+/// server holding to the Events API v2 contract, busy (429) for the first two posts. The page
+/// reaches all three; PagerDuty opens one incident, which the resolution closes.
+#[tokio::test]
+async fn a_receiver_pages_pagerduty_a_webhook_and_chat_and_resolves_there() {
+    let s = setup().await;
+    let key = "R0UT1NGK3Y0000000000000000000E2E";
+    let pagerduty = vigil_e2e::pagerduty::PagerDuty::start(key, 2).await;
+    let prefix = format!("/vigil/receivers/{}", unique("e2e"));
+    for (name, value, kind) in [
+        (
+            "pagerduty",
+            key.to_owned(),
+            aws_sdk_ssm::types::ParameterType::SecureString,
+        ),
+        (
+            "hook",
+            pagerduty.hook_url(),
+            aws_sdk_ssm::types::ParameterType::String,
+        ),
+    ] {
+        s.aws
+            .ssm
+            .put_parameter()
+            .name(format!("{prefix}/{name}"))
+            .value(value)
+            .r#type(kind)
+            .send()
+            .await
+            .expect("PutParameter");
+    }
+    let (chat, chat_queue) = s.aws.topic_with_queue("vigil-chat").await;
+    let rules = format!(
+        "policy:\n  receivers:\n    - name: checkout\n      \
+         sns_configs: [{{topic_arn: \"{chat}\", format: chat}}]\n      \
+         pagerduty_configs: [{{routing_key: {{ssm_parameter: {prefix}/pagerduty}}, url: \"{pd}\"}}]\n      \
+         webhook_configs: [{{url: {{ssm_parameter: {prefix}/hook}}}}]\n  \
+         routes: [{{match: {{team: checkout}}, receiver: checkout}}]\n\
+         groups:\n  - name: g\n    rules:\n      - alert: SlowCheckout\n        \
+         metric: {{namespace: {ns}, name: latency, dimensions: {{service: checkout}}, stat: Maximum, period: 1m}}\n        \
+         condition: {{operator: \">\", threshold: 250}}\n        \
+         labels: {{severity: page, team: checkout, service: checkout}}\n        \
+         annotations: {{summary: \"Checkout latency is {{{{ $value }}}} ms\", runbook_url: \"https://runbooks.example.com/slow\"}}\n",
+        pd = pagerduty.url(),
+        ns = s.namespace
+    );
+    s.aws.put_object(&s.bucket, "receivers.yaml", rules).await;
+    let base = whole_minute_ago(6);
+    let minute = |m: i64| base + Duration::minutes(m);
+    put_points(
+        &s.aws,
+        &s.namespace,
+        "latency",
+        &[
+            (minute(0), 400.0),
+            (minute(1), 400.0),
+            (minute(2), 100.0),
+            (minute(3), 100.0),
+        ],
+    )
+    .await;
+    let mut function = alert_with(
+        &s,
+        "receivers.yaml",
+        &[("VIGIL_ALLOWED_TOPIC_ARNS", chat.as_str())],
+    )
+    .await;
+    let firing = function
+        .invoke(&scheduled_event(minute(2)))
+        .await
+        .expect_response();
+    assert_eq!(states(&firing)[0].0, "firing", "{firing}");
+    let resolved = function
+        .invoke(&scheduled_event(minute(4)))
+        .await
+        .expect_response();
+    assert_eq!(states(&resolved)[0].0, "inactive", "{resolved}");
+
+    {
+        let pd = pagerduty.seen();
+        // Two 429s, retried within the run; then a trigger and its resolve, nothing refused
+        // as invalid.
+        assert_eq!(
+            pd.refused.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [429, 429]
+        );
+        let actions: Vec<&str> = pd
+            .events
+            .iter()
+            .map(|e| e["event_action"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(actions, ["trigger", "resolve"], "{:?}", pd.events);
+        assert_eq!(pd.incidents, 1);
+        assert!(pd.open.values().all(|open| !open), "{:?}", pd.open);
+        assert_eq!(
+            pd.events[0]["payload"]["summary"],
+            "[FIRING] SlowCheckout: latency 400 > 250"
+        );
+        // The webhook: Alertmanager's payload, firing then resolved.
+        let hooks: Vec<&str> = pd
+            .hooks
+            .iter()
+            .map(|h| h["status"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(hooks, ["firing", "resolved"]);
+        assert_eq!(pd.hooks[0]["version"], "4");
+        assert_eq!(
+            pd.hooks[0]["alerts"][0]["labels"]["alertname"],
+            "SlowCheckout"
+        );
+    }
+    // Chat: SNS delivered the custom notification as the message body.
+    let messages = s
+        .aws
+        .receive_sns(&chat_queue, 2, StdDuration::from_secs(20))
+        .await;
+    let bodies: Vec<Value> = messages
+        .iter()
+        .map(|m| serde_json::from_str(m["Message"].as_str().unwrap_or("{}")).expect("chat JSON"))
+        .collect();
+    assert_eq!(bodies.len(), 2, "{messages:?}");
+    assert_eq!(bodies[0]["source"], "custom");
+    assert_eq!(
+        bodies[0]["content"]["nextSteps"][0],
+        "Follow the runbook: https://runbooks.example.com/slow"
+    );
+    assert_eq!(
+        bodies[0]["metadata"]["threadId"],
+        bodies[1]["metadata"]["threadId"]
+    );
+    // Nothing reached the default topic.
+    let default = s
+        .aws
+        .receive_sns(&s.queue, 0, StdDuration::from_secs(2))
+        .await;
+    assert!(default.is_empty(), "{default:?}");
+}

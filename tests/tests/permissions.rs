@@ -272,6 +272,20 @@ fn authorization(call: &Value) -> (String, String) {
             (action.to_owned(), topic)
         }
         "cloudwatch" => (format!("cloudwatch:{operation}"), "*".to_owned()),
+        "ssm" => {
+            let name = call["name"].as_str().unwrap_or_default();
+            let action = match operation {
+                "GetParameter" => "ssm:GetParameter",
+                other => panic!("SSM {other}: no IAM action mapped; add it"),
+            };
+            // A parameter's ARN: `parameter` then its name, which starts with `/`.
+            let resource = if name.starts_with("arn:") {
+                name.to_owned()
+            } else {
+                format!("arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}")
+            };
+            (action.to_owned(), resource)
+        }
         other => panic!("{other} {operation}: no IAM mapping; add it"),
     }
 }
@@ -451,6 +465,63 @@ async fn every_call_of_every_function_is_allowed_by_its_role() {
         ],
     )
     .await;
+    // alert again, its rule routed to a receiver whose PagerDuty routing key is a SecureString
+    // in Parameter Store: the read the receivers make.
+    let key = "R0UT1NGK3Y000000000000000000PERM";
+    let pagerduty = vigil_e2e::pagerduty::PagerDuty::start(key, 0).await;
+    let parameter = format!("/vigil/receivers/{}", unique("perms"));
+    aws.ssm
+        .put_parameter()
+        .name(&parameter)
+        .value(key)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .expect("PutParameter");
+    aws.put_object(
+        &stack.bucket,
+        "config/rules.yaml",
+        format!(
+            "policy:\n  receivers: [{{name: pd, pagerduty_configs: [{{routing_key: {{ssm_parameter: {parameter}}}, url: \"{}\"}}]}}]\n  \
+             routes: [{{match: {{}}, receiver: pd}}]\n\
+             groups:\n  - name: g\n    rules:\n      - {{alert: PermsPage, metric: {{namespace: {namespace}, name: latency, \
+             dimensions: {{service: checkout}}, stat: Maximum, period: 1m}}, condition: {{operator: \">\", threshold: 0}}, \
+             evaluation_periods: 3, datapoints_to_alarm: 1}}\n",
+            pagerduty.url()
+        ),
+    )
+    .await;
+    let mut alert = alert;
+    alert.extend(
+        calls_of(
+            &t,
+            &stack,
+            &aws,
+            "AlertFunction",
+            "alert",
+            &[scheduled_event(
+                whole_minute_ago(0) + chrono::Duration::minutes(1),
+            )],
+        )
+        .await,
+    );
+    {
+        // The page of PermsPage (and the resolutions of the first run's alerts, whose rules
+        // this file no longer has), each accepted.
+        let pd = pagerduty.seen();
+        let triggered = pd
+            .events
+            .iter()
+            .filter(|e| e["event_action"] == "trigger" && e["payload"]["class"] == "PermsPage")
+            .count();
+        assert_eq!(
+            (triggered, pd.refused.len()),
+            (1, 0),
+            "the receiver's page reached PagerDuty: {:?} {:?}",
+            pd.events,
+            pd.refused
+        );
+    }
 
     // backup-verify: a fresh backup with its manifest and a replica, verified on a schedule,
     // with every protection required (the buckets have none: the failures are announced).

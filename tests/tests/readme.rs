@@ -354,16 +354,19 @@ fn the_documented_policies_load() {
         .filter(|b| b.starts_with("policy:"))
         .collect();
     let mut reviews = 0;
+    let mut receivers = 0;
     for block in &blocks {
         let file = format!(
             "{block}\ngroups:\n  - name: g\n    rules:\n      - {{alert: A, metric: {{namespace: S, name: m, stat: Average, period: 1m}}, condition: {{operator: \">\", threshold: 1}}}}\n"
         );
         let (_, policy) = vigil_alert::rules::load_file("README.md", &file)
             .unwrap_or_else(|e| panic!("{e}\n{block}"));
+        receivers += policy.receivers.len();
         if let Some(review) = policy.review {
             review.quiet().expect("quiet hours");
             reviews += 1;
         }
     }
     assert_eq!(reviews, 1, "the review's settings are shown once");
+    assert_eq!(receivers, 1, "the receivers are shown, and load");
 }
