@@ -206,11 +206,9 @@ async fn handle(
         .as_str()
         .map_or_else(|| format!("generated-{}", seen.events.len()), str::to_owned);
     match event["event_action"].as_str() {
-        Some("trigger") => {
-            if !seen.open.get(&key).copied().unwrap_or(false) {
-                seen.incidents += 1;
-                seen.open.insert(key.clone(), true);
-            }
+        Some("trigger") if !seen.open.get(&key).copied().unwrap_or(false) => {
+            seen.incidents += 1;
+            seen.open.insert(key.clone(), true);
         }
         Some("resolve") => {
             if let Some(open) = seen.open.get_mut(&key) {
