@@ -6,7 +6,7 @@ use std::process::Output;
 
 use aws_sdk_cloudwatch::primitives::DateTime as CwDateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
-use chrono::{Duration, Utc};
+use chrono::{Duration, Timelike, Utc};
 use serde_json::Value;
 use vigil_e2e::{LocalAws, bin_dir, unique, whole_minute_ago, workspace_root};
 
@@ -244,10 +244,13 @@ async fn a_backtest_replays_cloudwatch_history() {
     }
     let dir = temp_dir("vigil-backtest");
     let rules = dir.join("rules.yaml");
+    // Quiet hours twelve hours from now: the replayed page never falls in them, whatever the
+    // time of day the test runs at.
+    let quiet = (now.hour() + 12) % 24;
     std::fs::write(
         &rules,
         format!(
-            "groups:\n  - name: g\n    rules:\n      - alert: LatencyHigh\n        metric: {{namespace: {namespace}, name: latency, dimensions: {{service: checkout}}, stat: Average, period: 1m}}\n        condition: {{operator: \">\", threshold: 250}}\n        evaluation_periods: 3\n        datapoints_to_alarm: 2\n        labels: {{severity: page, service: checkout}}\n        annotations: {{runbook_url: https://runbooks.example.com/latency}}\n      - alert: LatencySecondsHigh\n        metric: {{namespace: {namespace}, name: latency, dimensions: {{service: checkout}}, stat: Average, period: 1m}}\n        expression: \"m / 1000\"\n        condition: {{operator: \">\", threshold: 0.25}}\n        evaluation_periods: 3\n        datapoints_to_alarm: 2\n        labels: {{severity: ticket, service: checkout}}\n"
+            "policy:\n  review: {{quiet_hours: \"{quiet:02}:00-{quiet:02}:30\"}}\ngroups:\n  - name: g\n    rules:\n      - alert: LatencyHigh\n        metric: {{namespace: {namespace}, name: latency, dimensions: {{service: checkout}}, stat: Average, period: 1m}}\n        condition: {{operator: \">\", threshold: 250}}\n        evaluation_periods: 3\n        datapoints_to_alarm: 2\n        labels: {{severity: page, service: checkout}}\n        annotations: {{runbook_url: https://runbooks.example.com/latency}}\n      - alert: LatencySecondsHigh\n        metric: {{namespace: {namespace}, name: latency, dimensions: {{service: checkout}}, stat: Average, period: 1m}}\n        expression: \"m / 1000\"\n        condition: {{operator: \">\", threshold: 0.25}}\n        evaluation_periods: 3\n        datapoints_to_alarm: 2\n        labels: {{severity: ticket, service: checkout}}\n"
         ),
     )
     .expect("write");
