@@ -41,14 +41,15 @@ pub trait HttpPost: Send + Sync {
     fn post_json(&self, url: &str, body: &[u8]) -> impl Future<Output = Result<Reply>> + Send;
 }
 
-/// Where a URL points, without its path or query (which may hold a token): what logs and
-/// errors name.
+/// Where a URL points, without its user information, path or query (any of which may hold a
+/// token): what logs and errors name.
 pub fn host_of(url: &str) -> String {
     match url.parse::<hyper::Uri>() {
         Ok(uri) => format!(
-            "{}://{}",
+            "{}://{}{}",
             uri.scheme_str().unwrap_or("?"),
-            uri.authority().map_or("?", |a| a.as_str())
+            uri.host().unwrap_or("?"),
+            uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default()
         ),
         Err(_) => "(an invalid URL)".to_owned(),
     }
@@ -130,17 +131,25 @@ impl HttpPost for HyperPost {
                 .get(hyper::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok());
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| failed(format!("the answer was cut: {e}"), true))?
-                .to_bytes();
-            let kept = &bytes[..bytes.len().min(REPLY_MAX)];
+            // The start of the body only: an endpoint's answer is never read whole.
+            let mut body = response.into_body();
+            let mut kept: Vec<u8> = Vec::new();
+            while kept.len() < REPLY_MAX {
+                match body.frame().await {
+                    None => break,
+                    Some(Err(e)) => return Err(failed(format!("the answer was cut: {e}"), true)),
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            kept.extend_from_slice(&data);
+                        }
+                    }
+                }
+            }
+            kept.truncate(REPLY_MAX);
             Ok(Reply {
                 status,
                 retry_after,
-                body: String::from_utf8_lossy(kept).into_owned(),
+                body: String::from_utf8_lossy(&kept).into_owned(),
             })
         };
         tokio::time::timeout(POST_TIMEOUT, exchange)
@@ -160,5 +169,9 @@ mod tests {
             "https://hooks.example.com"
         );
         assert_eq!(host_of("not a url"), "(an invalid URL)");
+        assert_eq!(
+            host_of("https://user:token@hooks.example.com:8443/x"),
+            "https://hooks.example.com:8443"
+        );
     }
 }

@@ -44,4 +44,8 @@ impl<N: Send + Sync, H: Send + Sync, S: Secrets> Secrets for Outbound<N, H, S> {
     async fn secret(&self, reference: &SecretRef) -> Result<String> {
         self.secrets.secret(reference).await
     }
+
+    fn forget(&self, reference: &SecretRef) {
+        self.secrets.forget(reference);
+    }
 }

@@ -25,13 +25,17 @@ pub const SECRET_TTL: Duration = Duration::from_secs(300);
 /// Parameter Store's path to Secrets Manager secrets.
 pub const SECRETS_MANAGER_REFERENCE: &str = "/aws/reference/secretsmanager/";
 
+/// Where the stack's role may read receivers' secrets (template.yaml): parameters under
+/// `/vigil/receivers/`, secrets named `vigil/receivers/...`.
+pub const RECEIVERS_PREFIX: &str = "vigil/receivers/";
+
 /// Where a secret is kept.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum SecretRef {
-    /// A Parameter Store parameter, by name (`/vigil/pagerduty/payments`) or ARN.
+    /// A Parameter Store parameter, by name (`/vigil/receivers/pagerduty`) or ARN.
     SsmParameter(String),
-    /// A Secrets Manager secret, by name or ARN.
+    /// A Secrets Manager secret, by name (`vigil/receivers/incident-io`).
     SecretsManager(String),
 }
 
@@ -56,6 +60,22 @@ impl SecretRef {
         if name.chars().any(char::is_whitespace) {
             return Some(format!("{kind}: {name:?} holds white space"));
         }
+        // What the stack's role may read: a name elsewhere would be denied at every page.
+        let readable = match self {
+            SecretRef::SsmParameter(n) => {
+                let path = n.split_once(":parameter").map_or(n.as_str(), |(_, p)| p);
+                path.strip_prefix('/')
+                    .is_some_and(|p| p.starts_with(RECEIVERS_PREFIX))
+            }
+            SecretRef::SecretsManager(n) => n.starts_with(RECEIVERS_PREFIX),
+        };
+        if !readable {
+            return Some(format!(
+                "{kind}: {name:?} is outside what the stack's role may read (parameters under \
+                 /{RECEIVERS_PREFIX}, secrets named {RECEIVERS_PREFIX}...; a secret by name, \
+                 not ARN)"
+            ));
+        }
         None
     }
 }
@@ -74,6 +94,9 @@ pub trait Secrets: Send + Sync {
     /// The secret's value. A secret that is missing, or that the role may not read, is an
     /// error that is not retryable; throttling and timeouts are retryable.
     fn secret(&self, reference: &SecretRef) -> impl Future<Output = Result<String>> + Send;
+
+    /// Forgets a value kept, so the next read fetches it again (a key refused after rotation).
+    fn forget(&self, _reference: &SecretRef) {}
 }
 
 /// [`Secrets`] on SSM `GetParameter`, each value kept for [`SECRET_TTL`].
@@ -155,6 +178,13 @@ impl Secrets for SsmSecrets {
             .insert(reference.clone(), (Instant::now(), value.clone()));
         Ok(value)
     }
+
+    fn forget(&self, reference: &SecretRef) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(reference);
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +201,24 @@ mod tests {
         assert_eq!(p.parameter_name(), "/vigil/pd");
         assert!(serde_json::from_str::<SecretRef>(r#"{"plain": "x"}"#).is_err());
         assert!(SecretRef::SsmParameter(" ".into()).problem().is_some());
-        assert!(p.problem().is_none());
+        // Outside what the role may read.
+        assert!(p.problem().is_some());
+        assert!(r.problem().is_some());
+        for ok in [
+            SecretRef::SsmParameter("/vigil/receivers/pd".into()),
+            SecretRef::SsmParameter(
+                "arn:aws:ssm:eu-west-1:123456789012:parameter/vigil/receivers/pd".into(),
+            ),
+            SecretRef::SecretsManager("vigil/receivers/pd".into()),
+        ] {
+            assert_eq!(ok.problem(), None, "{ok}");
+        }
+        assert!(
+            SecretRef::SecretsManager(
+                "arn:aws:secretsmanager:eu-west-1:123456789012:secret:vigil/receivers/pd".into()
+            )
+            .problem()
+            .is_some()
+        );
     }
 }

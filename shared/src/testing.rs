@@ -533,6 +533,10 @@ pub struct RecordingNotifier {
     pub http_faults: HttpFaults,
     /// The secrets it holds ([`Secrets`]), by parameter name; any other is ParameterNotFound.
     pub secrets: Mutex<std::collections::BTreeMap<String, String>>,
+    /// Secrets a reader asked to forget, and the value each is read as afterwards (a rotation).
+    pub rotated: Mutex<std::collections::BTreeMap<String, String>>,
+    /// How often a secret was forgotten.
+    pub forgotten: Mutex<usize>,
 }
 
 /// Faults of a receiver outside SNS (PagerDuty's Events API, a webhook).
@@ -624,6 +628,14 @@ impl Secrets for RecordingNotifier {
                 message: format!("{reference}: ParameterNotFound (HTTP 400)"),
                 retryable: false,
             })
+    }
+
+    fn forget(&self, reference: &SecretRef) {
+        *lock(&self.forgotten) += 1;
+        let name = reference.parameter_name();
+        if let Some(next) = lock(&self.rotated).remove(&name) {
+            lock(&self.secrets).insert(name, next);
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use vigil_shared::limits::SNS_MAX_MESSAGE_BYTES;
 use crate::budget::Budget;
 use crate::evaluate::Target;
 use crate::outbox::{Kind, Owed, SetAside};
+use crate::receiver::Channel;
 use crate::rules::Rule;
 use crate::state::{AlertState, Status, Transition};
 
@@ -579,7 +580,8 @@ pub fn grouped(group_key: &str, group_by: &[String], members: Vec<Owed>) -> Vec<
         lease: None,
         last_error: None,
         channel: members[0].channel.clone(),
-        episode: members[0].episode.clone(),
+        // A group's messages share one thread in chat: the group's.
+        episode: group_key.to_owned(),
     };
     let hash = vigil_shared::notify::fnv1a(
         members
@@ -608,8 +610,13 @@ pub fn grouped(group_key: &str, group_by: &[String], members: Vec<Owed>) -> Vec<
             "alerts": members.iter().map(|m| m.notification.details.clone()).collect::<Vec<_>>(),
         })),
     };
-    if whole.wire_size() <= MESSAGE_BUDGET {
-        return vec![owed(format!("group/{hash:016x}"), whole, keys)];
+    // An SMS says the group's subject: one message, never parts (each would be an SMS).
+    if whole.wire_size() <= MESSAGE_BUDGET || members[0].channel == Channel::Sms {
+        return vec![owed(
+            format!("group/{hash:016x}"),
+            whole.fitted(MESSAGE_BUDGET),
+            keys,
+        )];
     }
 
     // Parts of compact lines, filled greedily to the budget.

@@ -49,12 +49,12 @@ const MINUTES: i64 = 15;
 const PAGERDUTY: &str = "http://127.0.0.1:9/v2/enqueue";
 
 fn routing_key() -> vigil_shared::SecretRef {
-    vigil_shared::SecretRef::SsmParameter("/vigil/pd".into())
+    vigil_shared::SecretRef::SsmParameter("/vigil/receivers/pd".into())
 }
 
 fn rules_file(grouped: bool) -> String {
     let mut yaml = format!(
-        "policy:\n  routes:\n    - {{match: {{alertname: S5}}, topic_arn: \"{DENIED}\"}}\n    - {{match: {{team: t1}}, receiver: oncall}}\n  receivers:\n    - {{name: oncall, sns_configs: [{{topic_arn: \"{DEFAULT_TOPIC}\"}}], pagerduty_configs: [{{routing_key: {{ssm_parameter: /vigil/pd}}, url: \"{PAGERDUTY}\"}}]}}\n"
+        "policy:\n  routes:\n    - {{match: {{alertname: S5}}, topic_arn: \"{DENIED}\"}}\n    - {{match: {{team: t1}}, receiver: oncall}}\n  receivers:\n    - {{name: oncall, sns_configs: [{{topic_arn: \"{DEFAULT_TOPIC}\"}}], pagerduty_configs: [{{routing_key: {{ssm_parameter: /vigil/receivers/pd}}, url: \"{PAGERDUTY}\"}}]}}\n"
     );
     if grouped {
         yaml.push_str("  group_by: [team]\n  group_interval: 2m\n");

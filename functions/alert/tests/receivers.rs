@@ -26,7 +26,7 @@ fn policy() -> Policy {
             "receivers:\n\
              - name: checkout\n\
              \x20 sns_configs: [{{topic_arn: '{CHAT}', format: chat}}, {{topic_arn: '{SMS}', format: sms}}]\n\
-             \x20 pagerduty_configs: [{{routing_key: {{ssm_parameter: /vigil/pd/checkout}}, url: '{PAGERDUTY}'}}]\n\
+             \x20 pagerduty_configs: [{{routing_key: {{ssm_parameter: /vigil/receivers/pd-checkout}}, url: '{PAGERDUTY}'}}]\n\
              \x20 webhook_configs: [{{url: '{WEBHOOK}'}}]\n\
              routes: [{{match: {{team: checkout}}, receiver: checkout}}]\n"
         ),
@@ -35,7 +35,7 @@ fn policy() -> Policy {
 }
 
 fn routing_key() -> SecretRef {
-    SecretRef::SsmParameter("/vigil/pd/checkout".into())
+    SecretRef::SsmParameter("/vigil/receivers/pd-checkout".into())
 }
 
 /// Fires at t0, resolves two minutes later, through `notifiers` (one per run).
@@ -107,7 +107,8 @@ async fn a_page_reaches_every_config_of_its_receiver_and_resolves_there() {
     assert_eq!(sms.len(), 2);
     assert!(sms[0].starts_with("FIRING HighLatency: Checkout latency is 900 ms"));
     assert!(sms[1].starts_with("RESOLVED HighLatency"));
-    assert!(sms.iter().all(|s| s.chars().count() <= 160));
+    // With the topic's display name (up to ten characters) and "> ", one SMS.
+    assert!(sms.iter().all(|s| s.chars().count() + 10 + 2 <= 160));
 
     // PagerDuty: a trigger, then the resolve of the same dedup_key, with the key read.
     let posts = notifier.posted();
@@ -279,6 +280,47 @@ async fn a_trigger_still_owed_when_its_episode_resolves_is_never_sent_after_it()
     assert!(st.set_aside.is_empty(), "{:?}", st.set_aside);
 }
 
+#[tokio::test]
+async fn a_refused_routing_key_is_read_again_once() {
+    // PagerDuty answers 400 to every post: the key is read again once, then the message is
+    // set aside; it is not read again for every post.
+    let notifier = RecordingNotifier {
+        http_faults: HttpFaults {
+            status: Some(400),
+            ..HttpFaults::default()
+        },
+        ..RecordingNotifier::default()
+    }
+    .with_secret(&routing_key(), ROUTING_KEY);
+    notifier.rotated.lock().expect("lock").insert(
+        routing_key().parameter_name(),
+        "R0TAT3DK3Y00000000000000000000AB".into(),
+    );
+    let store = MemoryStore::default();
+    let mut reader = SeriesReader::default();
+    let rules = [rule()];
+    let policy = policy();
+    latency(&mut reader, "api", t0(), true);
+    run(
+        &reader,
+        &notifier,
+        &store,
+        plan(&rules, &policy),
+        &inv("a", t0()),
+    )
+    .await
+    .expect("run");
+    assert_eq!(*notifier.forgotten.lock().expect("lock"), 1);
+    let st = state(&store);
+    assert!(
+        st.set_aside
+            .iter()
+            .any(|s| s.topic_arn == "pagerduty:checkout#0" && s.reason.contains("HTTP 400")),
+        "{:?}",
+        st.set_aside
+    );
+}
+
 #[test]
 fn receivers_are_checked_when_the_rules_are_loaded() {
     let load = |policy: &str| {
@@ -314,10 +356,27 @@ fn receivers_are_checked_when_the_rules_are_loaded() {
     )
     .expect_err("plain HTTP");
     assert!(plain.to_string().contains("plain HTTP"), "{plain}");
+    let outside = load(
+        "receivers: [{name: p, pagerduty_configs: [{routing_key: {ssm_parameter: /team/pd}}]}]\n\
+         routes: [{match: {team: a}, receiver: p}]",
+    )
+    .expect_err("a parameter the role may not read");
+    assert!(
+        outside
+            .to_string()
+            .contains("outside what the stack's role may read"),
+        "{outside}"
+    );
+    let twice = load(
+        "receivers: [{name: p, sns_configs: [{topic_arn: 'arn:aws:sns:us-east-1:1:t'}, {topic_arn: 'arn:aws:sns:us-east-1:1:t'}]}]\n\
+         routes: [{match: {team: a}, receiver: p}]",
+    )
+    .expect_err("a topic twice");
+    assert!(twice.to_string().contains("twice"), "{twice}");
     let empty = load("receivers: [{name: p}]").expect_err("no configs");
     assert!(empty.to_string().contains("has no sns_configs"), "{empty}");
     load(
-        "receivers: [{name: p, pagerduty_configs: [{routing_key: {secrets_manager: vigil/pd}}]}]\n\
+        "receivers: [{name: p, pagerduty_configs: [{routing_key: {secrets_manager: vigil/receivers/pd}}]}]\n\
          routes: [{match: {team: a}, receiver: p}]",
     )
     .expect("valid");

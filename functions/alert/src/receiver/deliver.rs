@@ -70,6 +70,29 @@ pub async fn send_chain(
     (done, posts)
 }
 
+/// `work`, or a retryable refusal when the run's stop comes first: nothing of a run outlives
+/// its invocation (a post cut there is retried, and PagerDuty's deduplication or the
+/// webhook's fingerprint absorbs a copy).
+async fn within<T>(
+    stop: Instant,
+    work: impl std::future::Future<Output = Result<T, Refusal>>,
+) -> Result<T, Refusal> {
+    let left = stop.saturating_duration_since(Instant::now());
+    tokio::time::timeout(left, work).await.unwrap_or_else(|_| {
+        Err(Refusal::Retryable(
+            "no answer before the run's stop".to_owned(),
+        ))
+    })
+}
+
+/// The routing key a message is sent with, when it is PagerDuty's.
+fn routing_key(o: &Owed) -> Option<&vigil_shared::SecretRef> {
+    match &o.channel {
+        Channel::PagerDuty { routing_key, .. } => Some(routing_key),
+        _ => None,
+    }
+}
+
 /// The URL and body of a message.
 async fn request(outlets: &impl Outlets, o: &Owed) -> Result<(String, Vec<u8>), Refusal> {
     let secret = |e: vigil_shared::Error| Refusal::from_error(&e);
@@ -86,6 +109,7 @@ async fn request(outlets: &impl Outlets, o: &Owed) -> Result<(String, Vec<u8>), 
                 Endpoint::Url(u) => u.clone(),
                 Endpoint::Kept(r) => {
                     let u = outlets.secret(r).await.map_err(secret)?;
+                    // The problem names the scheme and host at most, never the URL.
                     if let Some(p) = url_problem(&u) {
                         return Err(Refusal::Permanent(format!("the URL in {r}: {p}")));
                     }
@@ -102,30 +126,53 @@ async fn request(outlets: &impl Outlets, o: &Owed) -> Result<(String, Vec<u8>), 
 }
 
 /// Sends one message, retrying with backoff while its refusals are retryable and there is
-/// time.
+/// time. A routing key PagerDuty refuses (400 to 404) is read again once: after a rotation,
+/// the key kept for five minutes is the old one.
 async fn send_one(
     outlets: &impl Outlets,
     o: &Owed,
     stop: Instant,
     posts: &mut usize,
 ) -> Result<String, Refusal> {
-    let (url, body) = request(outlets, o).await?;
+    let (url, mut body) = within(stop, request(outlets, o)).await?;
     let mut attempt = 0;
+    let mut reread = false;
     loop {
         *posts += 1;
-        let (result, retry_after) = match outlets.post_json(&url, &body).await {
+        let posted = within(stop, async {
+            outlets
+                .post_json(&url, &body)
+                .await
+                .map_err(|e| Refusal::from_error(&e))
+        })
+        .await;
+        let (result, retry_after, status) = match posted {
             Ok(reply) => {
                 let result = match o.channel {
                     Channel::PagerDuty { .. } => pagerduty::outcome(&reply),
                     _ => webhook::outcome(&reply),
                 };
-                (result, reply.retry_after)
+                (result, reply.retry_after, Some(reply.status))
             }
-            Err(e) => (Err(Refusal::from_error(&e)), None),
+            Err(r) => (Err(r), None, None),
         };
         let refusal = match result {
             Ok(id) => return Ok(id),
-            Err(r @ Refusal::Permanent(_)) => return Err(r),
+            Err(r @ Refusal::Permanent(_)) => {
+                let Some(key) = routing_key(o)
+                    .filter(|_| !reread && status.is_some_and(|s| (400..=404).contains(&s)))
+                else {
+                    return Err(r);
+                };
+                reread = true;
+                outlets.forget(key);
+                let (_, fresh) = within(stop, request(outlets, o)).await?;
+                if fresh == body {
+                    return Err(r);
+                }
+                body = fresh;
+                continue;
+            }
             Err(r) => r,
         };
         attempt += 1;

@@ -9,9 +9,9 @@
 //!         - topic_arn: arn:aws:sns:eu-west-1:123456789012:payments-chat
 //!           format: chat          # text (default) | chat | sms
 //!       pagerduty_configs:
-//!         - routing_key: {ssm_parameter: /vigil/pagerduty/payments}
+//!         - routing_key: {ssm_parameter: /vigil/receivers/pagerduty-payments}
 //!       webhook_configs:
-//!         - url: {secrets_manager: vigil/incident-io}
+//!         - url: {secrets_manager: vigil/receivers/incident-io}
 //!   routes:
 //!     - match: {team: payments}
 //!       receiver: payments
@@ -218,6 +218,16 @@ impl Receiver {
                     c.topic_arn
                 ));
             }
+            // The same topic in the same form twice would send every message twice.
+            if self.sns_configs[..i]
+                .iter()
+                .any(|o| o.topic_arn == c.topic_arn && o.format == c.format)
+            {
+                return Some(format!(
+                    "sns_configs[{i}]: {:?} as {:?} is listed twice",
+                    c.topic_arn, c.format
+                ));
+            }
         }
         for (i, c) in self.pagerduty_configs.iter().enumerate() {
             match &c.routing_key {
@@ -258,10 +268,18 @@ impl Receiver {
 
 /// What is wrong with a URL to post to: it must be HTTPS (plain HTTP only to this machine,
 /// for a local relay or a test).
+///
+/// The problem never repeats the URL, which may hold a token: only its scheme and host.
 pub fn url_problem(url: &str) -> Option<String> {
     let Ok(uri) = url.parse::<vigil_shared::http::Uri>() else {
-        return Some(format!("{url:?} is not a URL"));
+        return Some("not a URL".to_owned());
     };
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Some(format!(
+            "{} holds credentials before its host; keep such a URL as a secret",
+            vigil_shared::http::host_of(url)
+        ));
+    }
     let host = uri.host().unwrap_or_default();
     let local = matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1");
     match uri.scheme_str() {
@@ -297,6 +315,9 @@ pub fn fan_out(policy: &Policy, owed: Owed) -> Vec<Owed> {
         out.push(copy);
     }
     if out.is_empty() {
+        // Loading refuses a receiver without configs; should one get here, the default topic
+        // still hears the page.
+        tracing::error!(receiver = %receiver.name, "a receiver without configs: sent to the default topic");
         out.push(owed);
     }
     out
