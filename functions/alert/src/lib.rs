@@ -7,7 +7,8 @@
 //! - [`slo`]: objectives compiled to burn-rate rules; [`budget`]: the error budget left;
 //! - [`evaluate`]: outcomes (CloudWatch's M of N and missing data), targets (`*` series),
 //!   queries; [`state`]: the per-series state machine;
-//! - [`message`]: what notifications say, split and cut to fit SNS;
+//! - [`message`]: what notifications say, split and cut to fit SNS; [`receiver`]: where else
+//!   they go (chat and SMS topics, PagerDuty, Alertmanager webhooks), one format per file;
 //! - [`outbox`]: the state file in S3, conditional updates, claims with leases, delivery;
 //! - [`run`]: load → read → a pure step of all rules → commit → deliver;
 //! - [`alarm`]: CloudWatch alarm changes; [`handler`]: the Lambda entry points;

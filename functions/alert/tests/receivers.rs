@@ -38,6 +38,35 @@ fn routing_key() -> SecretRef {
     SecretRef::SsmParameter("/vigil/receivers/pd-checkout".into())
 }
 
+/// A notifier holding the routing key, whose every post is answered with `status`.
+fn answering(status: u16) -> RecordingNotifier {
+    RecordingNotifier {
+        http_faults: HttpFaults {
+            status: Some(status),
+            ..HttpFaults::default()
+        },
+        ..RecordingNotifier::default()
+    }
+    .with_secret(&routing_key(), ROUTING_KEY)
+}
+
+/// One run at t0, the alert firing.
+async fn fire(notifier: &RecordingNotifier, store: &MemoryStore) -> vigil_alert::RunSummary {
+    let mut reader = SeriesReader::default();
+    let rules = [rule()];
+    let policy = policy();
+    latency(&mut reader, "api", t0(), true);
+    run(
+        &reader,
+        notifier,
+        store,
+        plan(&rules, &policy),
+        &inv("a", t0()),
+    )
+    .await
+    .expect("a refusing receiver fails nothing")
+}
+
 /// Fires at t0, resolves two minutes later, through `notifiers` (one per run).
 async fn fire_and_resolve(notifiers: [&RecordingNotifier; 2], store: &MemoryStore) {
     let mut reader = SeriesReader::default();
@@ -161,28 +190,9 @@ async fn a_page_reaches_every_config_of_its_receiver_and_resolves_there() {
 
 #[tokio::test]
 async fn a_receiver_that_refuses_is_set_aside_and_announced_and_blocks_no_other() {
-    let notifier = RecordingNotifier {
-        http_faults: HttpFaults {
-            status: Some(400),
-            ..HttpFaults::default()
-        },
-        ..RecordingNotifier::default()
-    }
-    .with_secret(&routing_key(), ROUTING_KEY);
+    let notifier = answering(400);
     let store = MemoryStore::default();
-    let mut reader = SeriesReader::default();
-    let rules = [rule()];
-    let policy = policy();
-    latency(&mut reader, "api", t0(), true);
-    let summary = run(
-        &reader,
-        &notifier,
-        &store,
-        plan(&rules, &policy),
-        &inv("a", t0()),
-    )
-    .await
-    .expect("a refusing receiver fails nothing");
+    let summary = fire(&notifier, &store).await;
     assert_eq!(summary.set_aside.len(), 2, "{:?}", summary.set_aside);
     // Chat and SMS were delivered; the announcement names both refused configs.
     let topics: Vec<String> = notifier
@@ -284,32 +294,13 @@ async fn a_trigger_still_owed_when_its_episode_resolves_is_never_sent_after_it()
 async fn a_refused_routing_key_is_read_again_once() {
     // PagerDuty answers 400 to every post: the key is read again once, then the message is
     // set aside; it is not read again for every post.
-    let notifier = RecordingNotifier {
-        http_faults: HttpFaults {
-            status: Some(400),
-            ..HttpFaults::default()
-        },
-        ..RecordingNotifier::default()
-    }
-    .with_secret(&routing_key(), ROUTING_KEY);
+    let notifier = answering(400);
     notifier.rotated.lock().expect("lock").insert(
         routing_key().parameter_name(),
         "R0TAT3DK3Y00000000000000000000AB".into(),
     );
     let store = MemoryStore::default();
-    let mut reader = SeriesReader::default();
-    let rules = [rule()];
-    let policy = policy();
-    latency(&mut reader, "api", t0(), true);
-    run(
-        &reader,
-        &notifier,
-        &store,
-        plan(&rules, &policy),
-        &inv("a", t0()),
-    )
-    .await
-    .expect("run");
+    fire(&notifier, &store).await;
     assert_eq!(*notifier.forgotten.lock().expect("lock"), 1);
     let st = state(&store);
     assert!(
