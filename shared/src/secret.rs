@@ -21,6 +21,9 @@ use crate::{Error, Result};
 
 /// How long a secret read is used before it is read again.
 pub const SECRET_TTL: Duration = Duration::from_secs(300);
+/// A value read this recently is not forgotten: a wrong key refused by every message of a run
+/// is read again once, not once per message.
+pub const FORGET_AFTER: Duration = Duration::from_secs(30);
 
 /// Parameter Store's path to Secrets Manager secrets.
 pub const SECRETS_MANAGER_REFERENCE: &str = "/aws/reference/secretsmanager/";
@@ -33,7 +36,7 @@ pub const RECEIVERS_PREFIX: &str = "vigil/receivers/";
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum SecretRef {
-    /// A Parameter Store parameter, by name (`/vigil/receivers/pagerduty`) or ARN.
+    /// A Parameter Store parameter, by name (`/vigil/receivers/pagerduty`).
     SsmParameter(String),
     /// A Secrets Manager secret, by name (`vigil/receivers/incident-io`).
     SecretsManager(String),
@@ -62,18 +65,16 @@ impl SecretRef {
         }
         // What the stack's role may read: a name elsewhere would be denied at every page.
         let readable = match self {
-            SecretRef::SsmParameter(n) => {
-                let path = n.split_once(":parameter").map_or(n.as_str(), |(_, p)| p);
-                path.strip_prefix('/')
-                    .is_some_and(|p| p.starts_with(RECEIVERS_PREFIX))
-            }
+            SecretRef::SsmParameter(n) => n
+                .strip_prefix('/')
+                .is_some_and(|p| p.starts_with(RECEIVERS_PREFIX)),
             SecretRef::SecretsManager(n) => n.starts_with(RECEIVERS_PREFIX),
         };
         if !readable {
             return Some(format!(
                 "{kind}: {name:?} is outside what the stack's role may read (parameters under \
-                 /{RECEIVERS_PREFIX}, secrets named {RECEIVERS_PREFIX}...; a secret by name, \
-                 not ARN)"
+                 /{RECEIVERS_PREFIX}, secrets named {RECEIVERS_PREFIX}..., by name: an ARN may \
+                 name another account or region)"
             ));
         }
         None
@@ -95,7 +96,8 @@ pub trait Secrets: Send + Sync {
     /// error that is not retryable; throttling and timeouts are retryable.
     fn secret(&self, reference: &SecretRef) -> impl Future<Output = Result<String>> + Send;
 
-    /// Forgets a value kept, so the next read fetches it again (a key refused after rotation).
+    /// Forgets a value kept, so the next read fetches it again (a key refused after rotation),
+    /// unless it was read within [`FORGET_AFTER`].
     fn forget(&self, _reference: &SecretRef) {}
 }
 
@@ -180,10 +182,13 @@ impl Secrets for SsmSecrets {
     }
 
     fn forget(&self, reference: &SecretRef) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(reference);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache
+            .get(reference)
+            .is_some_and(|(at, _)| at.elapsed() >= FORGET_AFTER)
+        {
+            cache.remove(reference);
+        }
     }
 }
 
@@ -206,13 +211,17 @@ mod tests {
         assert!(r.problem().is_some());
         for ok in [
             SecretRef::SsmParameter("/vigil/receivers/pd".into()),
-            SecretRef::SsmParameter(
-                "arn:aws:ssm:eu-west-1:123456789012:parameter/vigil/receivers/pd".into(),
-            ),
             SecretRef::SecretsManager("vigil/receivers/pd".into()),
         ] {
             assert_eq!(ok.problem(), None, "{ok}");
         }
+        assert!(
+            SecretRef::SsmParameter(
+                "arn:aws:ssm:eu-west-1:123456789012:parameter/vigil/receivers/pd".into()
+            )
+            .problem()
+            .is_some()
+        );
         assert!(
             SecretRef::SecretsManager(
                 "arn:aws:secretsmanager:eu-west-1:123456789012:secret:vigil/receivers/pd".into()

@@ -366,6 +366,7 @@ pub fn resolved_without_rule(
 pub fn watchdog(
     labels: &BTreeMap<String, String>,
     interval: vigil_shared::Span,
+    since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Notification {
     Notification {
@@ -375,6 +376,7 @@ pub fn watchdog(
             "alertname": crate::policy::WATCHDOG,
             "labels": labels,
             "at": now,
+            "active_since": since,
         })),
         subject: "[FIRING] Watchdog: Vigil's alert evaluation is running".to_owned(),
         message: format!(
@@ -567,7 +569,7 @@ pub fn grouped(group_key: &str, group_by: &[String], members: Vec<Owed>) -> Vec<
         members.len() - firing
     );
     let owed = |key: String, notification: Notification, keys: Vec<String>| Owed {
-        key,
+        key: key.clone(),
         topic_arn: members[0].topic_arn.clone(),
         rule: "group".to_owned(),
         severity: members[0].severity.clone(),
@@ -580,8 +582,9 @@ pub fn grouped(group_key: &str, group_by: &[String], members: Vec<Owed>) -> Vec<
         lease: None,
         last_error: None,
         channel: members[0].channel.clone(),
-        // A group's messages share one thread in chat: the group's.
-        episode: group_key.to_owned(),
+        // Each group message is its own episode (its own chat thread): a group's members come
+        // and go, and a thread kept for the group would hide every later page inside it.
+        episode: key,
     };
     let hash = vigil_shared::notify::fnv1a(
         members
@@ -590,6 +593,17 @@ pub fn grouped(group_key: &str, group_by: &[String], members: Vec<Owed>) -> Vec<
     );
     let keys: Vec<String> = members.iter().map(|m| m.key.clone()).collect();
 
+    // An SMS says the group's subject: one message, never parts (each would be an SMS), and
+    // no member's text or details to build.
+    if members[0].channel == Channel::Sms {
+        let sms = Notification {
+            subject: subject(None),
+            message: header.clone(),
+            attributes: attrs.clone(),
+            details: None,
+        };
+        return vec![owed(format!("group/{hash:016x}"), sms, keys)];
+    }
     // The whole group in one message, every member's own text and details.
     let mut text = header.clone();
     for m in &members {
@@ -610,13 +624,8 @@ pub fn grouped(group_key: &str, group_by: &[String], members: Vec<Owed>) -> Vec<
             "alerts": members.iter().map(|m| m.notification.details.clone()).collect::<Vec<_>>(),
         })),
     };
-    // An SMS says the group's subject: one message, never parts (each would be an SMS).
-    if whole.wire_size() <= MESSAGE_BUDGET || members[0].channel == Channel::Sms {
-        return vec![owed(
-            format!("group/{hash:016x}"),
-            whole.fitted(MESSAGE_BUDGET),
-            keys,
-        )];
+    if whole.wire_size() <= MESSAGE_BUDGET {
+        return vec![owed(format!("group/{hash:016x}"), whole, keys)];
     }
 
     // Parts of compact lines, filled greedily to the budget.

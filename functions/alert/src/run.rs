@@ -451,7 +451,8 @@ fn heartbeat(
     );
     entry.notified_at = Some(now);
     entry.repeats += 1;
-    let episode = crate::state::episode_id(policy::WATCHDOG, entry.active_since);
+    let since = entry.active_since;
+    let episode = crate::state::episode_id(policy::WATCHDOG, since);
     if known.contains(&key) {
         return;
     }
@@ -466,7 +467,7 @@ fn heartbeat(
             status: Status::Firing,
             kind: Kind::Watchdog,
             members: Vec::new(),
-            notification: crate::message::watchdog(&labels, watchdog.interval, now),
+            notification: crate::message::watchdog(&labels, watchdog.interval, since, now),
             attempts: 0,
             lease: None,
             last_error: None,

@@ -85,10 +85,14 @@ async fn within<T>(
     })
 }
 
-/// The routing key a message is sent with, when it is PagerDuty's.
-fn routing_key(o: &Owed) -> Option<&vigil_shared::SecretRef> {
+/// The secret a message is sent with, if any: PagerDuty's routing key, a webhook's kept URL.
+fn kept_secret(o: &Owed) -> Option<&vigil_shared::SecretRef> {
     match &o.channel {
         Channel::PagerDuty { routing_key, .. } => Some(routing_key),
+        Channel::Webhook {
+            url: Endpoint::Kept(r),
+            ..
+        } => Some(r),
         _ => None,
     }
 }
@@ -126,15 +130,15 @@ async fn request(outlets: &impl Outlets, o: &Owed) -> Result<(String, Vec<u8>), 
 }
 
 /// Sends one message, retrying with backoff while its refusals are retryable and there is
-/// time. A routing key PagerDuty refuses (400 to 404) is read again once: after a rotation,
-/// the key kept for five minutes is the old one.
+/// time. A secret whose message is refused (400 to 404: a routing key, a webhook URL's token)
+/// is read again once: after a rotation, the value kept for five minutes is the old one.
 async fn send_one(
     outlets: &impl Outlets,
     o: &Owed,
     stop: Instant,
     posts: &mut usize,
 ) -> Result<String, Refusal> {
-    let (url, mut body) = within(stop, request(outlets, o)).await?;
+    let (mut url, mut body) = within(stop, request(outlets, o)).await?;
     let mut attempt = 0;
     let mut reread = false;
     loop {
@@ -159,18 +163,18 @@ async fn send_one(
         let refusal = match result {
             Ok(id) => return Ok(id),
             Err(r @ Refusal::Permanent(_)) => {
-                let Some(key) = routing_key(o)
+                let Some(secret) = kept_secret(o)
                     .filter(|_| !reread && status.is_some_and(|s| (400..=404).contains(&s)))
                 else {
                     return Err(r);
                 };
                 reread = true;
-                outlets.forget(key);
-                let (_, fresh) = within(stop, request(outlets, o)).await?;
-                if fresh == body {
-                    return Err(r);
+                outlets.forget(secret);
+                // The endpoint's refusal stands unless a different value was read.
+                match within(stop, request(outlets, o)).await {
+                    Ok((u, b)) if u != url || b != body => (url, body) = (u, b),
+                    _ => return Err(r),
                 }
-                body = fresh;
                 continue;
             }
             Err(r) => r,
