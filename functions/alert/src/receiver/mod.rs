@@ -266,6 +266,16 @@ impl Receiver {
     }
 }
 
+/// The refusal an endpoint's non-2xx answer amounts to: a timeout (408), too many requests
+/// (429) or a server error (5xx) may pass later; any other status never will. PagerDuty's
+/// Events API and Alertmanager's webhook notifier read statuses alike.
+pub fn refusal(status: u16, reason: String) -> vigil_shared::Refusal {
+    match status {
+        408 | 429 | 500..=599 => vigil_shared::Refusal::Retryable(reason),
+        _ => vigil_shared::Refusal::Permanent(reason),
+    }
+}
+
 /// What is wrong with a URL to post to: it must be HTTPS (plain HTTP only to this machine,
 /// for a local relay or a test).
 ///

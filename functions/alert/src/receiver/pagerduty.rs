@@ -127,8 +127,7 @@ pub fn outcome(reply: &Reply) -> Result<String, Refusal> {
             let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
             Ok(body["dedup_key"].as_str().unwrap_or("accepted").to_owned())
         }
-        429 | 408 | 500..=599 => Err(Refusal::Retryable(detail())),
-        _ => Err(Refusal::Permanent(detail())),
+        status => Err(crate::receiver::refusal(status, detail())),
     }
 }
 

@@ -86,8 +86,7 @@ pub fn outcome(reply: &Reply) -> Result<String, Refusal> {
     };
     match reply.status {
         200..=299 => Ok(format!("HTTP {}", reply.status)),
-        429 | 408 | 500..=599 => Err(Refusal::Retryable(detail())),
-        _ => Err(Refusal::Permanent(detail())),
+        status => Err(crate::receiver::refusal(status, detail())),
     }
 }
 
