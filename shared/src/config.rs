@@ -51,6 +51,28 @@ impl fmt::Display for ConfigSource {
 }
 
 impl ConfigSource {
+    /// The file at `relative` from this one's folder (the key's prefix in S3, the path's
+    /// directory on disk).
+    pub fn sibling(&self, relative: &str) -> Self {
+        match self {
+            Self::S3 { bucket, key } => {
+                let dir = key.rfind('/').map_or("", |i| &key[..=i]);
+                Self::S3 {
+                    bucket: bucket.clone(),
+                    key: format!("{dir}{relative}"),
+                }
+            }
+            Self::File(path) => Self::File(
+                std::path::Path::new(path)
+                    .parent()
+                    .unwrap_or(std::path::Path::new(""))
+                    .join(relative)
+                    .display()
+                    .to_string(),
+            ),
+        }
+    }
+
     /// Reads the file's text.
     pub async fn read(&self, store: &impl ObjectStore) -> Result<String> {
         let bytes = match self {

@@ -274,6 +274,16 @@ pub fn validate_namespace(namespace: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// Checks a namespace a rule reads: CloudWatch's length rules only. Reading `AWS/...` (the
+/// metrics AWS services publish: `AWS/Lambda`, `AWS/SQS`) is what rules are for; only
+/// writing there is reserved.
+pub fn validate_read_namespace(namespace: &str) -> Result<(), Rejection> {
+    match validate_namespace(namespace) {
+        Err(Rejection::ReservedNamespace) | Ok(()) => Ok(()),
+        Err(other) => Err(other),
+    }
+}
+
 /// Checks a value against CloudWatch's accepted range.
 pub fn validate_value(value: f64) -> Result<(), Rejection> {
     if !value.is_finite() {
@@ -351,6 +361,20 @@ mod tests {
     use super::*;
     use chrono::Duration;
     use proptest::prelude::*;
+
+    #[test]
+    fn rules_read_aws_namespaces_that_nobody_may_write() {
+        assert_eq!(
+            validate_namespace("AWS/Lambda"),
+            Err(Rejection::ReservedNamespace)
+        );
+        assert_eq!(validate_read_namespace("AWS/Lambda"), Ok(()));
+        assert_eq!(validate_read_namespace(""), Err(Rejection::EmptyNamespace));
+        assert_eq!(
+            validate_read_namespace(&"x".repeat(CW_MAX_NAMESPACE_LEN + 1)),
+            Err(Rejection::NamespaceTooLong)
+        );
+    }
 
     fn datum(value: f64) -> Datum {
         Datum::new(

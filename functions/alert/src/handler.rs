@@ -11,7 +11,7 @@ use crate::alarm::{self, Applied};
 use crate::config::AlertConfig;
 use crate::outbox::{deliver, update};
 use crate::policy::{Policy, Silence};
-use crate::rules::{Rule, lint, load_file};
+use crate::rules::{Rule, lint};
 use crate::run::{Invocation, Plan, RunSummary, run};
 
 /// Delivery stops this long before the invocation's deadline, to record what it did.
@@ -49,8 +49,7 @@ async fn policy_and_silences(
     config: &AlertConfig,
 ) -> Result<(Vec<Rule>, Policy, Vec<Silence>)> {
     let origin = config.rules.to_string();
-    let text = config.rules.read(store).await?;
-    let (rules, policy) = load_file(&origin, &text)?;
+    let (rules, policy) = crate::rule_files::read(&config.rules, store).await?;
     policy.check_topics(&origin, &config.allowed_topics)?;
     let silences: Vec<Silence> = match &config.silences {
         None => Vec::new(),

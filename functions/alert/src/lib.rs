@@ -28,6 +28,7 @@ pub mod policy;
 pub mod quiet;
 pub mod receiver;
 pub mod review;
+pub mod rule_files;
 pub mod rules;
 pub mod run;
 pub mod silence;
@@ -43,5 +44,5 @@ pub use evaluate::{
 pub use handler::{Call, handle_event, heartbeat_line};
 pub use message::{notification, notification_for, render};
 pub use outbox::{StateFile, StateLocation};
-pub use rules::{MissingData, Rule, lint, load, load_file};
+pub use rules::{MissingData, Rule, lint, load, load_file, load_set};
 pub use run::{Invocation, Plan, RuleResult, RunSummary, run};

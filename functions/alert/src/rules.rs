@@ -18,15 +18,27 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use vigil_shared::config::parse_yaml;
-use vigil_shared::metric::{Dimension, validate_namespace};
+use vigil_shared::metric::{Dimension, validate_read_namespace};
 use vigil_shared::{Error, Result, Span};
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RulesFile {
+    #[serde(default)]
     pub groups: Vec<Group>,
     #[serde(default)]
     pub policy: crate::policy::Policy,
+    /// More files of rule groups read with this one, relative to it ([`crate::rule_files`]).
+    #[serde(default)]
+    pub rule_files: Vec<String>,
+}
+
+/// A file a rules file names in `rule_files`: rule groups only (the policy is the main
+/// file's).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupsFile {
+    pub groups: Vec<Group>,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -255,9 +267,28 @@ pub fn load(origin: &str, text: &str) -> Result<Vec<Rule>> {
     load_file(origin, text).map(|(rules, _)| rules)
 }
 
-/// [`load`], with the file's notification policy.
+/// [`load`], with the file's notification policy. A file naming `rule_files` is refused here:
+/// [`load_set`] takes it with the files it names.
 pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::Policy)> {
+    load_set(origin, text, &[])
+}
+
+/// A rules file and the files its `rule_files` name, read in that order (each as its origin
+/// and text): the rules of all of them, alert names unique across them, and the main file's
+/// policy.
+pub fn load_set(
+    origin: &str,
+    text: &str,
+    included: &[(String, String)],
+) -> Result<(Vec<Rule>, crate::policy::Policy)> {
     let file: RulesFile = parse_yaml(origin, text)?;
+    if file.rule_files.len() != included.len() {
+        return Err(Error::Config(format!(
+            "{origin}: rule_files: names {} files, {} were read",
+            file.rule_files.len(),
+            included.len()
+        )));
+    }
     for (i, route) in file.policy.routes.iter().enumerate() {
         let Some(topic) = &route.topic_arn else {
             continue;
@@ -293,8 +324,23 @@ pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::
         }
     }
     let mut names = BTreeSet::new();
+    let mut rules = compile_groups(origin, file.groups, &mut names)?;
+    for (origin, text) in included {
+        let groups: GroupsFile = parse_yaml(origin, text)?;
+        rules.extend(compile_groups(origin, groups.groups, &mut names)?);
+    }
+    Ok((rules, file.policy))
+}
+
+/// The rules of `groups` (objectives compiled to their burn-rate rules), validated; `names`
+/// holds the alert names already taken.
+fn compile_groups(
+    origin: &str,
+    groups: Vec<Group>,
+    names: &mut BTreeSet<String>,
+) -> Result<Vec<Rule>> {
     let mut rules = Vec::new();
-    for group in file.groups {
+    for group in groups {
         let mut compiled = group.rules;
         for slo in &group.slos {
             let at = format!("{origin}: group {:?}, slo {:?}", group.name, slo.name);
@@ -308,9 +354,12 @@ pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::
                 return fail("alert", "must not be empty".to_owned());
             }
             if !names.insert(rule.alert.clone()) {
-                return fail("alert", "the name is used twice in the file".to_owned());
+                return fail(
+                    "alert",
+                    "the name is used twice in the rules files".to_owned(),
+                );
             }
-            if let Err(r) = validate_namespace(&rule.metric.namespace) {
+            if let Err(r) = validate_read_namespace(&rule.metric.namespace) {
                 return fail("metric.namespace", r.to_string());
             }
             if rule.metric.name.is_empty() {
@@ -356,7 +405,7 @@ pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::
                             "input names start with a lower-case letter, use letters, digits and _, and are not `m`".to_owned(),
                         );
                     }
-                    if let Err(r) = validate_namespace(&input.namespace) {
+                    if let Err(r) = validate_read_namespace(&input.namespace) {
                         return fail(&format!("inputs.{id}.namespace"), r.to_string());
                     }
                     if !valid_stat(&input.stat) {
@@ -378,7 +427,7 @@ pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::
                 }
             } else if rule.burn.is_some() {
                 for (id, input) in &rule.inputs {
-                    if let Err(r) = validate_namespace(&input.namespace) {
+                    if let Err(r) = validate_read_namespace(&input.namespace) {
                         return fail(&format!("{id}.namespace"), r.to_string());
                     }
                     if !valid_stat(&input.stat) {
@@ -417,7 +466,7 @@ pub fn load_file(origin: &str, text: &str) -> Result<(Vec<Rule>, crate::policy::
             rules.push(rule);
         }
     }
-    Ok((rules, file.policy))
+    Ok(rules)
 }
 
 #[cfg(test)]
