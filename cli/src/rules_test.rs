@@ -56,6 +56,25 @@ pub struct TestGroup {
     pub input_series: Vec<InputSeries>,
     #[serde(default)]
     pub alert_rule_test: Vec<AlertTest>,
+    #[serde(default)]
+    pub notification_test: Vec<NotificationTest>,
+}
+
+/// The notifications of one rule sent from `from` (included) to `until` (excluded), as its
+/// receivers would count them (a grouped message once, a retry under one key once): Vigil's
+/// addition to promtool's format. What fires and resolves between two `eval_time`s is
+/// invisible to `alert_rule_test`; here `exp_firing: 0` over a spike proves that nobody was
+/// paged for it at all.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationTest {
+    pub alertname: String,
+    #[serde(default)]
+    pub from: Span,
+    pub until: Span,
+    pub exp_firing: usize,
+    #[serde(default)]
+    pub exp_resolved: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,8 +146,9 @@ pub struct Failure {
     pub test: String,
     pub alertname: String,
     pub eval_time: String,
-    pub expected: Vec<BTreeMap<String, BTreeMap<String, String>>>,
-    pub got: Vec<FiringAlert>,
+    /// The alerts expected firing, or the notifications expected sent.
+    pub expected: serde_json::Value,
+    pub got: serde_json::Value,
 }
 
 /// A test file's result.
@@ -155,9 +175,7 @@ fn load_rules(dir: &Path, files: &[String]) -> Result<(Vec<Rule>, Policy), Strin
     let mut policy = None;
     for f in files {
         let path: PathBuf = dir.join(f);
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let (mut r, p) = vigil_alert::load_file(&path.display().to_string(), &text)
+        let (mut r, p) = vigil_alert::rule_files::read_local(&path.display().to_string())
             .map_err(|e| e.to_string())?;
         for rule in &r {
             if rules.iter().any(|known: &Rule| known.alert == rule.alert) {
@@ -297,6 +315,17 @@ async fn run_group(
         ));
     }
     let mut last = Duration::zero();
+    for (i, test) in group.notification_test.iter().enumerate() {
+        let at = format!("notification_test[{i}]");
+        let (from, until) = (offset(test.from, &at)?, offset(test.until, &at)?);
+        if until <= from {
+            return Err(format!("{at}: until must come after from"));
+        }
+        if !rules.iter().any(|r| r.alert == test.alertname) {
+            return Err(format!("{at}: no rule is named {:?}", test.alertname));
+        }
+        last = last.max(until - Duration::seconds(1));
+    }
     for (i, test) in group.alert_rule_test.iter().enumerate() {
         last = last.max(offset(
             test.eval_time,
@@ -367,17 +396,45 @@ async fn run_group(
                     .exp_alerts
                     .iter()
                     .map(|e| {
-                        BTreeMap::from([
-                            ("labels".to_owned(), e.exp_labels.clone()),
-                            ("annotations".to_owned(), e.exp_annotations.clone()),
-                        ])
+                        serde_json::json!({"labels": e.exp_labels, "annotations": e.exp_annotations})
                     })
                     .collect(),
-                got,
+                got: serde_json::to_value(&got).unwrap_or_default(),
             });
         }
     }
-    Ok((group.alert_rule_test.len(), failures))
+    let sent = crate::sent::messages(&replayed.sent)?;
+    for test in &group.notification_test {
+        let (from, until) = (
+            t0 + Duration::seconds(test.from.seconds() as i64),
+            t0 + Duration::seconds(test.until.seconds() as i64),
+        );
+        let count = |status: vigil_alert::state::Status| {
+            sent.iter()
+                .filter(|m| m.at >= from && m.at < until)
+                .filter(|m| {
+                    m.alerts
+                        .iter()
+                        .any(|a| a.alertname == test.alertname && a.status == status)
+                })
+                .count()
+        };
+        let firing = count(vigil_alert::state::Status::Firing);
+        let resolved = count(vigil_alert::state::Status::Resolved);
+        if firing != test.exp_firing || test.exp_resolved.is_some_and(|r| r != resolved) {
+            failures.push(Failure {
+                test: name.to_owned(),
+                alertname: test.alertname.clone(),
+                eval_time: format!("{}..{}", test.from, test.until),
+                expected: serde_json::json!({"firing": test.exp_firing, "resolved": test.exp_resolved}),
+                got: serde_json::json!({"firing": firing, "resolved": resolved}),
+            });
+        }
+    }
+    Ok((
+        group.alert_rule_test.len() + group.notification_test.len(),
+        failures,
+    ))
 }
 
 /// The expected alerts and the firing ones pair up one to one; each expected label and

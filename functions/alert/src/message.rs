@@ -185,6 +185,7 @@ pub fn notification_for(
     for (key, title) in [
         ("summary", "Summary"),
         ("description", "Description"),
+        ("runbook", "What to do"),
         ("runbook_url", "Runbook"),
     ] {
         if let Some(v) = rule.annotations.get(key) {
