@@ -8,6 +8,8 @@ pub mod alerts;
 pub mod backtest;
 pub mod coin;
 pub mod incidents;
+pub mod pack;
+pub mod pack_add;
 pub mod progress;
 pub mod rules_test;
 pub mod scenario;

@@ -217,6 +217,50 @@ enum RulesCommand {
     /// Replay rules over CloudWatch history: the notifications they would have sent, scored
     /// against the team's incidents when given them.
     Backtest(BacktestArgs),
+    /// Rule packs shipped with the command: list them, show one, add one beside a rules file,
+    /// run a pack's tests with your parameters.
+    Pack {
+        #[command(subcommand)]
+        command: PackCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PackCommand {
+    /// The packs, with what each needs.
+    List,
+    /// A pack's parameters and its rules as they would be written (with --prometheus, its
+    /// Prometheus recording rules).
+    Show {
+        name: String,
+        /// A parameter's value, NAME=VALUE (repeatable).
+        #[arg(long = "set")]
+        set: Vec<String>,
+        #[arg(long)]
+        prometheus: bool,
+    },
+    /// Writes the pack as packs/NAME.yaml beside the rules file and names it in the file's
+    /// rule_files, so the alert function reads it (and packs/NAME.prometheus.yaml, the
+    /// recording rules for the sender, when the pack has them).
+    Add {
+        name: String,
+        /// The rules file the function reads (created when missing).
+        #[arg(long, default_value = "config/rules.yaml")]
+        rules: PathBuf,
+        /// A parameter's value, NAME=VALUE (repeatable).
+        #[arg(long = "set")]
+        set: Vec<String>,
+        /// Replace a pack file that differs (its earlier parameters, or edits by hand).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Runs the pack's unit tests with these parameters: whether it still fires on its
+    /// incidents and stays quiet on a spike and on flapping.
+    Test {
+        name: String,
+        #[arg(long = "set")]
+        set: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -295,6 +339,7 @@ async fn main() -> ExitCode {
             RulesCommand::Check { files, topics } => rules_check(&files, &topics, json, style),
             RulesCommand::Test { files } => rules_test(&files, json, style).await,
             RulesCommand::Backtest(args) => rules_backtest(&args, json, style).await,
+            RulesCommand::Pack { command } => rules_pack(command, json, style).await,
         },
         Command::Backup { command } => match command {
             BackupCommand::Verify { config, at, report } => {
@@ -376,9 +421,8 @@ fn rules_check(
     let mut out = Vec::new();
     for path in files {
         let name = path.display().to_string();
-        let loaded = std::fs::read_to_string(path)
-            .map_err(|e| format!("{name}: {e}"))
-            .and_then(|text| vigil_alert::load_file(&name, &text).map_err(|e| e.to_string()))
+        let loaded = vigil_alert::rule_files::read_local(&name)
+            .map_err(|e| e.to_string())
             .and_then(|(rules, policy)| match &allowed {
                 Some(allowed) => policy
                     .check_topics(&name, allowed)
@@ -462,6 +506,153 @@ async fn rules_test(files: &[PathBuf], json: bool, style: Style) -> Result<bool,
     Ok(all_ok)
 }
 
+async fn rules_pack(command: PackCommand, json: bool, style: Style) -> Result<bool, Fatal> {
+    use vigil_cli::{pack, pack_add};
+    match command {
+        PackCommand::List => {
+            let packs: Vec<_> = pack::PACKS
+                .iter()
+                .map(|p| {
+                    let meta = p.meta();
+                    let rules = p
+                        .values(&[])
+                        .and_then(|v| p.rules(&v))
+                        .and_then(|text| {
+                            vigil_alert::load_set("pack", &text, &[]).map_err(|e| e.to_string())
+                        })
+                        .map_or(0, |(rules, _)| rules.len());
+                    (p.name, meta, rules)
+                })
+                .collect();
+            if json {
+                let list: Vec<_> = packs
+                    .iter()
+                    .map(|(name, meta, rules)| json!({"name": name, "rules": rules, "summary": meta.summary, "requires": meta.requires}))
+                    .collect();
+                print_json(&json!({"packs": list}));
+            } else {
+                for (name, meta, rules) in &packs {
+                    println!("{} ({rules} rules): {}", style.ok(name), meta.summary);
+                    println!("    needs: {}", meta.requires);
+                }
+            }
+            Ok(true)
+        }
+        PackCommand::Show {
+            name,
+            set,
+            prometheus,
+        } => {
+            let p = pack::find(&name)?;
+            let values = p.values(&set)?;
+            let meta = p.meta();
+            let text = if prometheus {
+                p.recording
+                    .map(|(recording, _)| recording.to_owned())
+                    .ok_or_else(|| format!("the pack {name} needs no recording rules"))?
+            } else {
+                p.rules(&values)?
+            };
+            if json {
+                print_json(
+                    &json!({"name": p.name, "summary": meta.summary, "requires": meta.requires,
+                    "parameters": meta.parameters, "values": values, "text": text}),
+                );
+                return Ok(true);
+            }
+            println!(
+                "# {}: {}
+# needs: {}
+# parameters (--set NAME=VALUE):",
+                p.name, meta.summary, meta.requires
+            );
+            for param in &meta.parameters {
+                println!(
+                    "#   {} = {:?}: {}",
+                    param.name, values[&param.name], param.description
+                );
+            }
+            print!("{text}");
+            Ok(true)
+        }
+        PackCommand::Add {
+            name,
+            rules,
+            set,
+            force,
+        } => {
+            let p = pack::find(&name)?;
+            let values = p.values(&set)?;
+            let mut command = format!("vigil rules pack add {name} --rules {}", rules.display());
+            for item in &set {
+                command.push_str(&format!(" --set '{item}'"));
+            }
+            let added = pack_add::add(p, &values, &command, &rules, force)?;
+            if json {
+                print_json(&json!(added));
+                return Ok(true);
+            }
+            println!(
+                "{} {}: {} rules of the pack {name}",
+                style.ok("wrote"),
+                added.pack_file.display(),
+                added.rules
+            );
+            if added.rules_file_changed {
+                println!(
+                    "{} {}: rule_files names {}",
+                    style.ok("wrote"),
+                    rules.display(),
+                    pack_add::entry(p)
+                );
+            }
+            if let Some(path) = &added.recording_file {
+                println!(
+                    "{} {}: Prometheus recording rules; add them to the sender's rule_files",
+                    style.ok("wrote"),
+                    path.display()
+                );
+            }
+            println!("needs: {}", p.meta().requires);
+            Ok(true)
+        }
+        PackCommand::Test { name, set } => {
+            let p = pack::find(&name)?;
+            let values = p.values(&set)?;
+            let result = pack::test(p, &values).await;
+            let ok = result.passed();
+            if json {
+                print_json(&json!({"ok": ok, "files": [result]}));
+            } else if let Some(e) = &result.error {
+                println!("{} {e}", style.bad("FAIL"));
+            } else {
+                println!(
+                    "{} {}: {} tests, {} checks, {} failed",
+                    if ok {
+                        style.ok("ok  ")
+                    } else {
+                        style.bad("FAIL")
+                    },
+                    result.file,
+                    result.tests,
+                    result.checks,
+                    result.failures.len()
+                );
+                for f in &result.failures {
+                    println!(
+                        "     {} {} at {}: alert {}",
+                        style.bad("failed:"),
+                        f.test,
+                        f.eval_time,
+                        f.alertname
+                    );
+                }
+            }
+            Ok(ok)
+        }
+    }
+}
+
 /// A duration argument that may be zero, at most ten years.
 fn span_or_zero(name: &str, text: &str) -> Result<Duration, Fatal> {
     let span = parse_span(text).map_err(|e| Fatal(format!("--{name}: {e}")))?;
@@ -479,8 +670,7 @@ fn span_arg(name: &str, text: &str) -> Result<Duration, Fatal> {
 
 async fn rules_backtest(args: &BacktestArgs, json: bool, style: Style) -> Result<bool, Fatal> {
     let name = args.file.display().to_string();
-    let text = std::fs::read_to_string(&args.file).map_err(|e| format!("{name}: {e}"))?;
-    let (rules, policy) = vigil_alert::load_file(&name, &text)?;
+    let (rules, policy) = vigil_alert::rule_files::read_local(&name)?;
     let incidents = match &args.incidents {
         Some(path) => {
             let origin = path.display().to_string();
