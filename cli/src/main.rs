@@ -548,7 +548,7 @@ async fn rules_pack(command: PackCommand, json: bool, style: Style) -> Result<bo
             let meta = p.meta();
             let text = if prometheus {
                 p.recording
-                    .map(|(recording, _)| recording.to_owned())
+                    .map(|recording| recording.rules.to_owned())
                     .ok_or_else(|| format!("the pack {name} needs no recording rules"))?
             } else {
                 p.rules(&values)?

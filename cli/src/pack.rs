@@ -19,7 +19,16 @@ pub struct Pack {
     rules: &'static str,
     tests: &'static str,
     /// The Prometheus recording rules the pack's series come from, and their promtool tests.
-    pub recording: Option<(&'static str, &'static str)>,
+    pub recording: Option<Recording>,
+}
+
+/// A pack's Prometheus recording rules: `config/{path}.yaml` and its `promtool test rules`
+/// file `config/{path}.test.yaml`.
+#[derive(Clone, Copy, Debug)]
+pub struct Recording {
+    pub path: &'static str,
+    pub rules: &'static str,
+    pub tests: &'static str,
 }
 
 macro_rules! pack {
@@ -34,10 +43,11 @@ macro_rules! pack {
     };
     ($name:literal, prometheus $file:literal) => {
         Pack {
-            recording: Some((
-                include_str!(concat!("../../config/", $file, ".yaml")),
-                include_str!(concat!("../../config/", $file, ".test.yaml")),
-            )),
+            recording: Some(Recording {
+                path: $file,
+                rules: include_str!(concat!("../../config/", $file, ".yaml")),
+                tests: include_str!(concat!("../../config/", $file, ".test.yaml")),
+            }),
             ..pack!($name)
         }
     };

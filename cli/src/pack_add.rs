@@ -85,9 +85,9 @@ pub fn add(
     };
     write(&pack_file, &body)?;
     let recording_file = match pack.recording {
-        Some((recording, _)) => {
+        Some(recording) => {
             let path = dir.join(format!("packs/{}.prometheus.yaml", pack.name));
-            write(&path, recording)?;
+            write(&path, recording.rules)?;
             Some(path)
         }
         None => None,

@@ -364,3 +364,138 @@ fn add_refuses_what_would_not_load_and_writes_nothing() {
     assert!(!dir.join("packs").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `promtool ARGS PATH` (Debian's prometheus package; scripts/test installs it) and
+/// returns what it printed.
+fn promtool(args: &[&str], path: &std::path::Path) -> String {
+    let promtool = std::env::var("VIGIL_PROMTOOL").unwrap_or_else(|_| "promtool".to_owned());
+    let out = std::process::Command::new(&promtool)
+        .args(args)
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {promtool} ({e}): install Debian's prometheus package (scripts/test does)"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool {} {}:\n{text}",
+        args.join(" "),
+        path.display()
+    );
+    text
+}
+
+fn records(recording: &pack::Recording) -> Vec<String> {
+    let file: serde_json::Value =
+        vigil_shared::config::parse_yaml(recording.path, recording.rules).expect("YAML");
+    file["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules").iter())
+        .map(|r| {
+            r["record"]
+                .as_str()
+                .expect("recording rules only")
+                .to_owned()
+        })
+        .collect()
+}
+
+/// What the packs ship for Prometheus loads in a real promtool, and computes what its tests
+/// say from the exporters' series.
+#[test]
+fn the_recording_rules_pass_promtool_check_and_their_tests() {
+    for pack in PACKS.iter().filter(|p| p.recording.is_some()) {
+        let recording = pack.recording.expect("recording rules");
+        let rules = workspace().join(format!("config/{}.yaml", recording.path));
+        let tests = workspace().join(format!("config/{}.test.yaml", recording.path));
+        assert_eq!(
+            std::fs::read_to_string(&rules).expect("read"),
+            recording.rules
+        );
+        let checked = promtool(&["check", "rules"], &rules);
+        let found = format!("SUCCESS: {} rules found", records(&recording).len());
+        assert!(checked.contains(&found), "pack {}: {checked}", pack.name);
+        let tested = promtool(&["test", "rules"], &tests);
+        assert!(tested.contains("SUCCESS"), "pack {}: {tested}", pack.name);
+    }
+}
+
+/// The labels of each recorded series, as the promtool tests expect them
+/// (`name{a="x",b="y"}`).
+fn recorded_labels(recording: &pack::Recording) -> BTreeMap<String, BTreeSet<String>> {
+    let tests: serde_json::Value =
+        vigil_shared::config::parse_yaml(recording.path, recording.tests).expect("YAML");
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for group in tests["tests"].as_array().expect("tests") {
+        for t in group["promql_expr_test"].as_array().into_iter().flatten() {
+            for sample in t["exp_samples"].as_array().into_iter().flatten() {
+                let text = sample["labels"].as_str().expect("labels");
+                let (name, labels) = text.split_once('{').unwrap_or((text, ""));
+                let keys = labels
+                    .trim_end_matches('}')
+                    .split(',')
+                    .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.trim().to_owned()))
+                    .collect();
+                out.insert(name.to_owned(), keys);
+            }
+        }
+    }
+    out
+}
+
+/// Every series a Prometheus-fed pack's rules read is one its recording rules record, with
+/// the labels they give it (plus `cluster`, the external label): a renamed record or a label
+/// left out of a `by` would otherwise leave a rule watching nothing, silently.
+#[test]
+fn the_rules_read_what_the_recording_rules_record_with_their_labels() {
+    for pack in PACKS.iter().filter(|p| p.recording.is_some()) {
+        let recording = pack.recording.expect("recording rules");
+        let recorded = records(&recording);
+        let labels = recorded_labels(&recording);
+        let values = defaults(pack);
+        let rules = rules_of(pack, &values);
+        for r in &rules {
+            let mut read = vec![(
+                &r.metric.name,
+                r.metric.dimensions.keys().cloned().collect::<BTreeSet<_>>(),
+            )];
+            for input in r.inputs.values() {
+                read.push((&input.name, input.dimensions.keys().cloned().collect()));
+            }
+            for (name, mut dims) in read {
+                assert!(
+                    recorded.contains(name),
+                    "pack {}: {} reads {name}, which nothing records",
+                    pack.name,
+                    r.alert
+                );
+                assert!(
+                    dims.remove("cluster"),
+                    "pack {}: {} does not name the cluster",
+                    pack.name,
+                    r.alert
+                );
+                let expected = labels.get(name.as_str()).unwrap_or_else(|| {
+                    panic!(
+                        "pack {}: no promtool test shows the labels of {name}",
+                        pack.name
+                    )
+                });
+                assert_eq!(
+                    &dims, expected,
+                    "pack {}: {} reads {name} by other labels than it is recorded with",
+                    pack.name, r.alert
+                );
+            }
+        }
+    }
+}
