@@ -10,6 +10,7 @@ pub mod coin;
 pub mod incidents;
 pub mod pack;
 pub mod pack_add;
+pub mod pack_week;
 pub mod progress;
 pub mod rules_test;
 pub mod scenario;

@@ -499,3 +499,30 @@ fn the_rules_read_what_the_recording_rules_record_with_their_labels() {
         }
     }
 }
+
+/// One synthetic day per pack (BENCHMARKS.md has the week, from the `pack_week` example):
+/// every incident is notified, and no spike or flapping is, but where the flapping itself
+/// spends an objective's error budget fast enough for its burn-rate rule to page. The same
+/// thresholds on one data point notify for the noise.
+#[tokio::test]
+async fn a_day_of_incidents_and_noise_notifies_the_incidents_only() {
+    use vigil_cli::pack_week::{Rules, simulate};
+    let mut naive_noise = 0;
+    for pack in &PACKS {
+        let week = simulate(pack, 1, 7, Rules::Shipped)
+            .await
+            .expect("simulated");
+        assert!(
+            week.incidents > 0 && week.spikes > 0 && week.flaps > 0,
+            "{week:?}"
+        );
+        assert_eq!(week.detected, week.incidents, "{week:?}");
+        assert_eq!(week.tickets_outside, 0, "{week:?}");
+        assert_eq!(week.pages_outside, week.noise_burning_budget, "{week:?}");
+        let naive = simulate(pack, 1, 7, Rules::OnePoint)
+            .await
+            .expect("simulated");
+        naive_noise += naive.pages_outside + naive.tickets_outside;
+    }
+    assert!(naive_noise > 0, "the baseline notifies for the noise");
+}
