@@ -1213,3 +1213,129 @@ async fn a_receiver_pages_pagerduty_a_webhook_and_chat_and_resolves_there() {
         .await;
     assert!(default.is_empty(), "{default:?}");
 }
+
+/// A rule pack as an engineer adds it: the real `vigil` command writes the container-insights
+/// pack beside the rules file and names it there; both go to S3 as the README says; the real
+/// alert binary reads the rules file and the pack it names, and opens a ticket for a cluster's
+/// API server failing, from the metric Container Insights publishes
+/// (`ContainerInsights` / `apiserver_request_total_5xx` by `ClusterName`). The emulator's
+/// GetMetricData answers percentile statistics (the aws-lambda pack's p99 Duration) with a
+/// 500, so this pack, on Maximum and Sum only, is the one run here.
+#[tokio::test]
+async fn a_pack_added_by_the_command_is_read_from_s3_with_the_rules_file() {
+    let s = setup().await;
+    let dir = std::env::temp_dir().join(unique("vigil-pack-e2e"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let rules_file = dir.join("rules.yaml");
+    std::fs::write(
+        &rules_file,
+        sample_config("rules.example.yaml").replace("Shop/Checkout", &s.namespace),
+    )
+    .expect("write rules");
+    let cluster = unique("prod");
+    let out = std::process::Command::new(binary("vigil"))
+        .args(["rules", "pack", "add", "container-insights", "--rules"])
+        .arg(&rules_file)
+        .args(["--set", &format!("cluster={cluster}")])
+        .args(["--set", "team=platform-eks"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("vigil runs");
+    assert!(out.status.success(), "{out:?}");
+    let edited = std::fs::read_to_string(&rules_file).expect("read");
+    assert!(
+        edited.ends_with("rule_files:\n  - packs/container-insights.yaml\n"),
+        "{edited}"
+    );
+    s.aws
+        .put_object(&s.bucket, "config/rules.yaml", edited)
+        .await;
+    let pack = std::fs::read(dir.join("packs/container-insights.yaml")).expect("pack file");
+    s.aws
+        .put_object(&s.bucket, "config/packs/container-insights.yaml", pack)
+        .await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // 60 answers a minute with 5xx, five minutes running (the pack's limit: 10, 5 of 5).
+    let now = whole_minute_ago(0);
+    let data: Vec<MetricDatum> = (1..=6)
+        .map(|m| {
+            MetricDatum::builder()
+                .metric_name("apiserver_request_total_5xx")
+                .dimensions(
+                    Dimension::builder()
+                        .name("ClusterName")
+                        .value(&cluster)
+                        .build(),
+                )
+                .value(60.0)
+                .timestamp(CwDateTime::from_millis(
+                    (now - Duration::minutes(m)).timestamp_millis(),
+                ))
+                .build()
+        })
+        .collect();
+    s.aws
+        .cloudwatch
+        .put_metric_data()
+        .namespace("ContainerInsights")
+        .set_metric_data(Some(data))
+        .send()
+        .await
+        .expect("PutMetricData");
+
+    let mut function = alert(&s, "config/rules.yaml").await;
+    let summary = function
+        .invoke(&scheduled_event(now))
+        .await
+        .expect_response();
+    let rules: Vec<(&str, &str)> = summary["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| {
+            (
+                r["alert"].as_str().unwrap_or_default(),
+                r["state"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    // The example's four rules, then the pack's two on the cluster as a whole (its five over
+    // `*` nodes and pods watch no series here). The example's CheckoutOrdersStopped fires on
+    // its missing orders, as it does with no data; the pack's APIServerErrors on the errors.
+    let names: Vec<&str> = rules.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        names,
+        [
+            "CheckoutLatencyHigh",
+            "CheckoutOrdersStopped",
+            "CheckoutErrorsHigh",
+            "CheckoutP99High",
+            "ClusterNodesFailed",
+            "APIServerErrors"
+        ],
+        "{summary}"
+    );
+    let firing: Vec<&str> = rules
+        .iter()
+        .filter(|(_, state)| *state == "firing")
+        .map(|(name, _)| *name)
+        .collect();
+    assert_eq!(
+        firing,
+        ["CheckoutOrdersStopped", "APIServerErrors"],
+        "{summary}"
+    );
+    let messages = s
+        .aws
+        .receive_sns(&s.queue, 2, StdDuration::from_secs(20))
+        .await;
+    let pack_message = messages
+        .iter()
+        .find(|m| m["MessageAttributes"]["alertname"]["Value"] == "APIServerErrors")
+        .unwrap_or_else(|| panic!("no APIServerErrors message: {messages:?}"));
+    let attributes = &pack_message["MessageAttributes"];
+    assert_eq!(attributes["alertname"]["Value"], "APIServerErrors");
+    assert_eq!(attributes["team"]["Value"], "platform-eks");
+    assert_eq!(attributes["severity"]["Value"], "ticket");
+}
