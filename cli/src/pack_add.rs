@@ -52,14 +52,23 @@ pub fn add(
         name = pack.name,
         rules = pack.rules(values)?
     );
-    match std::fs::read_to_string(&pack_file) {
-        Ok(old) if old != body && !force => {
-            return Err(format!(
-                "{}: exists and differs from the pack with these parameters; give --force to replace it",
-                pack_file.display()
-            ));
+    // A file that differs (other parameters, or edits by hand) is replaced only when asked.
+    let recording_path = dir.join(format!("packs/{}.prometheus.yaml", pack.name));
+    let mine = [
+        (&pack_file, Some(body.as_str())),
+        (&recording_path, pack.recording.map(|r| r.rules)),
+    ];
+    for (path, text) in mine {
+        let Some(text) = text else { continue };
+        match std::fs::read_to_string(path) {
+            Ok(old) if old != text && !force => {
+                return Err(format!(
+                    "{}: exists and differs from what the pack writes; give --force to replace it",
+                    path.display()
+                ));
+            }
+            _ => {}
         }
-        _ => {}
     }
 
     // Everything the function would read, loaded together before anything is written.
@@ -86,9 +95,8 @@ pub fn add(
     write(&pack_file, &body)?;
     let recording_file = match pack.recording {
         Some(recording) => {
-            let path = dir.join(format!("packs/{}.prometheus.yaml", pack.name));
-            write(&path, recording.rules)?;
-            Some(path)
+            write(&recording_path, recording.rules)?;
+            Some(recording_path)
         }
         None => None,
     };
@@ -151,10 +159,15 @@ pub fn with_rule_file(origin: &str, text: &str, entry: &str) -> Result<String, S
                 }
                 out.insert(at, item);
             } else if value.starts_with('[') && value.ends_with(']') {
-                let mut all = names.clone();
-                all.push(entry.to_owned());
-                let newline = if lines[i].ends_with('\n') { "\n" } else { "" };
-                out[i] = format!("rule_files: [{}]{newline}", all.join(", "));
+                // The entry goes before the closing bracket; the rest of the line (a comment)
+                // stays as it was.
+                let close = lines[i].rfind(']').unwrap_or(lines[i].len());
+                let separator = if names.is_empty() { "" } else { ", " };
+                out[i] = format!(
+                    "{}{separator}{entry}{}",
+                    &lines[i][..close],
+                    &lines[i][close..]
+                );
             } else {
                 return Err(format!(
                     "{origin}:{}: rule_files is written in a way this command does not edit; add `{entry}` to it by hand",
@@ -167,12 +180,16 @@ pub fn with_rule_file(origin: &str, text: &str, entry: &str) -> Result<String, S
     // The edit must add the entry and change nothing else.
     let mut expected = names;
     expected.push(entry.to_owned());
-    let after = vigil_alert::rule_files::names(origin, &edited).map_err(|e| e.to_string())?;
-    let same_rest = without_rule_files(text)? == without_rule_files(&edited)?;
-    if after != expected || !same_rest {
-        return Err(format!(
+    let by_hand = || {
+        format!(
             "{origin}: adding `{entry}` to rule_files would change more than that; add it by hand"
-        ));
+        )
+    };
+    let after = vigil_alert::rule_files::names(origin, &edited).map_err(|_| by_hand())?;
+    let same_rest =
+        without_rule_files(text)? == without_rule_files(&edited).map_err(|_| by_hand())?;
+    if after != expected || !same_rest {
+        return Err(by_hand());
     }
     Ok(edited)
 }
@@ -216,12 +233,15 @@ mod tests {
             .expect("last line");
         assert_eq!(added, "groups: []\nrule_files:\n- a.yaml\n- b.yaml\n");
 
-        let flow = format!("{OWN}rule_files: [packs/a.yaml]\n");
+        let flow = format!("{OWN}rule_files: [packs/a.yaml]   # ours\n");
         let added = with_rule_file("r.yaml", &flow, "packs/b.yaml").expect("flow");
         assert!(
-            added.ends_with("rule_files: [packs/a.yaml, packs/b.yaml]\n"),
+            added.ends_with("rule_files: [packs/a.yaml, packs/b.yaml]   # ours\n"),
             "{added}"
         );
+        let empty =
+            with_rule_file("r.yaml", "rule_files: []\ngroups: []\n", "b.yaml").expect("empty");
+        assert_eq!(empty, "rule_files: [b.yaml]\ngroups: []\n");
 
         assert_eq!(
             with_rule_file("r.yaml", "", "packs/b.yaml").expect("new"),
@@ -237,7 +257,7 @@ mod tests {
         // A whole-document flow mapping: appending a key would not parse as the same file.
         let err =
             with_rule_file("r.yaml", "{groups: []}\n", "packs/b.yaml").expect_err("flow document");
-        assert!(err.contains("by hand") || err.contains("r.yaml"), "{err}");
+        assert!(err.contains("by hand"), "{err}");
         let err = with_rule_file(
             "r.yaml",
             "rule_files: !!seq [a.yaml\n  ]\ngroups: []\n",

@@ -54,11 +54,20 @@ pub fn names(origin: &str, text: &str) -> Result<Vec<String>> {
         if name.contains("://") || name.starts_with('/') || name.starts_with('\\') {
             return fail("must be a path relative to the rules file");
         }
-        if name
-            .split(['/', '\\'])
-            .any(|part| part == ".." || part.is_empty())
-        {
-            return fail("must stay inside the rules file's folder (no `..`, no empty part)");
+        // S3 takes a key as written: `./x.yaml` or `a\b.yaml` would name another object than
+        // the file `vigil rules check` reads on a laptop, so only plain names are taken.
+        let plain = |part: &str| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        };
+        if !name.split('/').all(plain) {
+            return fail(
+                "must name a file inside the rules file's folder, in letters, digits, `.`, `_` and `-` (no `..`, `./` or `\\`)",
+            );
         }
         if !seen.insert(name.as_str()) {
             return fail("is named twice");
@@ -120,6 +129,9 @@ mod tests {
             "[a.yaml, a.yaml]",
             "['']",
             "[a//b.yaml]",
+            "[./packs/x.yaml]",
+            "['packs\\x.yaml']",
+            "['packs/x y.yaml']",
         ] {
             let err = names("r.yaml", &main_file(bad)).expect_err(bad).to_string();
             assert!(
