@@ -53,6 +53,11 @@ macro_rules! pack {
     };
 }
 
+/// What a Prometheus's `write_relabel_configs` keeps for the packs (README, "Point Prometheus at
+/// it"): `up` and each series the packs' recording rules record, and no other recorded series
+/// (the kube-prometheus mixins record hundreds, each a custom metric in CloudWatch).
+pub const REMOTE_WRITE_KEEP: &str = "up|job:http_.+|namespace_(deployment|statefulset|container|job_name|horizontalpodautoscaler):kube_.+|node:kube_node_not_ready:max|cluster:(apiserver_request_errors|apiserver_request_duration_seconds|kubelet_up):.+|host(_mountpoint)?:node_.+";
+
 /// Every pack, in the order `vigil rules pack list` shows them.
 pub static PACKS: [Pack; 7] = [
     // The recording rules ingest's README recommends.

@@ -209,6 +209,9 @@ fn text_parameters_arrive_whole_whatever_they_hold() {
             .map(|p| format!("{}={odd}", p.name))
             .collect();
         let values = pack.values(&set).expect("valid text");
+        let tests = pack.tests(&values).expect("renders");
+        vigil_shared::config::parse_yaml::<TestFile>(pack.name, &tests)
+            .unwrap_or_else(|e| panic!("pack {}: the tests with odd values: {e}", pack.name));
         let rules = rules_of(pack, &values);
         let team: BTreeSet<&str> = rules
             .iter()
@@ -329,9 +332,23 @@ fn add_writes_the_pack_beside_the_rules_file_and_the_function_reads_both() {
         false,
     )
     .expect("node");
-    let recording =
-        std::fs::read_to_string(added.recording_file.expect("recording rules")).expect("read");
+    let recording_file = added.recording_file.expect("recording rules");
+    let recording = std::fs::read_to_string(&recording_file).expect("read");
     assert!(recording.contains("host_mountpoint:node_filesystem_fills_within_4h:max"));
+    // Recording rules edited by hand (a comment, another job name) are kept unless forced.
+    std::fs::write(&recording_file, format!("{recording}# ours\n")).expect("edit");
+    let err = pack_add::add(
+        node,
+        &defaults(node),
+        "vigil rules pack add node",
+        &rules_file,
+        false,
+    )
+    .expect_err("edited");
+    assert!(
+        err.contains("node.prometheus.yaml") && err.contains("--force"),
+        "{err}"
+    );
     let edited = std::fs::read_to_string(&rules_file).expect("read");
     assert!(
         edited.ends_with("rule_files:\n  - packs/aws-lambda.yaml\n  - packs/node.yaml\n"),
@@ -525,4 +542,39 @@ async fn a_day_of_incidents_and_noise_notifies_the_incidents_only() {
         naive_noise += naive.pages_outside + naive.tickets_outside;
     }
     assert!(naive_noise > 0, "the baseline notifies for the noise");
+}
+
+/// The README's `write_relabel_configs` keeps every series the packs record, and none of the
+/// kube-prometheus mixins' own recording rules (each kept series is a custom metric).
+#[test]
+fn the_remote_write_keep_regex_keeps_the_packs_series_only() {
+    // Prometheus anchors relabel regexes at both ends.
+    let keep = regex::Regex::new(&format!("^(?:{})$", pack::REMOTE_WRITE_KEEP)).expect("regex");
+    for pack in PACKS.iter().filter(|p| p.recording.is_some()) {
+        for record in records(&pack.recording.expect("recording rules")) {
+            assert!(
+                keep.is_match(&record),
+                "pack {}: {record} is not kept",
+                pack.name
+            );
+        }
+    }
+    for theirs in [
+        "node:node_num_cpu:sum",
+        "cluster:node_cpu:ratio_rate5m",
+        "namespace_cpu:kube_pod_container_resource_requests:sum",
+        "namespace_workload_pod:kube_pod_owner:relabel",
+        "node_namespace_pod_container:container_memory_working_set_bytes",
+        "instance:node_cpu_utilisation:rate5m",
+        "apiserver_request:burnrate1h",
+        "cluster_quantile:apiserver_request_sli_duration_seconds:histogram_quantile",
+        "http_requests_total",
+    ] {
+        assert!(!keep.is_match(theirs), "{theirs} would be kept");
+    }
+    let readme = std::fs::read_to_string(workspace().join("README.md")).expect("README.md");
+    assert!(
+        readme.contains(&format!("regex: \"{}\"", pack::REMOTE_WRITE_KEEP)),
+        "README's remote_write example keeps what the packs record"
+    );
 }

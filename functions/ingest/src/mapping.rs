@@ -23,7 +23,7 @@ use crate::remote_write_v2::Kind;
 
 /// Labels dropped by default: they are unique per pod, container or scrape target, so keeping
 /// them would make one CloudWatch metric per instance (cardinality, and cost, explode).
-pub const DEFAULT_DROP_LABELS: [&str; 13] = [
+pub const DEFAULT_DROP_LABELS: [&str; 15] = [
     "instance",
     // OpenTelemetry's Prometheus exporters: one value per process (a restart makes a new one).
     "service_instance_id",
@@ -38,6 +38,10 @@ pub const DEFAULT_DROP_LABELS: [&str; 13] = [
     "pod_template_hash",
     "controller_revision_hash",
     "pod_template_generation",
+    // The external labels the Prometheus Operator adds to every series: the replica of an HA
+    // pair, and which Prometheus sent it. Two replicas' gauges are one series.
+    "prometheus_replica",
+    "prometheus",
 ];
 
 /// How series map to CloudWatch metrics (the `remote_write` section of the ingest config).
