@@ -463,12 +463,17 @@ async fn rules_test(files: &[PathBuf], json: bool, style: Style) -> Result<bool,
     for path in files {
         results.push(rules_test::run_file(path).await);
     }
+    Ok(print_tests(&results, json, style))
+}
+
+/// Prints test results (`rules test`, `rules pack test`); whether all passed.
+fn print_tests(results: &[rules_test::FileResult], json: bool, style: Style) -> bool {
     let all_ok = results.iter().all(rules_test::FileResult::passed);
     if json {
         print_json(&json!({"ok": all_ok, "files": results}));
-        return Ok(all_ok);
+        return all_ok;
     }
-    for r in &results {
+    for r in results {
         if let Some(e) = &r.error {
             println!("{} {e}", style.bad("FAIL"));
             continue;
@@ -503,7 +508,7 @@ async fn rules_test(files: &[PathBuf], json: bool, style: Style) -> Result<bool,
             );
         }
     }
-    Ok(all_ok)
+    all_ok
 }
 
 async fn rules_pack(command: PackCommand, json: bool, style: Style) -> Result<bool, Fatal> {
@@ -560,12 +565,9 @@ async fn rules_pack(command: PackCommand, json: bool, style: Style) -> Result<bo
                 );
                 return Ok(true);
             }
-            println!(
-                "# {}: {}
-# needs: {}
-# parameters (--set NAME=VALUE):",
-                p.name, meta.summary, meta.requires
-            );
+            println!("# {}: {}", p.name, meta.summary);
+            println!("# needs: {}", meta.requires);
+            println!("# parameters (--set NAME=VALUE):");
             for param in &meta.parameters {
                 println!(
                     "#   {} = {:?}: {}",
@@ -620,35 +622,7 @@ async fn rules_pack(command: PackCommand, json: bool, style: Style) -> Result<bo
             let p = pack::find(&name)?;
             let values = p.values(&set)?;
             let result = pack::test(p, &values).await;
-            let ok = result.passed();
-            if json {
-                print_json(&json!({"ok": ok, "files": [result]}));
-            } else if let Some(e) = &result.error {
-                println!("{} {e}", style.bad("FAIL"));
-            } else {
-                println!(
-                    "{} {}: {} tests, {} checks, {} failed",
-                    if ok {
-                        style.ok("ok  ")
-                    } else {
-                        style.bad("FAIL")
-                    },
-                    result.file,
-                    result.tests,
-                    result.checks,
-                    result.failures.len()
-                );
-                for f in &result.failures {
-                    println!(
-                        "     {} {} at {}: alert {}",
-                        style.bad("failed:"),
-                        f.test,
-                        f.eval_time,
-                        f.alertname
-                    );
-                }
-            }
-            Ok(ok)
+            Ok(print_tests(&[result], json, style))
         }
     }
 }

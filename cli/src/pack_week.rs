@@ -18,7 +18,6 @@ use chrono::{DateTime, Duration, Utc};
 use vigil_alert::Rule;
 use vigil_alert::policy::Policy;
 use vigil_alert::state::Status;
-use vigil_shared::Dimension;
 
 use crate::coin::SplitMix64;
 use crate::pack::Pack;
@@ -74,24 +73,7 @@ fn shapes(tests: &TestFile) -> Result<Vec<Shape>, String> {
         }
         for input in &group.input_series {
             let points = values::parse(&input.values)?;
-            let mut dimensions: Vec<Dimension> = input
-                .metric
-                .dimensions
-                .iter()
-                .map(|(k, v)| Dimension {
-                    name: k.clone(),
-                    value: v.clone(),
-                })
-                .collect();
-            dimensions.sort();
-            let key = SeriesKey {
-                namespace: input.metric.namespace.clone(),
-                metric: input.metric.name.clone(),
-                dimensions,
-                stat: input.metric.stat.clone(),
-                period: None,
-                math: None,
-            };
+            let key = input.metric.key();
             if out.iter().any(|s| s.key == key) || points.len() < 60 {
                 continue;
             }

@@ -96,6 +96,29 @@ pub struct MetricRef {
     pub stat: Option<String>,
 }
 
+impl MetricRef {
+    /// The key its series is served under.
+    pub fn key(&self) -> SeriesKey {
+        let mut dimensions: Vec<Dimension> = self
+            .dimensions
+            .iter()
+            .map(|(k, v)| Dimension {
+                name: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
+        dimensions.sort();
+        SeriesKey {
+            namespace: self.namespace.clone(),
+            metric: self.name.clone(),
+            dimensions,
+            stat: self.stat.clone(),
+            period: None,
+            math: None,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertTest {
@@ -276,16 +299,6 @@ async fn run_group(
     for (i, input) in group.input_series.iter().enumerate() {
         let points =
             values::parse(&input.values).map_err(|e| format!("input_series[{i}].values: {e}"))?;
-        let mut dimensions: Vec<Dimension> = input
-            .metric
-            .dimensions
-            .iter()
-            .map(|(k, v)| Dimension {
-                name: k.clone(),
-                value: v.clone(),
-            })
-            .collect();
-        dimensions.sort();
         // Both factors are bounded (ten years, a million points): the product fits an i64.
         let span_seconds = spacing.num_seconds() * points.len() as i64;
         if span_seconds > MAX_OFFSET_SECONDS as i64 {
@@ -302,17 +315,7 @@ async fn run_group(
                 p.map(|v| (t0 + Duration::seconds(spacing.num_seconds() * k as i64), v))
             })
             .collect();
-        reader.series.push((
-            SeriesKey {
-                namespace: input.metric.namespace.clone(),
-                metric: input.metric.name.clone(),
-                dimensions,
-                stat: input.metric.stat.clone(),
-                period: None,
-                math: None,
-            },
-            series,
-        ));
+        reader.series.push((input.metric.key(), series));
     }
     let mut last = Duration::zero();
     for (i, test) in group.notification_test.iter().enumerate() {
