@@ -18,11 +18,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 use crate::runtime::{Function, Outcome};
@@ -40,30 +37,16 @@ pub struct LambdaApi {
 impl LambdaApi {
     /// Serves `functions` (by function name) on a free loopback port.
     pub async fn serve(functions: Vec<(String, Function)>) -> LambdaApi {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the Invoke API");
-        let addr = listener.local_addr().expect("local address");
         let functions: Functions = Arc::new(
             functions
                 .into_iter()
                 .map(|(name, f)| (name, Mutex::new(f)))
                 .collect(),
         );
-        let server = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let functions = functions.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(functions.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let (addr, server) = crate::serve::serve_loopback("the Invoke API", move |_, req| {
+            handle(functions.clone(), req)
+        })
+        .await;
         LambdaApi { addr, server }
     }
 

@@ -8,6 +8,7 @@ pub mod exporter;
 pub mod lambda_api;
 pub mod pagerduty;
 pub mod runtime;
+pub mod serve;
 pub mod stack;
 pub mod url;
 

@@ -21,11 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 /// What the local PagerDuty has seen and holds.
 #[derive(Debug, Default)]
@@ -57,30 +54,16 @@ impl PagerDuty {
     /// Serves on a free loopback port, for the integration `routing_key`, answering the first
     /// `busy` events with 429.
     pub async fn start(routing_key: &str, busy: usize) -> PagerDuty {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the local PagerDuty");
-        let addr = listener.local_addr().expect("local address");
         let seen = Arc::new(Mutex::new(Seen {
             routing_key: routing_key.to_owned(),
             busy,
             ..Seen::default()
         }));
         let shared = seen.clone();
-        let server = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let seen = shared.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(seen.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let (addr, server) = crate::serve::serve_loopback("the local PagerDuty", move |_, req| {
+            handle(shared.clone(), req)
+        })
+        .await;
         PagerDuty { addr, seen, server }
     }
 

@@ -15,12 +15,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
@@ -111,10 +108,6 @@ impl Function {
     /// Starts the bootstrap `binary` as function `name` with the given environment (on top of
     /// the variables Lambda itself sets).
     pub async fn start(name: &str, binary: &Path, env: &[(&str, &str)]) -> Function {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind Runtime API");
-        let addr = listener.local_addr().expect("local address");
         let (sender, receiver) = mpsc::channel(16);
         let state = Arc::new(ApiState {
             name: name.to_owned(),
@@ -124,20 +117,10 @@ impl Function {
             first_poll: Mutex::new(None),
         });
         let server_state = state.clone();
-        let server = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let state = server_state.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let (addr, server) = crate::serve::serve_loopback("Runtime API", move |_, req| {
+            handle(server_state.clone(), req)
+        })
+        .await;
 
         let mut command = Command::new(binary);
         command

@@ -15,11 +15,8 @@ use bytes::Bytes;
 use chrono::Utc;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{Map, Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
 use crate::runtime::{Function, Outcome};
@@ -33,25 +30,11 @@ pub struct FunctionUrl {
 impl FunctionUrl {
     /// Serves `function` on a free loopback port.
     pub async fn serve(function: Function) -> FunctionUrl {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind Function URL");
-        let addr = listener.local_addr().expect("local address");
         let function = Arc::new(Mutex::new(function));
-        let server = tokio::spawn(async move {
-            loop {
-                let Ok((stream, peer)) = listener.accept().await else {
-                    return;
-                };
-                let function = function.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(function.clone(), peer, req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let (addr, server) = crate::serve::serve_loopback("Function URL", move |peer, req| {
+            handle(function.clone(), peer, req)
+        })
+        .await;
         FunctionUrl { addr, server }
     }
 
