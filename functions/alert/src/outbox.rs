@@ -127,6 +127,12 @@ impl Owed {
             &self.episode
         }
     }
+
+    /// The chain of a message to a receiver outside SNS: its destination and episode, whose
+    /// messages go one at a time in the order they were owed. `None` for SNS.
+    pub fn chain(&self) -> Option<(&str, &str)> {
+        (!self.channel.is_sns()).then(|| (self.topic_arn.as_str(), self.episode()))
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -369,8 +375,9 @@ impl StateFile {
                 None => true,
                 Some(l) => l.run == run.run || l.until <= now,
             };
-            let chain =
-                (!o.channel.is_sns()).then(|| (o.topic_arn.clone(), o.episode().to_owned()));
+            let chain = o
+                .chain()
+                .map(|(to, episode)| (to.to_owned(), episode.to_owned()));
             if chain.as_ref().is_some_and(|c| waiting.contains(c)) {
                 continue;
             }
@@ -390,10 +397,9 @@ impl StateFile {
         let mut waiting: HashSet<(&str, &str)> = HashSet::new();
         self.outbox.iter().filter(move |o| {
             let mine = o.lease.as_ref().is_some_and(|l| l.run == run);
-            if o.channel.is_sns() {
+            let Some(chain) = o.chain() else {
                 return mine;
-            }
-            let chain = (o.topic_arn.as_str(), o.episode());
+            };
             if waiting.contains(&chain) {
                 return false;
             }

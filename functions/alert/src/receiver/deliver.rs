@@ -26,10 +26,8 @@ const RETRY_AFTER_MAX: Duration = Duration::from_secs(5);
 pub fn chains(claimed: &[&Owed]) -> Vec<Vec<usize>> {
     let mut by: BTreeMap<(&str, &str), Vec<usize>> = BTreeMap::new();
     for (i, o) in claimed.iter().enumerate() {
-        if !o.channel.is_sns() {
-            by.entry((o.topic_arn.as_str(), o.episode()))
-                .or_default()
-                .push(i);
+        if let Some(chain) = o.chain() {
+            by.entry(chain).or_default().push(i);
         }
     }
     by.into_values().collect()
