@@ -21,7 +21,7 @@ use vigil_alert::state::Status;
 
 use crate::coin::SplitMix64;
 use crate::pack::Pack;
-use crate::rules_test::TestFile;
+use crate::rules_test::{TestFile, TestGroup};
 use crate::sim::{ReplayReader, SeriesKey, replay};
 use crate::values::{self, Point};
 
@@ -60,17 +60,22 @@ struct Shape {
     bad: Option<Point>,
 }
 
+/// The tests of `tests` whose values are one minute apart (as `rules test` spaces them: the
+/// group's interval, else the file's evaluation interval, else a minute).
+fn one_minute(tests: &TestFile) -> impl Iterator<Item = &TestGroup> {
+    tests.tests.iter().filter(|group| {
+        group
+            .interval
+            .or(tests.evaluation_interval)
+            .map_or(60, |s| s.seconds())
+            == 60
+    })
+}
+
 /// The series of the pack's one-minute tests, each once, with its normal and bad values.
 fn shapes(tests: &TestFile) -> Result<Vec<Shape>, String> {
     let mut out: Vec<Shape> = Vec::new();
-    for group in &tests.tests {
-        let interval = group
-            .interval
-            .or(tests.evaluation_interval)
-            .map_or(60, |s| s.seconds());
-        if interval != 60 {
-            continue;
-        }
+    for group in one_minute(tests) {
         for input in &group.input_series {
             let points = values::parse(&input.values)?;
             let key = input.metric.key();
@@ -122,10 +127,7 @@ pub async fn simulate(pack: &Pack, days: i64, seed: u64, how: Rules) -> Result<W
     let tests: TestFile = vigil_shared::config::parse_yaml(pack.name, &pack.tests(&values)?)
         .map_err(|e| e.to_string())?;
     let shapes = shapes(&tests)?;
-    let tested: BTreeSet<&str> = tests
-        .tests
-        .iter()
-        .filter(|g| g.interval.is_none_or(|s| s.seconds() == 60))
+    let tested: BTreeSet<&str> = one_minute(&tests)
         .flat_map(|g| g.alert_rule_test.iter().map(|t| t.alertname.as_str()))
         .collect();
     let rules: Vec<Rule> = all_rules
