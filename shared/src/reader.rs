@@ -184,6 +184,73 @@ fn stat_query(
         .build()
 }
 
+/// How many metrics `GetMetricData` is asked for to answer `queries`, the count CloudWatch
+/// bills ("metrics requested", $0.01 per 1,000 in us-east-1): one per statistic, so a
+/// metric-math query costs its `m` and each of its inputs, and its expression nothing.
+pub fn metrics_requested(queries: &[StatQuery]) -> usize {
+    queries
+        .iter()
+        .map(|q| 1 + q.math.as_ref().map_or(0, |m| m.inputs.len()))
+        .sum()
+}
+
+/// A read's queries with each plain statistic asked once: rules that read the same series with
+/// the same statistic and period over one range (a warning and a page on one metric, an
+/// objective's burn-rate alerts on its two counts) share one metric requested, and every
+/// query is answered from it. Metric-math queries are kept as they are.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Distinct {
+    /// What to fetch.
+    pub queries: Vec<StatQuery>,
+    /// (the id of a query left out, the id of the one fetched in its place).
+    copies: Vec<(String, String)>,
+}
+
+impl Distinct {
+    pub fn of(queries: &[StatQuery]) -> Self {
+        type Key<'a> = (&'a str, &'a str, Vec<&'a Dimension>, &'a str, u32);
+        let mut first: HashMap<Key<'_>, &str> = HashMap::new();
+        let mut out = Self::default();
+        for q in queries {
+            if q.math.is_some() {
+                out.queries.push(q.clone());
+                continue;
+            }
+            let mut dims: Vec<&Dimension> = q.dimensions.iter().collect();
+            dims.sort();
+            let key = (
+                q.namespace.as_str(),
+                q.metric.as_str(),
+                dims,
+                q.stat.as_str(),
+                q.period,
+            );
+            match first.get(&key) {
+                Some(&fetched) => out.copies.push((q.id.clone(), fetched.to_owned())),
+                None => {
+                    first.insert(key, &q.id);
+                    out.queries.push(q.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The metrics requested to fetch them.
+    pub fn metrics_requested(&self) -> usize {
+        metrics_requested(&self.queries)
+    }
+
+    /// Gives each query left out the series of the one fetched in its place.
+    pub fn answer(&self, fetched: &mut Fetched) {
+        for (left_out, id) in &self.copies {
+            if let Some(series) = fetched.series.get(id).cloned() {
+                fetched.series.insert(left_out.clone(), series);
+            }
+        }
+    }
+}
+
 /// The `MetricDataQuery` entries one query needs: the statistic alone, or, for metric math,
 /// every input (not returned) and the expression (returned under the query's id).
 pub fn wire_queries(q: &StatQuery) -> Vec<MetricDataQuery> {
@@ -429,6 +496,72 @@ mod tests {
         assert_eq!(returned, [false, false, true]);
         assert_eq!(wire[2].expression(), Some("100 * r3_errors / r3_m"));
         assert_eq!(wire[2].period(), Some(60));
+    }
+
+    #[test]
+    fn the_metrics_requested_are_the_statistics_sent() {
+        let queries = [stat("r0"), math("r1", 2), stat("r2")];
+        let sent: usize = queries
+            .iter()
+            .map(|q| {
+                wire_queries(q)
+                    .iter()
+                    .filter(|w| w.metric_stat().is_some())
+                    .count()
+            })
+            .sum();
+        assert_eq!(metrics_requested(&queries), 5);
+        assert_eq!(metrics_requested(&queries), sent);
+        assert_eq!(metrics_requested(&[]), 0);
+    }
+
+    #[test]
+    fn a_statistic_read_by_many_queries_is_requested_once_and_answers_them_all() {
+        let mut same = stat("r1");
+        same.dimensions = vec![
+            Dimension {
+                name: "b".into(),
+                value: "2".into(),
+            },
+            Dimension {
+                name: "a".into(),
+                value: "1".into(),
+            },
+        ];
+        let mut reordered = same.clone();
+        reordered.id = "r2".into();
+        reordered.dimensions.reverse();
+        let mut other_stat = same.clone();
+        other_stat.id = "r3".into();
+        other_stat.stat = "Average".into();
+        let mut other_period = same.clone();
+        other_period.id = "r4".into();
+        other_period.period = 300;
+        let queries = [
+            same.clone(),
+            reordered,
+            other_stat,
+            other_period,
+            math("r5", 1),
+            math("r6", 1),
+        ];
+        let distinct = Distinct::of(&queries);
+        let ids: Vec<&str> = distinct.queries.iter().map(|q| q.id.as_str()).collect();
+        assert_eq!(ids, ["r1", "r3", "r4", "r5", "r6"]);
+        assert_eq!(distinct.metrics_requested(), 7);
+        assert_eq!(metrics_requested(&queries), 8);
+
+        let t0: DateTime<Utc> = "2026-11-25T08:00:00Z".parse().expect("time");
+        let mut fetched = Fetched::default();
+        fetched.series.insert("r1".into(), vec![(t0, 1.0)]);
+        fetched.series.insert("r3".into(), vec![(t0, 3.0)]);
+        distinct.answer(&mut fetched);
+        assert_eq!(fetched.series["r2"], [(t0, 1.0)]);
+        assert_eq!(fetched.series["r1"], [(t0, 1.0)]);
+        assert!(
+            !fetched.series.contains_key("r4"),
+            "nothing read, nothing made up"
+        );
     }
 
     #[test]

@@ -276,6 +276,10 @@ async fn metric_math_evaluated_by_the_function_fires_on_the_error_ratio() {
     assert_eq!(states(&summary), [pair("firing", "breaching")], "{summary}");
     assert_eq!(summary["rules"][0]["value"], 15.0, "100 * 30 / 200");
     assert_eq!(summary["get_metric_data_calls"], 1, "{summary}");
+    assert_eq!(
+        summary["metrics_requested"], 2,
+        "requests and errors: {summary}"
+    );
     let messages = s
         .aws
         .receive_sns(&s.queue, 1, StdDuration::from_secs(20))
@@ -331,6 +335,10 @@ async fn an_slo_burning_its_budget_pages_once() {
     assert_eq!(
         summary["get_metric_data_calls"], 2,
         "two reads: the burn rules' own, and their objective's window by the hour"
+    );
+    assert_eq!(
+        summary["metrics_requested"], 4,
+        "the four alerts read the objective's two counts once, and its hours once: {summary}"
     );
     let messages = s
         .aws
@@ -507,6 +515,8 @@ async fn a_quiet_metric_sends_nothing() {
     // Every rule of the example counts, with data or without.
     assert_eq!(line["SeriesEvaluated"], 4.0);
     assert_eq!(line["AlertsFiring"], 0.0);
+    // What the reads cost: one metric per series of the example's four plain statistics.
+    assert_eq!(line["MetricsRequested"], 4.0);
     assert_eq!(line["Function"], "alert");
     let directive = &line["_aws"]["CloudWatchMetrics"][0];
     assert_eq!(directive["Namespace"], "Vigil");
@@ -880,6 +890,8 @@ async fn a_thousand_rules_take_two_get_metric_data_calls() {
         .await
         .expect_response();
     assert_eq!(summary["get_metric_data_calls"], 2);
+    // CloudWatch bills the metrics asked for, not the calls: one per series.
+    assert_eq!(summary["metrics_requested"], 1000);
     let rules = summary["rules"].as_array().expect("rules");
     assert_eq!(rules.len(), 1000);
     // Every rule saw its own series: R999 reads 999 (> threshold 1000 is false), R0 reads 0.

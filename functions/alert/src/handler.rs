@@ -260,7 +260,8 @@ pub async fn handle_review(
 }
 
 /// The EMF line a completed evaluation writes: `Heartbeat` 1 (the stack's dead man's switch
-/// alarms when it stops), with how many series were evaluated and how many are firing.
+/// alarms when it stops), with how many series were evaluated, how many are firing, and how
+/// many metrics the run asked `GetMetricData` for (what CloudWatch bills for the reads).
 pub fn heartbeat_line(summary: &RunSummary, now: DateTime<Utc>) -> String {
     let firing = summary
         .rules
@@ -286,6 +287,11 @@ pub fn heartbeat_line(summary: &RunSummary, now: DateTime<Utc>) -> String {
                 vigil_shared::Unit::Count,
             ),
             ("AlertsFiring", firing as f64, vigil_shared::Unit::Count),
+            (
+                "MetricsRequested",
+                summary.metrics_requested as f64,
+                vigil_shared::Unit::Count,
+            ),
         ],
         fields,
         now,

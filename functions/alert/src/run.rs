@@ -96,6 +96,9 @@ pub struct Ended {
 pub struct RunSummary {
     pub evaluated_at: DateTime<Utc>,
     pub get_metric_data_calls: usize,
+    /// The metrics those calls asked for, which CloudWatch bills: one per distinct statistic
+    /// read ([`vigil_shared::reader::Distinct`]).
+    pub metrics_requested: usize,
     pub rules: Vec<RuleResult>,
     /// Firing alerts resolved because their rule or series is gone.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -481,6 +484,8 @@ fn heartbeat(
 #[derive(Default)]
 struct BudgetReads {
     fetched: vigil_shared::reader::Fetched,
+    /// The metrics requested by these reads.
+    metrics: usize,
     /// Target key → the query id whose parts were read by the hour for its objective.
     by_target: BTreeMap<String, String>,
 }
@@ -527,12 +532,20 @@ async fn read_budgets(
         by_target.insert(t.key.clone(), read.clone());
     }
     let mut fetched = vigil_shared::reader::Fetched::default();
+    let mut metrics = 0;
     for ((from, to), batch) in windows {
-        let got = reader.fetch(&batch, from, to).await?;
+        let distinct = vigil_shared::reader::Distinct::of(&batch);
+        metrics += distinct.metrics_requested();
+        let mut got = reader.fetch(&distinct.queries, from, to).await?;
+        distinct.answer(&mut got);
         fetched.calls += got.calls;
         fetched.series.extend(got.series);
     }
-    Ok(BudgetReads { fetched, by_target })
+    Ok(BudgetReads {
+        fetched,
+        metrics,
+        by_target,
+    })
 }
 
 /// Evaluates every rule at `inv.at` with one batched read, applies the step to the state with
@@ -553,6 +566,7 @@ pub async fn run(
     let first = load_state(store, plan.state, inv.now).await?;
     let already = first.0.evaluated_at.is_some_and(|e| e >= at);
     let mut calls = 0;
+    let mut metrics = 0;
     let mut budgets: BTreeMap<String, Budget> = BTreeMap::new();
     let evaluated: Vec<(Target<'_>, Outcome)> = if already {
         Vec::new()
@@ -590,7 +604,10 @@ pub async fn run(
             if burn {
                 start = budget::fine_start(start, at);
             }
-            let got = reader.fetch(batch, start, at).await?;
+            let distinct = vigil_shared::reader::Distinct::of(batch);
+            metrics += distinct.metrics_requested();
+            let mut got = reader.fetch(&distinct.queries, start, at).await?;
+            distinct.answer(&mut got);
             fetched.calls += got.calls;
             fetched.series.extend(got.series);
         }
@@ -603,6 +620,7 @@ pub async fn run(
             }
         };
         fetched.calls += hourly.fetched.calls;
+        metrics += hourly.metrics;
         fetched.series.extend(hourly.fetched.series);
         calls = fetched.calls;
         let empty: Series = Vec::new();
@@ -684,6 +702,7 @@ pub async fn run(
     let summary = RunSummary {
         evaluated_at: at,
         get_metric_data_calls: calls,
+        metrics_requested: metrics,
         rules: stepped.rules,
         ended: stepped.ended,
         sent: delivery.sent,
