@@ -561,12 +561,18 @@ async fn rules_pack(command: PackCommand, json: bool, style: Style) -> Result<bo
             if json {
                 print_json(
                     &json!({"name": p.name, "summary": meta.summary, "requires": meta.requires,
-                    "parameters": meta.parameters, "values": values, "text": text}),
+                    "parameters": meta.parameters, "values": values, "reads": p.reads(&values)?,
+                    "text": text}),
                 );
                 return Ok(true);
             }
             println!("# {}: {}", p.name, meta.summary);
             println!("# needs: {}", meta.requires);
+            let reads = p.reads(&values)?;
+            println!(
+                "# reads: {} rules, {} of them one series per value of a * dimension; each series is one GetMetricData metric requested per run, about $0.43 a month at one run a minute (README: What the reads cost)",
+                reads.rules, reads.per_series
+            );
             println!("# parameters (--set NAME=VALUE):");
             for param in &meta.parameters {
                 println!(

@@ -165,6 +165,24 @@ impl Pack {
         render(self.rules, values).map_err(|e| format!("pack {} rules: {e}", self.name))
     }
 
+    /// How the pack's rules read CloudWatch with `values`: how many rules there are, and how
+    /// many of them watch every series of a `*` dimension, each series found one metric
+    /// requested per run (README "What the reads cost").
+    pub fn reads(&self, values: &BTreeMap<String, String>) -> Result<Reads, String> {
+        let rules = vigil_alert::rules::load(&format!("pack {}", self.name), &self.rules(values)?)
+            .map_err(|e| e.to_string())?;
+        let any = |dims: &BTreeMap<String, String>| dims.values().any(|v| v == "*");
+        Ok(Reads {
+            rules: rules.len(),
+            per_series: rules
+                .iter()
+                .filter(|r| {
+                    any(&r.metric.dimensions) || r.inputs.values().any(|i| any(&i.dimensions))
+                })
+                .count(),
+        })
+    }
+
     /// The pack's unit tests with `values`; they name the rules file `rules.yaml`.
     pub fn tests(&self, values: &BTreeMap<String, String>) -> Result<String, String> {
         render(self.tests, values).map_err(|e| format!("pack {} tests: {e}", self.name))
@@ -223,9 +241,36 @@ pub fn render(template: &str, values: &BTreeMap<String, String>) -> Result<Strin
     Ok(out)
 }
 
+/// What [`Pack::reads`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Reads {
+    pub rules: usize,
+    /// Rules over a `*` dimension: one series, and one metric requested per run, per value.
+    pub per_series: usize,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_count_the_rules_that_watch_every_series() {
+        let pack = find("kubernetes-services").expect("pack");
+        let defaults = pack.values(&[]).expect("defaults");
+        assert_eq!(
+            pack.reads(&defaults),
+            Ok(Reads {
+                rules: 6,
+                per_series: 6
+            })
+        );
+        // Vigil watching itself names most of its series (the alert function is one).
+        let vigil = find("vigil").expect("pack");
+        let reads = vigil
+            .reads(&vigil.values(&[]).expect("defaults"))
+            .expect("reads");
+        assert!(reads.per_series < reads.rules, "{reads:?}");
+    }
 
     #[test]
     fn parameters_are_checked_by_kind() {
