@@ -570,7 +570,7 @@ async fn rules_pack(command: PackCommand, json: bool, style: Style) -> Result<bo
             println!("# needs: {}", meta.requires);
             let reads = p.reads(&values)?;
             println!(
-                "# reads: {} rules, {} of them one series per value of a * dimension; each series is one GetMetricData metric requested per run, about $0.43 a month at one run a minute (README: What the reads cost)",
+                "# reads: {} rules, {} of them one series per value of a * dimension; each series costs one GetMetricData metric requested per statistic it reads and run, about $0.43 a month at one run a minute (README: What the reads cost)",
                 reads.rules, reads.per_series
             );
             println!("# parameters (--set NAME=VALUE):");

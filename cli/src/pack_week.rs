@@ -52,8 +52,8 @@ pub struct Week {
     pub noise: Vec<String>,
     /// Of those, the ones of burn-rate rules: noise that spent the objective's budget.
     pub noise_burning_budget: usize,
-    /// The most series one run evaluated, and the most metrics one run asked `GetMetricData`
-    /// for (what CloudWatch bills for the reads).
+    /// The run that asked `GetMetricData` for the most metrics (what CloudWatch bills for the
+    /// reads): how many series it evaluated, and how many metrics it asked for.
     pub series_per_run: usize,
     pub metrics_per_run: usize,
 }
@@ -208,9 +208,9 @@ pub async fn simulate(pack: &Pack, days: i64, seed: u64, how: Rules) -> Result<W
         .await
         .map_err(|e| e.to_string())?;
     let sent = crate::sent::messages(&replayed.sent)?;
-    for run in &replayed.runs {
-        week.series_per_run = week.series_per_run.max(run.rules.len());
-        week.metrics_per_run = week.metrics_per_run.max(run.metrics_requested);
+    if let Some(run) = replayed.runs.iter().max_by_key(|r| r.metrics_requested) {
+        week.series_per_run = run.rules.len();
+        week.metrics_per_run = run.metrics_requested;
     }
 
     // Whether rule `rule` with these labels reads the series of shape `i`.

@@ -95,6 +95,9 @@ pub type Series = Vec<(DateTime<Utc>, f64)>;
 pub struct Fetched {
     pub series: HashMap<String, Series>,
     pub calls: usize,
+    /// The metrics those calls asked for, each page of a paged call again: what CloudWatch
+    /// bills ([`metrics_requested`]).
+    pub metrics_requested: usize,
 }
 
 /// Reads metric statistics over a time range.
@@ -234,11 +237,6 @@ impl Distinct {
             }
         }
         out
-    }
-
-    /// The metrics requested to fetch them.
-    pub fn metrics_requested(&self) -> usize {
-        metrics_requested(&self.queries)
     }
 
     /// Gives each query left out the series of the one fetched in its place.
@@ -398,6 +396,8 @@ impl MetricReader for CloudWatchReader {
                     .await
                     .map_err(|e| Error::aws("CloudWatch", "GetMetricData", e))?;
                 fetched.calls += 1;
+                fetched.metrics_requested +=
+                    call.iter().filter(|q| q.metric_stat().is_some()).count();
                 for result in out.metric_data_results() {
                     let Some(id) = result.id() else { continue };
                     let series = fetched.series.entry(id.to_owned()).or_default();
@@ -548,7 +548,7 @@ mod tests {
         let distinct = Distinct::of(&queries);
         let ids: Vec<&str> = distinct.queries.iter().map(|q| q.id.as_str()).collect();
         assert_eq!(ids, ["r1", "r3", "r4", "r5", "r6"]);
-        assert_eq!(distinct.metrics_requested(), 7);
+        assert_eq!(metrics_requested(&distinct.queries), 7);
         assert_eq!(metrics_requested(&queries), 8);
 
         let t0: DateTime<Utc> = "2026-11-25T08:00:00Z".parse().expect("time");

@@ -875,6 +875,7 @@ impl MetricReader for SeriesReader {
             calls: queries
                 .len()
                 .div_ceil(crate::limits::CW_MAX_QUERIES_PER_GET),
+            metrics_requested: crate::reader::metrics_requested(queries),
             ..Fetched::default()
         };
         // The candidates of each metric, so that many queries cost one pass, not one each.

@@ -581,6 +581,7 @@ fn the_dashboard_charts_metrics_the_functions_write() {
         "SamplesRejected",
         "Notifications",
         "Heartbeat",
+        "MetricsRequested",
         "NewestBackupAge",
         "ChecksFailed",
         "ChecksError",
@@ -592,7 +593,7 @@ fn the_dashboard_charts_metrics_the_functions_write() {
         );
         charted += 1;
     }
-    assert_eq!(charted, 7);
+    assert_eq!(charted, 8);
     // The widgets are valid JSON once the substitutions are made.
     let filled = text
         .replace("${AWS::Region}", "us-east-1")

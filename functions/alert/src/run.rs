@@ -97,7 +97,7 @@ pub struct RunSummary {
     pub evaluated_at: DateTime<Utc>,
     pub get_metric_data_calls: usize,
     /// The metrics those calls asked for, which CloudWatch bills: one per distinct statistic
-    /// read ([`vigil_shared::reader::Distinct`]).
+    /// read ([`vigil_shared::reader::Distinct`]), each page of a paged call again.
     pub metrics_requested: usize,
     pub rules: Vec<RuleResult>,
     /// Firing alerts resolved because their rule or series is gone.
@@ -484,8 +484,6 @@ fn heartbeat(
 #[derive(Default)]
 struct BudgetReads {
     fetched: vigil_shared::reader::Fetched,
-    /// The metrics requested by these reads.
-    metrics: usize,
     /// Target key → the query id whose parts were read by the hour for its objective.
     by_target: BTreeMap<String, String>,
 }
@@ -532,20 +530,15 @@ async fn read_budgets(
         by_target.insert(t.key.clone(), read.clone());
     }
     let mut fetched = vigil_shared::reader::Fetched::default();
-    let mut metrics = 0;
     for ((from, to), batch) in windows {
         let distinct = vigil_shared::reader::Distinct::of(&batch);
-        metrics += distinct.metrics_requested();
         let mut got = reader.fetch(&distinct.queries, from, to).await?;
         distinct.answer(&mut got);
+        fetched.metrics_requested += got.metrics_requested;
         fetched.calls += got.calls;
         fetched.series.extend(got.series);
     }
-    Ok(BudgetReads {
-        fetched,
-        metrics,
-        by_target,
-    })
+    Ok(BudgetReads { fetched, by_target })
 }
 
 /// Evaluates every rule at `inv.at` with one batched read, applies the step to the state with
@@ -605,9 +598,9 @@ pub async fn run(
                 start = budget::fine_start(start, at);
             }
             let distinct = vigil_shared::reader::Distinct::of(batch);
-            metrics += distinct.metrics_requested();
             let mut got = reader.fetch(&distinct.queries, start, at).await?;
             distinct.answer(&mut got);
+            fetched.metrics_requested += got.metrics_requested;
             fetched.calls += got.calls;
             fetched.series.extend(got.series);
         }
@@ -620,9 +613,10 @@ pub async fn run(
             }
         };
         fetched.calls += hourly.fetched.calls;
-        metrics += hourly.metrics;
+        fetched.metrics_requested += hourly.fetched.metrics_requested;
         fetched.series.extend(hourly.fetched.series);
         calls = fetched.calls;
+        metrics = fetched.metrics_requested;
         let empty: Series = Vec::new();
         let series = |id: &str| fetched.series.get(id).unwrap_or(&empty);
         targets
