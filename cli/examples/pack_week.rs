@@ -79,9 +79,6 @@ async fn main() -> Result<(), String> {
             w.pack, w.detected, w.incidents, w.pages, w.pages_outside, w.tickets, w.tickets_outside
         );
     }
-    // GetMetricData bills $0.01 per 1,000 metrics requested (us-east-1); one run a minute is
-    // 43,200 runs in 30 days.
-    let monthly = |metrics: usize| metrics as f64 * 43_200.0 / 1_000.0 * 0.01;
     println!("\nWhat the reads cost: the most series and metrics of one run");
     println!(
         "| pack | series per run | metrics requested per run | per series | GetMetricData, 30 days at one run a minute |"
@@ -94,7 +91,7 @@ async fn main() -> Result<(), String> {
             w.series_per_run,
             w.metrics_per_run,
             w.metrics_per_run as f64 / w.series_per_run.max(1) as f64,
-            monthly(w.metrics_per_run)
+            vigil_cli::pack::monthly_dollars(w.metrics_per_run)
         );
     }
     Ok(())

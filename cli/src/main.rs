@@ -570,8 +570,10 @@ async fn rules_pack(command: PackCommand, json: bool, style: Style) -> Result<bo
             println!("# needs: {}", meta.requires);
             let reads = p.reads(&values)?;
             println!(
-                "# reads: {} rules, {} of them one series per value of a * dimension; each series costs one GetMetricData metric requested per statistic it reads and run, about $0.43 a month at one run a minute (README: What the reads cost)",
-                reads.rules, reads.per_series
+                "# reads: {} rules, {} of them one series per value of a * dimension; each series costs one GetMetricData metric requested per statistic it reads and run, about ${:.2} a month at one run a minute (README: What the reads cost)",
+                reads.rules,
+                reads.per_series,
+                pack::monthly_dollars(1)
             );
             println!("# parameters (--set NAME=VALUE):");
             for param in &meta.parameters {

@@ -241,6 +241,12 @@ pub fn render(template: &str, values: &BTreeMap<String, String>) -> Result<Strin
     Ok(out)
 }
 
+/// What `metrics` requested at every run cost in `GetMetricData` over 30 days at one run a
+/// minute (43,200 runs), at $0.01 per 1,000 (us-east-1).
+pub fn monthly_dollars(metrics: usize) -> f64 {
+    metrics as f64 * 43_200.0 * 0.01 / 1_000.0
+}
+
 /// What [`Pack::reads`] counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Reads {
@@ -252,6 +258,12 @@ pub struct Reads {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_metric_read_every_minute_costs_43_cents_a_month() {
+        assert!((monthly_dollars(1) - 0.432).abs() < 1e-9);
+        assert!((monthly_dollars(200) - 86.4).abs() < 1e-9);
+    }
 
     #[test]
     fn reads_count_the_rules_that_watch_every_series() {

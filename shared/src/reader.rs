@@ -100,6 +100,15 @@ pub struct Fetched {
     pub metrics_requested: usize,
 }
 
+impl Fetched {
+    /// Adds another read's series and counts to these.
+    pub fn merge(&mut self, other: Fetched) {
+        self.series.extend(other.series);
+        self.calls += other.calls;
+        self.metrics_requested += other.metrics_requested;
+    }
+}
+
 /// Reads metric statistics over a time range.
 pub trait MetricReader: Send + Sync {
     fn fetch(
@@ -247,6 +256,20 @@ impl Distinct {
             }
         }
     }
+}
+
+/// Fetches `queries` with each plain statistic asked once ([`Distinct`]), every query
+/// answered.
+pub async fn fetch_distinct(
+    reader: &impl MetricReader,
+    queries: &[StatQuery],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Fetched> {
+    let distinct = Distinct::of(queries);
+    let mut fetched = reader.fetch(&distinct.queries, start, end).await?;
+    distinct.answer(&mut fetched);
+    Ok(fetched)
 }
 
 /// The `MetricDataQuery` entries one query needs: the statistic alone, or, for metric math,

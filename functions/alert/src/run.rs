@@ -531,12 +531,7 @@ async fn read_budgets(
     }
     let mut fetched = vigil_shared::reader::Fetched::default();
     for ((from, to), batch) in windows {
-        let distinct = vigil_shared::reader::Distinct::of(&batch);
-        let mut got = reader.fetch(&distinct.queries, from, to).await?;
-        distinct.answer(&mut got);
-        fetched.metrics_requested += got.metrics_requested;
-        fetched.calls += got.calls;
-        fetched.series.extend(got.series);
+        fetched.merge(vigil_shared::reader::fetch_distinct(reader, &batch, from, to).await?);
     }
     Ok(BudgetReads { fetched, by_target })
 }
@@ -597,12 +592,7 @@ pub async fn run(
             if burn {
                 start = budget::fine_start(start, at);
             }
-            let distinct = vigil_shared::reader::Distinct::of(batch);
-            let mut got = reader.fetch(&distinct.queries, start, at).await?;
-            distinct.answer(&mut got);
-            fetched.metrics_requested += got.metrics_requested;
-            fetched.calls += got.calls;
-            fetched.series.extend(got.series);
+            fetched.merge(vigil_shared::reader::fetch_distinct(reader, batch, start, at).await?);
         }
         // The budget only adds a line to messages: a failed read of it fails nothing.
         let hourly = match read_budgets(reader, &targets, &queries, at).await {
@@ -612,9 +602,7 @@ pub async fn run(
                 BudgetReads::default()
             }
         };
-        fetched.calls += hourly.fetched.calls;
-        fetched.metrics_requested += hourly.fetched.metrics_requested;
-        fetched.series.extend(hourly.fetched.series);
+        fetched.merge(hourly.fetched);
         calls = fetched.calls;
         metrics = fetched.metrics_requested;
         let empty: Series = Vec::new();
